@@ -1,0 +1,310 @@
+"""Frozen dataclass configs, one per ``params.yaml`` section, validated before any work.
+
+Every field declares its allowed values in its metadata (``rng`` for numeric ranges,
+``choices`` for enumerations). ``parse_section`` turns a raw mapping into a config and
+raises :class:`ParamError` naming ``section.key``, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ParamError(ValueError):
+    """An invalid parameter: the message names the key, the value and what is allowed."""
+
+
+def _f(default: Any, doc: str, *, rng: tuple[float | None, float | None] | None = None,
+       choices: tuple[Any, ...] | None = None, open_hi: bool = False, open_lo: bool = False) -> Any:
+    """A dataclass field with its docstring and allowed values in the metadata."""
+    meta = {"doc": doc, "rng": rng, "choices": choices, "open_hi": open_hi, "open_lo": open_lo}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Dark Room settings (SPEC.md §2)."""
+
+    size: int = _f(9, "grid side; states are row * size + col", rng=(3, 31))
+    max_episode_steps: int = _f(20, "episode step limit (truncation)", rng=(1, 10_000))
+    terminate_on_goal: bool = _f(True, "reaching the goal ends the episode (original); false = AD paper variant")
+    random_start: bool = _f(False, "start in a random cell instead of the centre")
+    reward_mode: str = _f("reach", "'reach': +1 on the step that reaches the goal; 'stand': +1 on every step on the goal (paper)",
+                          choices=("reach", "stand"))
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Deterministic train / held-out goal split."""
+
+    seed: int = _f(0, "seed of the permutation of goals", rng=(0, 2**31 - 1))
+    n_train: int = _f(57, "number of training goals; the rest are held out", rng=(1, None))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Batched A2C source agents (SPEC.md §3)."""
+
+    hidden_size: int = _f(128, "width of the shared state embedding", rng=(1, 4096))
+    nenvs: int = _f(10, "parallel envs (= history streams) per agent", rng=(1, 4096))
+    nsteps: int = _f(10, "rollout length between updates", rng=(1, 4096))
+    env_steps: int = _f(800_000, "env steps per agent (all its envs together)", rng=(1, None))
+    seeds_per_goal: int = _f(1, "independent agents per goal", rng=(1, 1000))
+    lr: float = _f(1e-4, "Adam learning rate", rng=(0, 1), open_lo=True)
+    betas: tuple[float, float] = _f((0.9, 0.999), "Adam betas", rng=(0, 1), open_hi=True)
+    eps: float = _f(1e-6, "Adam epsilon", rng=(0, 1), open_lo=True)
+    clip_grad_norm: float = _f(0.5, "per-agent gradient-norm clip", rng=(0, None), open_lo=True)
+    value_coef: float = _f(0.99, "critic loss weight", rng=(0, None))
+    entropy_coef: float = _f(0.01, "entropy bonus weight", rng=(0, None))
+    gamma: float = _f(0.99, "discount", rng=(0, 1))
+    seed: int = _f(0, "base seed; each agent's randomness is keyed by (seed, goal, agent seed)", rng=(0, 2**31 - 1))
+    shards: tuple[int, ...] = _f((0,), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
+    log_every: int = _f(50, "updates between TensorBoard points", rng=(1, None))
+    device: str = _f("cpu", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """AD^eps noise-distillation histories (Zisman et al., 2024), an extra source next to A2C."""
+
+    streams_per_goal: int = _f(0, "noise-distillation streams per training goal (0 = none)", rng=(0, 100_000))
+    episodes: int = _f(120, "episodes per noise stream", rng=(1, 1_000_000))
+    decay_episodes: int = _f(80, "episodes over which eps decays linearly from eps_start to eps_end", rng=(1, 1_000_000))
+    eps_start: float = _f(1.0, "initial probability of a uniform random action", rng=(0, 1))
+    eps_end: float = _f(0.0, "final probability of a uniform random action", rng=(0, 1))
+    seed: int = _f(0, "seed of the noise histories", rng=(0, 2**31 - 1))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Parquet learning-history dataset of the training goals."""
+
+    history_len: int = _f(800_000, "transitions kept per agent, in stream order (SPEC: 800 000)", rng=(1, None))
+    subsample: int = _f(1, "keep every k-th episode of each stream", rng=(1, 1_000_000))
+    noise: NoiseConfig = field(default_factory=NoiseConfig, metadata={"doc": "AD^eps histories"})
+
+
+@dataclass(frozen=True)
+class DTConfig:
+    """Decision-Transformer-style AD model and its training (SPEC.md §4)."""
+
+    layout: str = _f("transition", "'transition' (1 token / transition) or 'triplet' (s, a, r tokens)",
+                     choices=("transition", "triplet"))
+    state_embedding: str = _f("coords", "'coords' (row + col embeddings) or 'table' (one vector per cell)",
+                              choices=("coords", "table"))
+    seq_len: int = _f(256, "context length in transitions", rng=(1, 1_000_000))
+    embedding_dim: int = _f(64, "model width", rng=(1, 8192))
+    num_layers: int = _f(4, "transformer blocks", rng=(1, 256))
+    num_heads: int = _f(4, "attention heads (must divide embedding_dim)", rng=(1, 256))
+    feed_forward_dim: int = _f(256, "MLP hidden width", rng=(1, 1_000_000))
+    attention_dropout: float = _f(0.0, "dropout on attention weights", rng=(0, 1), open_hi=True)
+    residual_dropout: float = _f(0.0, "dropout on residual branches", rng=(0, 1), open_hi=True)
+    embedding_dropout: float = _f(0.0, "dropout on token embeddings", rng=(0, 1), open_hi=True)
+    lr: float = _f(1e-3, "peak learning rate (AdamW)", rng=(0, 1), open_lo=True)
+    min_lr: float = _f(2e-5, "cosine floor", rng=(0, 1))
+    betas: tuple[float, float] = _f((0.9, 0.99), "Adam betas", rng=(0, 1), open_hi=True)
+    weight_decay: float = _f(0.0, "AdamW weight decay", rng=(0, 1))
+    warmup_steps: int = _f(50, "linear warm-up steps", rng=(0, None))
+    clip_grad_norm: float = _f(1.0, "global gradient-norm clip", rng=(0, None), open_lo=True)
+    batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
+    num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
+    eval_step: int = _f(250, "optimiser steps between in-context evaluations on held-out goals (0 = never)", rng=(0, None))
+    eval_episodes: int = _f(30, "episodes of each in-training evaluation", rng=(1, 100_000))
+    checkpoint_every: int = _f(250, "optimiser steps between resumable checkpoints", rng=(1, None))
+    seed: int = _f(0, "training seed", rng=(0, 2**31 - 1))
+    device: str = _f("auto", "'cpu', 'cuda', or 'auto' (CUDA when present)", choices=("cpu", "cuda", "auto"))
+    amp: bool = _f(True, "bf16 autocast on CUDA (ignored on CPU)")
+    threads: int = _f(0, "torch CPU threads (0 = torch default)", rng=(0, 1024))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """In-context evaluation of the frozen model."""
+
+    episodes: int = _f(100, "episodes played from an empty context", rng=(1, 1_000_000))
+    seeds: int = _f(5, "independent runs per goal", rng=(1, 10_000))
+    train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(0, 10_000))
+    temperature: float = _f(1.0, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
+    seed: int = _f(0, "evaluation seed", rng=(0, 2**31 - 1))
+    device: str = _f("auto", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Videos of agents walking the room."""
+
+    source_goals: int = _f(2, "source agents per group (training / held-out) to film", rng=(0, 1000))
+    ad_goals: int = _f(3, "held-out goals on which AD is filmed", rng=(0, 1000))
+    ad_episodes: int = _f(40, "episodes of AD play filmed", rng=(1, 100_000))
+    fps: int = _f(8, "frames per second", rng=(1, 120))
+    cell_px: int = _f(24, "pixels per grid cell", rng=(4, 256))
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    dt: DTConfig = field(default_factory=DTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+def _allowed(f: dataclasses.Field) -> str:
+    m = f.metadata
+    if m.get("choices"):
+        return "one of " + ", ".join(repr(c) for c in m["choices"])
+    lo, hi = m.get("rng") or (None, None)
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if m.get('open_lo') else '>='} {lo}")
+    if hi is not None:
+        parts.append(f"{'<' if m.get('open_hi') else '<='} {hi}")
+    return " and ".join(parts) if parts else "any value"
+
+
+def _check_scalar(key: str, value: Any, typ: Any, f: dataclasses.Field) -> Any:
+    what = _allowed(f)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{key} = {value!r}: must be true or false")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{key} = {value!r}: must be an integer ({what})")
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ParamError(f"{key} = {value!r}: must be a finite number ({what})")
+        value = float(value)
+    elif typ is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{key} = {value!r}: must be a string ({what})")
+    m = f.metadata
+    if m.get("choices") and value not in m["choices"]:
+        raise ParamError(f"{key} = {value!r}: must be {what}")
+    lo, hi = m.get("rng") or (None, None)
+    if lo is not None and (value < lo or (m.get("open_lo") and value == lo)):
+        raise ParamError(f"{key} = {value!r}: out of range, must be {what}")
+    if hi is not None and (value > hi or (m.get("open_hi") and value == hi)):
+        raise ParamError(f"{key} = {value!r}: out of range, must be {what}")
+    return value
+
+
+def parse_section(cls: type, raw: Any, prefix: str) -> Any:
+    """Build the frozen config ``cls`` from ``raw``, failing loudly on any bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ParamError(f"{prefix or 'params'} = {raw!r}: must be a mapping of keys")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    dot = f"{prefix}." if prefix else ""
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamError(f"{dot}{unknown[0]}: unknown key; allowed keys are {', '.join(fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        f, typ, key = fields[name], hints[name], f"{dot}{name}"
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = parse_section(typ, value, key)
+        elif typing.get_origin(typ) is tuple and typing.get_args(typ)[-1] is Ellipsis:
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ParamError(f"{key} = {value!r}: must be a non-empty list of integers")
+            kwargs[name] = tuple(_check_scalar(f"{key}[{i}]", v, int, f) for i, v in enumerate(value))
+        elif typing.get_origin(typ) is tuple:
+            args = typing.get_args(typ)
+            if not isinstance(value, (list, tuple)) or len(value) != len(args):
+                raise ParamError(f"{key} = {value!r}: must be a list of {len(args)} numbers ({_allowed(f)})")
+            kwargs[name] = tuple(_check_scalar(f"{key}[{i}]", v, args[i], f) for i, v in enumerate(value))
+        else:
+            kwargs[name] = _check_scalar(key, value, typ, f)
+    return cls(**kwargs)
+
+
+def _cross_checks(p: Params) -> None:
+    n_goals = p.env.size * p.env.size - 1
+    if p.split.n_train >= n_goals:
+        raise ParamError(f"split.n_train = {p.split.n_train}: out of range, must be <= {n_goals - 1} "
+                         f"(size {p.env.size} has {n_goals} goals and at least one must be held out)")
+    if p.env.size % 2 == 0 and not p.env.random_start:
+        raise ParamError(f"env.size = {p.env.size}: must be odd when env.random_start is false (the start is the centre)")
+    if p.dt.embedding_dim % p.dt.num_heads:
+        raise ParamError(f"dt.num_heads = {p.dt.num_heads}: must divide dt.embedding_dim = {p.dt.embedding_dim}")
+    if p.dt.min_lr > p.dt.lr:
+        raise ParamError(f"dt.min_lr = {p.dt.min_lr}: must be <= dt.lr = {p.dt.lr}")
+    if p.dt.warmup_steps >= p.dt.num_steps:
+        raise ParamError(f"dt.warmup_steps = {p.dt.warmup_steps}: must be < dt.num_steps = {p.dt.num_steps}")
+    if p.dataset.history_len > p.source.env_steps:
+        raise ParamError(f"dataset.history_len = {p.dataset.history_len}: must be <= source.env_steps = "
+                         f"{p.source.env_steps} (histories cannot be longer than what was trained)")
+    if p.dataset.history_len < p.source.nenvs:
+        raise ParamError(f"dataset.history_len = {p.dataset.history_len}: must be >= source.nenvs = {p.source.nenvs}")
+    if p.dataset.noise.decay_episodes > p.dataset.noise.episodes:
+        raise ParamError(f"dataset.noise.decay_episodes = {p.dataset.noise.decay_episodes}: must be <= "
+                         f"dataset.noise.episodes = {p.dataset.noise.episodes}")
+    if list(p.source.shards) != list(range(len(p.source.shards))):
+        raise ParamError(f"source.shards = {list(p.source.shards)}: must be [0, 1, ..., n-1] (n shard stages)")
+    if len(p.source.shards) > n_goals:
+        raise ParamError(f"source.shards: {len(p.source.shards)} shards: must be <= {n_goals} (the number of goals)")
+    if p.eval.train_goals > p.split.n_train:
+        raise ParamError(f"eval.train_goals = {p.eval.train_goals}: must be <= split.n_train = {p.split.n_train}")
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a whole params mapping (as loaded from params.yaml)."""
+    p = parse_section(Params, raw, "")
+    _cross_checks(p)
+    return p
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return parse_params(raw)
+    except ParamError as e:
+        raise ParamError(f"{path}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config as plain YAML/JSON-friendly data (tuples become lists)."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return conv(dataclasses.asdict(cfg))
+
+
+def describe(cls: type = Params, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(key, default, doc) for every parameter, for documentation."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], key + ".")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((key, default, f"{f.metadata.get('doc', '')} ({_allowed(f)})"))
+    return rows
+

@@ -1,0 +1,166 @@
+"""The AD training dataset: training goals' histories in one Parquet file, and a window loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from adlib.config import DatasetConfig, EnvConfig, SourceConfig, to_dict
+from adlib.envs import darkroom as dr
+from adlib.histories import COLUMNS, DataError, cut_and_subsample, read_table, to_table, write_table
+from adlib.noise import noise_histories
+from adlib.io import read_json, write_json
+
+KIND_A2C, KIND_NOISE = 0, 1
+DATA_FILE, META_FILE = "histories.parquet", "meta.json"
+
+
+def find_source_goals(sources_dir: str | Path) -> dict[int, Path]:
+    """goal id -> folder, for every complete goal folder under ``sources_dir`` (any shard)."""
+    found = {}
+    for summary in sorted(Path(sources_dir).glob("*/goal_*/summary.json")):
+        gdir = summary.parent
+        if (gdir / "history.parquet").exists():
+            found[int(gdir.name.removeprefix("goal_"))] = gdir
+    return found
+
+
+def _check_source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> None:
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if "env" not in meta:
+        raise DataError(f"{path}: no environment metadata; not written by train_source_agents")
+    if json.loads(meta["env"]) != to_dict(env_cfg):
+        raise DataError(f"{path}: history was trained with env {meta['env']} but params.yaml has env "
+                        f"{json.dumps(to_dict(env_cfg))}; rerun train_source_agents (dvc repro)")
+
+
+def build_dataset(env_cfg: EnvConfig, src_cfg: SourceConfig, cfg: DatasetConfig, split: dict,
+                  sources_dir: str | Path, out_dir: str | Path) -> dict:
+    """Collect the training goals' histories (cut, subsampled) plus AD^eps streams; write
+    ``histories.parquet`` and ``meta.json`` into ``out_dir``. Held-out goals never enter.
+
+    Refuses to run on incomplete input (a partial ``dvc pull`` leaves goals missing).
+    """
+    train = list(split["train"])
+    held_out = set(split["test"])
+    assert not held_out & set(train), "split overlap"  # read_split guarantees it
+    found = find_source_goals(sources_dir)
+    missing = [g for g in train if g not in found]
+    if missing:
+        raise DataError(f"{sources_dir}: histories of training goals {missing} are missing "
+                        f"({len(found)} goal folders found); run `dvc repro` or `dvc pull` for all shards")
+    per_stream = cfg.history_len // src_cfg.nenvs
+    parts: list[dict[str, np.ndarray]] = []
+    next_stream = 0
+    for goal in train:
+        path = found[goal] / "history.parquet"
+        table = read_table(path)
+        _check_source_meta(path, table, env_cfg)
+        cols = {c: table.column(c).to_numpy() for c in COLUMNS}
+        if cols["step"].max(initial=-1) + 1 < per_stream:
+            raise DataError(f"{path}: streams hold {cols['step'].max() + 1} steps, fewer than "
+                            f"dataset.history_len / source.nenvs = {per_stream}")
+        cols = cut_and_subsample(cols, per_stream, cfg.subsample)
+        _, cols["stream"] = np.unique(cols["stream"], return_inverse=True)
+        cols["stream"] = (cols["stream"] + next_stream).astype(np.int32)
+        next_stream = int(cols["stream"].max()) + 1
+        cols["goal"] = np.full(len(cols["state"]), goal, np.uint16)
+        cols["kind"] = np.full(len(cols["state"]), KIND_A2C, np.uint8)
+        parts.append(cols)
+    n_a2c_streams = next_stream
+    if cfg.noise.streams_per_goal > 0:
+        cols = noise_histories(env_cfg, cfg.noise, train)
+        goal_of_stream = np.repeat(np.array(train, np.uint16), cfg.noise.streams_per_goal)
+        cols["goal"] = goal_of_stream[cols["stream"]]
+        cols["stream"] = (cols["stream"] + next_stream).astype(np.int32)
+        cols["kind"] = np.full(len(cols["state"]), KIND_NOISE, np.uint8)
+        parts.append(cols)
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    assert not held_out & set(np.unique(data["goal"]).tolist()), "held-out goal in training data"
+
+    meta = {
+        "format": "adlib-histories-v1",
+        "size": env_cfg.size, "n_states": env_cfg.size ** 2, "n_actions": dr.N_ACTIONS,
+        "env": to_dict(env_cfg), "source": to_dict(src_cfg), "dataset": to_dict(cfg),
+        "train_goals": train, "held_out_goals": sorted(held_out),
+        "streams": int(data["stream"].max()) + 1, "a2c_streams": n_a2c_streams,
+        "noise_streams": int(data["stream"].max()) + 1 - n_a2c_streams,
+        "transitions": int(len(data["state"])),
+        "history_len_per_agent": cfg.history_len, "subsample": cfg.subsample,
+    }
+    table = to_table(data, extra={"goal": pa.uint16(), "kind": pa.uint8()},
+                     metadata={"adlib": json.dumps(meta)})
+    out_dir = Path(out_dir)
+    write_table(table, out_dir / DATA_FILE)
+    write_json(out_dir / META_FILE, meta)
+    meta["bytes_on_disk"] = (out_dir / DATA_FILE).stat().st_size
+    return meta
+
+
+class HistoryDataset:
+    """Whole-dataset columns in memory once (Arrow -> NumPy without copies where possible),
+    and windows of consecutive transitions gathered per batch by index arithmetic.
+    """
+
+    FIELDS = ("t", "state", "action", "reward", "next_state")
+
+    def __init__(self, data_dir: str | Path, env_cfg: EnvConfig | None = None, held_out: list[int] | None = None):
+        data_dir = Path(data_dir)
+        self.meta = read_json(data_dir / META_FILE)
+        if self.meta.get("format") != "adlib-histories-v1":
+            raise DataError(f"{data_dir / META_FILE}: unknown dataset format {self.meta.get('format')!r}")
+        if env_cfg is not None and self.meta["env"] != to_dict(env_cfg):
+            raise DataError(f"{data_dir / META_FILE}: dataset built for env {self.meta['env']} but params.yaml "
+                            f"has env {to_dict(env_cfg)}; rerun build_history_dataset (dvc repro)")
+        table = read_table(data_dir / DATA_FILE, columns=[*COLUMNS, "goal", "kind"])
+        self.cols = {c: table.column(c).to_numpy() for c in (*self.FIELDS, "stream", "goal", "kind")}
+        goals = set(np.unique(self.cols["goal"]).tolist())
+        bad = goals & set(held_out if held_out is not None else self.meta["held_out_goals"])
+        if bad:
+            raise DataError(f"{data_dir / DATA_FILE}: held-out goals {sorted(bad)} found in the training data")
+        stream = self.cols["stream"]
+        if len(stream) and np.any(np.diff(stream) < 0):
+            raise DataError(f"{data_dir / DATA_FILE}: rows are not grouped by stream")
+        self.starts = np.flatnonzero(np.concatenate([[True], stream[1:] != stream[:-1]]))   # [n_streams]
+        self.lengths = np.diff(np.concatenate([self.starts, [len(stream)]]))
+        self.size = self.meta["size"]
+
+    def __len__(self) -> int:
+        return len(self.cols["state"])
+
+    def window_starts(self, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """(stream starts, number of valid window starts) of streams at least ``seq_len`` long."""
+        ok = self.lengths >= seq_len
+        if not ok.any():
+            raise DataError(f"no stream is at least {seq_len} transitions long (longest: "
+                            f"{self.lengths.max(initial=0)}); lower dt.seq_len or dataset.subsample")
+        return self.starts[ok], self.lengths[ok] - seq_len + 1
+
+    def sample_starts(self, gen: np.random.Generator, batch: int, seq_len: int) -> np.ndarray:
+        """Uniform window starts over all valid positions of all streams: ``[batch]`` row indices."""
+        starts, counts = self.window_starts(seq_len)
+        cum = np.cumsum(counts)
+        r = gen.integers(0, cum[-1], size=batch)
+        s = np.searchsorted(cum, r, side="right")
+        return starts[s] + (r - (cum[s] - counts[s]))
+
+    def windows(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
+        """Windows ``[B, L]`` starting at ``rows``, with the previous transition's fields
+        (``prev_action``, ``prev_reward``, ``prev_next_state``); at a stream's first row
+        they hold the 'none' index (n_actions, 2, n_states)."""
+        idx = rows[:, None] + np.arange(seq_len)[None, :]                     # [B, L]
+        out = {k: self.cols[k][idx] for k in self.FIELDS}
+        prev = idx - 1
+        first = self.cols["stream"][np.maximum(prev, 0)] != self.cols["stream"][idx]
+        first |= prev < 0
+        n_states = self.size * self.size
+        pidx = np.maximum(prev, 0)
+        out["prev_action"] = np.where(first, dr.N_ACTIONS, self.cols["action"][pidx])
+        out["prev_reward"] = np.where(first, 2, self.cols["reward"][pidx])
+        out["prev_next_state"] = np.where(first, n_states, self.cols["next_state"][pidx])
+        out["goal"] = self.cols["goal"][rows]
+        return out

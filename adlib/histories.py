@@ -1,0 +1,117 @@
+"""Learning histories as Parquet: per-goal source histories and the training dataset.
+
+A *stream* is the sequence of transitions one env saw while its agent learned; streams are
+stored contiguously, in time order. Columns (compact integer types, zstd):
+
+    stream      int32   global stream id (unique within a file)
+    step        int32   index of the transition within its stream (before any subsampling)
+    t           uint16  in-episode timestep of ``state`` (0 at reset)
+    state       uint16  cell index row * size + col
+    action      uint8   0 no-op, 1 up, 2 right, 3 down, 4 left
+    reward      uint8   0 or 1 (Dark Room rewards are binary in both reward modes)
+    terminated  bool
+    truncated   bool
+    next_state  uint16  cell reached by the action, before any auto-reset
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from adlib.io import atomic_path
+
+if TYPE_CHECKING:
+    from adlib.a2c import History
+
+COLUMNS = ("stream", "step", "t", "state", "action", "reward", "terminated", "truncated", "next_state")
+SCHEMA = pa.schema([
+    ("stream", pa.int32()), ("step", pa.int32()), ("t", pa.uint16()), ("state", pa.uint16()),
+    ("action", pa.uint8()), ("reward", pa.uint8()), ("terminated", pa.bool_()), ("truncated", pa.bool_()),
+    ("next_state", pa.uint16()),
+])
+
+
+class DataError(ValueError):
+    """A dataset or history file that is missing, corrupt or inconsistent; names the file."""
+
+
+def agent_streams(hist: "History", agents: list[int], stream_offset: int = 0) -> dict[str, np.ndarray]:
+    """Columns of the streams of agents ``agents`` (indices into the G axis), stream-major."""
+    T, _, E = hist.state.shape
+    sel = lambda a: np.ascontiguousarray(a[:, agents, :].transpose(1, 2, 0)).reshape(-1)  # [n, E, T] -> flat
+    n_streams = len(agents) * E
+    return {
+        "stream": np.repeat(np.arange(stream_offset, stream_offset + n_streams, dtype=np.int32), T),
+        "step": np.tile(np.arange(T, dtype=np.int32), n_streams),
+        "t": sel(hist.t), "state": sel(hist.state), "action": sel(hist.action), "reward": sel(hist.reward),
+        "terminated": sel(hist.terminated), "truncated": sel(hist.truncated), "next_state": sel(hist.next_state),
+    }
+
+
+def to_table(cols: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
+             extra: dict[str, pa.DataType] | None = None) -> pa.Table:
+    """A table with :data:`SCHEMA` (plus ``extra`` columns), cast to the compact types."""
+    schema = pa.schema([*SCHEMA, *(pa.field(k, t) for k, t in (extra or {}).items())])
+    arrays = [pa.array(np.asarray(cols[f.name]).astype(f.type.to_pandas_dtype(), copy=False), type=f.type)
+              for f in schema]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return table.replace_schema_metadata(metadata) if metadata else table
+
+
+def write_table(table: pa.Table, path: str | Path) -> None:
+    """Atomically write a Parquet file (zstd, row groups of 1M rows)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a history Parquet file; a missing, truncated or foreign file raises :class:`DataError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: history file missing")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: corrupt or truncated Parquet file ({str(e).splitlines()[0]})") from None
+    missing = [c for c in (columns or COLUMNS) if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: not a learning-history file (missing columns {missing})")
+    return table
+
+
+def episode_index(terminated: np.ndarray, truncated: np.ndarray, stream: np.ndarray) -> np.ndarray:
+    """Episode number of each row within its stream (0-based), for stream-major rows."""
+    done = (terminated | truncated).astype(np.int64)
+    ends_before = np.concatenate([[0], np.cumsum(done)[:-1]])       # episodes finished before each row
+    first = np.concatenate([[True], stream[1:] != stream[:-1]])
+    base = np.maximum.accumulate(np.where(first, ends_before, 0))    # count at each stream's first row
+    return ends_before - base
+
+
+def cut_and_subsample(cols: dict[str, np.ndarray], steps_per_stream: int, every: int) -> dict[str, np.ndarray]:
+    """Keep the first ``steps_per_stream`` transitions of each stream, then every ``every``-th episode."""
+    keep = cols["step"] < steps_per_stream
+    if every > 1:
+        ep = episode_index(cols["terminated"], cols["truncated"], cols["stream"])
+        keep &= ep % every == 0
+    return {k: v[keep] for k, v in cols.items()}
+
+
+def episode_table(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One row per finished episode: stream, episode number, return, length, success."""
+    done = cols["terminated"] | cols["truncated"]
+    ep = episode_index(cols["terminated"], cols["truncated"], cols["stream"])
+    # per-episode return: sum of rewards of rows with the same (stream, episode)
+    key = cols["stream"].astype(np.int64) * (1 << 32) + ep
+    uniq, inv = np.unique(key, return_inverse=True)
+    ret = np.bincount(inv, weights=cols["reward"].astype(np.float64), minlength=len(uniq))
+    finished = np.zeros(len(uniq), bool)
+    finished[inv[done]] = True
+    length = np.bincount(inv, minlength=len(uniq))
+    return {"stream": (uniq >> 32)[finished], "episode": (uniq & 0xFFFFFFFF)[finished],
+            "return": ret[finished], "length": length[finished], "success": ret[finished] > 0}

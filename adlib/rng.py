@@ -1,0 +1,60 @@
+"""Counter-based random numbers: each draw is a hash of (seed, keys...).
+
+Why not ``torch.Generator``: one generator per agent would serialise the batched A2C,
+and a single shared generator makes every agent's randomness depend on which other agents
+share its batch. Hashing explicit keys (agent id, env, step) gives every agent its own
+stream whatever the batch composition, on CPU and CUDA alike.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_M64 = (1 << 64) - 1
+
+
+def _to_signed(x: int) -> int:
+    x &= _M64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+_GOLDEN = _to_signed(0x9E3779B97F4A7C15)
+_MIX1 = _to_signed(0xBF58476D1CE4E5B9)
+_MIX2 = _to_signed(0x94D049BB133111EB)
+
+
+def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def _splitmix(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic)."""
+    x = x + _GOLDEN
+    x = (x ^ _srl(x, 30)) * _MIX1
+    x = (x ^ _srl(x, 27)) * _MIX2
+    return x ^ _srl(x, 31)
+
+
+def hash_keys(seed: int, *keys: torch.Tensor | int) -> torch.Tensor:
+    """A 64-bit hash of the seed and the broadcast keys (int64 tensor)."""
+    tensors = [k for k in keys if isinstance(k, torch.Tensor)]
+    device = tensors[0].device if tensors else None
+    h = torch.full((), _to_signed(seed), dtype=torch.int64, device=device)
+    for k in keys:
+        k = torch.as_tensor(k, dtype=torch.int64, device=device)
+        h = _splitmix(h ^ k)
+    return _splitmix(h)
+
+
+def uniform(seed: int, *keys: torch.Tensor | int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform floats in [0, 1), one per broadcast key."""
+    h = _srl(hash_keys(seed, *keys), 40)  # top 24 bits: exact in float32
+    return h.to(dtype) * (1.0 / (1 << 24))
+
+
+def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Sample indices from ``probs [..., K]`` by inverse CDF with uniforms ``u [...]``."""
+    cdf = probs.cumsum(-1)
+    idx = (cdf < (u * cdf[..., -1]).unsqueeze(-1)).sum(-1)
+    return idx.clamp_max(probs.shape[-1] - 1)

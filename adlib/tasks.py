@@ -1,0 +1,49 @@
+"""The deterministic train / held-out split of Dark Room goals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from adlib.config import EnvConfig, SplitConfig
+from adlib.envs import darkroom as dr
+from adlib.io import read_json, write_json
+
+
+def split_goals(env_cfg: EnvConfig, cfg: SplitConfig) -> dict:
+    """A seeded permutation of all goals: the first ``n_train`` train, the rest are held out."""
+    goals = dr.all_goals(env_cfg).tolist()
+    perm = np.random.default_rng(cfg.seed).permutation(len(goals))
+    train = sorted(int(i) for i in perm[: cfg.n_train])
+    test = sorted(int(i) for i in perm[cfg.n_train:])
+    return {
+        "size": env_cfg.size,
+        "seed": cfg.seed,
+        "n_goals": len(goals),
+        "train": train,
+        "test": test,
+        "cells": {str(i): goals[i] for i in range(len(goals))},  # goal id -> [row, col]
+    }
+
+
+def write_split(split: dict, path: str | Path) -> None:
+    write_json(path, split)
+
+
+def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
+    """Read a split file and check it is consistent with itself (and with ``env_cfg``)."""
+    split = read_json(path)
+    try:
+        train, test = set(split["train"]), set(split["test"])
+        n_goals = int(split["n_goals"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not a goal-split file (needs n_goals, train, test)") from None
+    if train & test:
+        raise ValueError(f"{path}: goals {sorted(train & test)} are both training and held-out")
+    if not train or not test or train | test != set(range(n_goals)):
+        raise ValueError(f"{path}: train and held-out goals must partition 0..{n_goals - 1}")
+    if env_cfg is not None and split.get("size") != env_cfg.size:
+        raise ValueError(f"{path}: split is for a {split.get('size')}x{split.get('size')} room "
+                         f"but env.size = {env_cfg.size}; rerun split_tasks")
+    return split

@@ -1,0 +1,27 @@
+"""Stage build_history_dataset: training goals' histories (cut, subsampled, plus AD^eps) as one Parquet dataset."""
+
+import argparse
+
+from adlib.config import load_params
+from adlib.dataset import build_dataset
+from adlib.logs import get_logger
+from adlib.tasks import read_split
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--split", default="data/split.json")
+    ap.add_argument("--sources", default="data/sources")
+    ap.add_argument("--out", default="data/dataset")
+    args = ap.parse_args()
+    p = load_params(args.params)
+    meta = build_dataset(p.env, p.source, p.dataset, read_split(args.split, p.env), args.sources, args.out)
+    get_logger("build_history_dataset").info(
+        f"{meta['transitions']:,} transitions in {meta['streams']} streams ({meta['a2c_streams']} A2C, "
+        f"{meta['noise_streams']} AD^eps) of {len(meta['train_goals'])} training goals, "
+        f"{meta['bytes_on_disk'] / 2**20:.1f} MiB -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

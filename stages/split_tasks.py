@@ -1,0 +1,22 @@
+"""Stage split_tasks: the deterministic train / held-out goal split."""
+
+import argparse
+
+from adlib.config import load_params
+from adlib.logs import get_logger
+from adlib.tasks import split_goals, write_split
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="data/split.json")
+    args = ap.parse_args()
+    p = load_params(args.params)
+    split = split_goals(p.env, p.split)
+    write_split(split, args.out)
+    get_logger("split_tasks").info(f"{len(split['train'])} training goals, {len(split['test'])} held out -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

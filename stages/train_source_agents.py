@@ -1,0 +1,22 @@
+"""Stage train_source_agents: one batched A2C run for one shard of goals (all goals, train and held out)."""
+
+import argparse
+
+from adlib.config import ParamError, load_params
+from adlib.sources import train_shard
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--shard", type=int, required=True)
+    ap.add_argument("--out", required=True, help="shard folder, e.g. data/sources/shard_0")
+    args = ap.parse_args()
+    p = load_params(args.params)
+    if args.shard not in p.source.shards:
+        raise ParamError(f"--shard {args.shard}: not in source.shards = {list(p.source.shards)}")
+    train_shard(p.env, p.source, args.shard, args.out)
+
+
+if __name__ == "__main__":
+    main()
