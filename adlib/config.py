@@ -115,6 +115,7 @@ class DTConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay", rng=(0, 1))
     warmup_steps: int = _f(50, "linear warm-up steps", rng=(0, None))
     clip_grad_norm: float = _f(1.0, "global gradient-norm clip", rng=(0, None), open_lo=True)
+    stream_start_frac: float = _f(0.0, "fraction of training windows that start at a stream's first transition", rng=(0, 1))
     batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
     num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
     eval_step: int = _f(250, "optimiser steps between in-context evaluations on held-out goals (0 = never)", rng=(0, None))

@@ -140,13 +140,18 @@ class HistoryDataset:
                             f"{self.lengths.max(initial=0)}); lower dt.seq_len or dataset.subsample")
         return self.starts[ok], self.lengths[ok] - seq_len + 1
 
-    def sample_starts(self, gen: np.random.Generator, batch: int, seq_len: int) -> np.ndarray:
-        """Uniform window starts over all valid positions of all streams: ``[batch]`` row indices."""
+    def sample_starts(self, gen: np.random.Generator, batch: int, seq_len: int,
+                      stream_start_frac: float = 0.0) -> np.ndarray:
+        """Window starts ``[batch]`` (row indices): uniform over all valid positions of all
+        streams, except that a fraction ``stream_start_frac`` starts exactly at a stream's
+        first transition (the situation of in-context evaluation: an empty context)."""
         starts, counts = self.window_starts(seq_len)
         cum = np.cumsum(counts)
         r = gen.integers(0, cum[-1], size=batch)
         s = np.searchsorted(cum, r, side="right")
-        return starts[s] + (r - (cum[s] - counts[s]))
+        rows = starts[s] + (r - (cum[s] - counts[s]))
+        at_start = gen.random(batch) < stream_start_frac
+        return np.where(at_start, starts[s], rows)
 
     def windows(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
         """Windows ``[B, L]`` starting at ``rows``, with the previous transition's fields

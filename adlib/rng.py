@@ -56,5 +56,8 @@ def uniform(seed: int, *keys: torch.Tensor | int, dtype: torch.dtype = torch.flo
 def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Sample indices from ``probs [..., K]`` by inverse CDF with uniforms ``u [...]``."""
     cdf = probs.cumsum(-1)
-    idx = (cdf < (u * cdf[..., -1]).unsqueeze(-1)).sum(-1)
+    # WARN: u == 0 (odds 2^-24 per draw) made x == 0 pick index 0 even with probability 0
+    # (a no-op in AD^eps's greedy mask); a floor of `tiny` changes no draw where p[0] > tiny.
+    x = (u * cdf[..., -1]).clamp_min(torch.finfo(cdf.dtype).tiny)
+    idx = (cdf < x.unsqueeze(-1)).sum(-1)
     return idx.clamp_max(probs.shape[-1] - 1)

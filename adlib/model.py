@@ -1,0 +1,281 @@
+"""The AD transformer (nanoGPT shape) with an explicit KV cache.
+
+Design of the original (SPEC.md §4): the in-episode timestep from the environment is
+embedded instead of an absolute position (so the model knows when a reset comes), the raw
+reward goes through an embedding (no return-to-go), and the next action is predicted at
+every transition.
+
+Token layouts:
+- ``transition``: one token per transition t, the sum of embeddings of
+  (state_t, timestep_t, action_{t-1}, reward_{t-1}, next_state_{t-1}). The "previous"
+  fields are *not* zeroed at t = 0 of an episode: with terminate-on-goal the only reward
+  of an episode arrives on its last transition, and the next episode's first token is
+  where that reward and the reached (goal) cell enter the context.
+- ``triplet``: the original's 3 tokens per transition, (s_t + timestep_t, a_t, r_t); the
+  action is predicted from the state token.
+
+State embeddings: ``table`` (one vector per cell, the original; breaks when rooms grow) or
+``coords`` (row vector + column vector: goals never seen in training share rows and
+columns with seen ones, which is what lets the model generalise to held-out goals).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from adlib.config import DTConfig
+
+FIELDS = ("state", "t", "action", "reward", "prev_action", "prev_reward", "prev_next_state")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the model; stored in every checkpoint."""
+
+    size: int
+    n_actions: int
+    max_timestep: int
+    layout: str = "transition"
+    state_embedding: str = "coords"
+    seq_len: int = 256              # context in transitions
+    d: int = 64
+    n_layers: int = 4
+    n_heads: int = 4
+    ff: int = 256
+    attention_dropout: float = 0.0
+    residual_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+
+    @property
+    def tokens_per_transition(self) -> int:
+        return 3 if self.layout == "triplet" else 1
+
+    @property
+    def block_size(self) -> int:
+        return self.seq_len * self.tokens_per_transition
+
+    @classmethod
+    def from_dt(cls, dt: DTConfig, size: int, n_actions: int, max_timestep: int) -> "ModelConfig":
+        return cls(size=size, n_actions=n_actions, max_timestep=max_timestep, layout=dt.layout,
+                   state_embedding=dt.state_embedding, seq_len=dt.seq_len, d=dt.embedding_dim,
+                   n_layers=dt.num_layers, n_heads=dt.num_heads, ff=dt.feed_forward_dim,
+                   attention_dropout=dt.attention_dropout, residual_dropout=dt.residual_dropout,
+                   embedding_dropout=dt.embedding_dropout)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Preallocated keys/values ``[n_layers, B, n_heads, capacity, head_dim]`` for decoding.
+
+    ``pos`` is the number of cached tokens; layers write at ``[pos, pos + n)`` and the
+    model calls :meth:`advance` once all layers have written a chunk.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch: int, device: torch.device | str, dtype: torch.dtype = torch.float32):
+        hd = cfg.d // cfg.n_heads
+        shape = (cfg.n_layers, batch, cfg.n_heads, cfg.block_size, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.capacity = cfg.block_size
+        self.pos = 0
+
+    def reset(self) -> None:
+        self.pos = 0
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a chunk ``[B, nh, n, hd]`` at ``pos`` and return all keys/values so far."""
+        n = k.shape[2]
+        if self.pos + n > self.capacity:
+            raise RuntimeError(f"KV cache overflow: {self.pos} + {n} > {self.capacity} tokens")
+        self.k[layer, :, :, self.pos:self.pos + n] = k
+        self.v[layer, :, :, self.pos:self.pos + n] = v
+        return self.k[layer, :, :, :self.pos + n], self.v[layer, :, :, :self.pos + n]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d, 3 * cfg.d)
+        self.proj = nn.Linear(cfg.d, cfg.d)
+        self.attn_dropout = cfg.attention_dropout
+        self.resid_dropout = nn.Dropout(cfg.residual_dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)   # (B, nh, T, hs)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        dropout = self.attn_dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:
+            past = cache.pos
+            k, v = cache.write(layer, k, v)                                   # (B, nh, past + T, hs)
+            if T == 1:
+                mask = None  # one new token attends to everything cached
+            else:
+                qi = torch.arange(T, device=x.device).unsqueeze(1) + past
+                mask = torch.arange(past + T, device=x.device).unsqueeze(0) <= qi   # (T, past + T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)                      # (B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d, cfg.ff)
+        self.proj = nn.Linear(cfg.ff, cfg.d)
+        self.dropout = nn.Dropout(cfg.residual_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class StateEmbedding(nn.Module):
+    """Cells (and a 'none' index = size * size) to vectors: a table, or row + column vectors."""
+
+    def __init__(self, size: int, d: int, mode: str):
+        super().__init__()
+        self.size, self.mode = size, mode
+        n = size * size
+        if mode == "table":
+            self.table = nn.Embedding(n + 1, d)
+        else:
+            self.row = nn.Embedding(size + 1, d)   # index `size` = none
+            self.col = nn.Embedding(size + 1, d)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if self.mode == "table":
+            return self.table(s)
+        none = s >= self.size * self.size
+        r = torch.where(none, self.size, s // self.size)
+        c = torch.where(none, self.size, s % self.size)
+        return self.row(r) + self.col(c)
+
+
+class ADTransformer(nn.Module):
+    """Predicts the source algorithm's next action from a context of its learning history."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d
+        self.state_emb = StateEmbedding(cfg.size, d, cfg.state_embedding)
+        self.time_emb = nn.Embedding(cfg.max_timestep + 1, d)
+        self.action_emb = nn.Embedding(cfg.n_actions + 1, d)    # + none
+        self.reward_emb = nn.Embedding(3, d)                    # 0, 1, none
+        if cfg.layout == "transition":
+            self.next_state_emb = StateEmbedding(cfg.size, d, cfg.state_embedding)
+        else:
+            self.type_emb = nn.Embedding(3, d)                  # s, a, r token types
+        self.drop = nn.Dropout(cfg.embedding_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.n_actions)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    # ---- embeddings -------------------------------------------------------------------
+    def embed_parts(self, f: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Per-transition token embeddings ``[B, L, d]``: (token,) for 'transition',
+        (state token, action token, reward token) for 'triplet'."""
+        s_tok = self.state_emb(f["state"]) + self.time_emb(f["t"])
+        if self.cfg.layout == "transition":
+            prev = (self.action_emb(f["prev_action"]) + self.reward_emb(f["prev_reward"])
+                    + self.next_state_emb(f["prev_next_state"]))
+            return (s_tok + prev,)
+        te = self.type_emb.weight
+        return s_tok + te[0], self.action_emb(f["action"]) + te[1], self.reward_emb(f["reward"]) + te[2]
+
+    def embed(self, f: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The token sequence ``[B, L * tokens_per_transition, d]`` of whole transitions,
+        triplet order (s_0, a_0, r_0, s_1, ...)."""
+        parts = self.embed_parts(f)
+        if len(parts) == 1:
+            return parts[0]
+        B, L, d = parts[0].shape
+        return torch.stack(parts, dim=2).reshape(B, 3 * L, d)
+
+    # ---- forward ----------------------------------------------------------------------
+    def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.advance(x.shape[1])
+        return self.ln_f(x)
+
+    def forward(self, f: dict[str, torch.Tensor], targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Full-context pass over windows of transitions ``f[k]: [B, L]``.
+        Returns action logits ``[B, L, A]`` (one per transition) and the loss if ``targets [B, L]``."""
+        h = self.trunk(self.embed(f))
+        if self.cfg.layout == "triplet":
+            h = h[:, 0::3]                                              # state tokens
+        logits = self.head(h)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
+        return logits, loss
+
+    def decode(self, f: dict[str, torch.Tensor], cache: KVCache, first: bool) -> torch.Tensor:
+        """Append one transition per sequence to the cache and return its action logits ``[B, A]``.
+
+        ``f[k]: [B, 1]`` holds the new state/timestep (and prev_* for 'transition');
+        for 'triplet' also the previous transition's action and reward (``prev_action``,
+        ``prev_reward``), whose tokens are appended before the new state token unless
+        ``first`` (the first transition in the cache).
+        """
+        parts = self.embed_parts(f)
+        if self.cfg.layout == "transition":
+            x = parts[0]
+        else:
+            s_tok = parts[0]
+            if first:
+                x = s_tok
+            else:
+                te = self.type_emb.weight
+                a_tok = self.action_emb(f["prev_action"]) + te[1]
+                r_tok = self.reward_emb(f["prev_reward"]) + te[2]
+                x = torch.cat([a_tok, r_tok, s_tok], dim=1)                 # (B, 3, d)
+        h = self.trunk(x, cache)
+        return self.head(h[:, -1])
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

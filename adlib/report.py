@@ -1,0 +1,217 @@
+"""Baselines, metrics and plots of in-context evaluation (held-out goals vs training goals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adlib.config import EnvConfig, EvalConfig, to_dict
+from adlib.dataset import find_source_goals
+from adlib.envs import darkroom as dr
+from adlib.evaluate import PlayResult
+from adlib.histories import DataError, episode_table, read_table
+from adlib.io import atomic_path
+
+
+def report_points(episodes: int) -> list[int]:
+    """Episodes at which metrics are reported: 1, 10, 50, 100, 200, 300, 500, 1000, ... up to ``episodes``."""
+    pts = [1, 10, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000]
+    return [p for p in pts if p <= episodes] + ([episodes] if episodes not in pts else [])
+
+
+def source_curve(sources_dir: str | Path, goals: list[int], episodes: int) -> np.ndarray:
+    """Mean return per episode ``[episodes]`` of the source A2C agents on ``goals``, from
+    their own learning histories (every stream from its first episode)."""
+    found = find_source_goals(sources_dir)
+    missing = [g for g in goals if g not in found]
+    if missing:
+        raise DataError(f"{sources_dir}: no source histories for goals {missing}")
+    curves = []
+    for g in goals:
+        path = found[g] / "history.parquet"
+        t = read_table(path, columns=["stream", "reward", "terminated", "truncated"])
+        cols = {c: t.column(c).to_numpy() for c in t.column_names}
+        ep = episode_table(cols)
+        for s in np.unique(ep["stream"]):
+            r = ep["return"][ep["stream"] == s][:episodes]
+            if len(r) < episodes:
+                r = np.concatenate([r, np.full(episodes - len(r), np.nan)])
+            curves.append(r)
+    return np.nanmean(np.stack(curves), 0)
+
+
+def random_return(env_cfg: EnvConfig, goals: list[int], episodes_per_goal: int = 2000, seed: int = 0) -> float:
+    """Mean episode return of the uniform random policy on ``goals`` (Monte Carlo, batched)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.tensor(goals).repeat_interleave(64)
+    goal_xy = dr.all_goals(env_cfg)[ids]
+    u = (lambda: torch.rand(len(ids), generator=gen)) if env_cfg.random_start else (lambda: None)
+    state, _ = dr.reset(env_cfg, goal_xy, u())
+    total, n_eps, ep_ret = 0.0, 0, torch.zeros(len(ids))
+    target = episodes_per_goal * len(goals)
+    while n_eps < target:
+        out = dr.step(env_cfg, state, torch.randint(0, dr.N_ACTIONS, (len(ids),), generator=gen), u())
+        ep_ret += out.reward
+        done = out.terminated | out.truncated
+        total += float(ep_ret[done].sum())
+        n_eps += int(done.sum())
+        ep_ret[done] = 0
+        state = out.state
+    return total / n_eps
+
+
+def optimum_return(env_cfg: EnvConfig, goals: list[int]) -> float:
+    """Mean return of the known-goal optimal policy from the fixed start."""
+    d = dr.shortest_path(env_cfg, torch.tensor(dr.start_pos(env_cfg)), dr.all_goals(env_cfg)[torch.tensor(goals)])
+    if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
+        return float((env_cfg.max_episode_steps - d + 1).clamp(min=0).float().mean())
+    return float((d <= env_cfg.max_episode_steps).float().mean())
+
+
+def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
+    """The idealised perfect explorer of SPEC.md §6: it does not know the goal, reveals
+    ``max_episode_steps`` new cells per episode (goal found at a uniform step), then walks
+    straight to it. Averaged over all goals; for 9x9 / 20 steps / paper variant it gives
+    2.63, 6.75, 10.88, 15.0, then 16.5."""
+    n, m = len(dr.all_goals(env_cfg)), env_cfg.max_episode_steps
+    opt = optimum_return(env_cfg, list(range(n)))
+    if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
+        find_value = float(np.mean([m - j + 1 for j in range(1, m + 1)]))
+    else:
+        find_value = 1.0
+    k = np.arange(1, episodes + 1)
+    before = np.minimum(1.0, (k - 1) * m / n)
+    now = np.minimum(1.0, k * m / n) - before
+    return before * opt + now * find_value
+
+
+def summarize(res: PlayResult, seeds: int, env_cfg: EnvConfig) -> dict:
+    """Return / success / path-efficiency at report points, first/last 10 episodes; mean and
+    standard deviation over seeds (each seed's value is its mean over goals)."""
+    E = res.returns.shape[1]
+    G = len(res.goal_ids) // seeds
+
+    def stat(x: np.ndarray) -> dict:      # x: [N, ...] -> per-seed means -> mean, std
+        per_seed = x.reshape(G, seeds, -1).mean(axis=(0, 2))
+        return {"mean": round(float(per_seed.mean()), 4), "std": round(float(per_seed.std()), 4)}
+
+    k = min(10, E)
+    out = {"episodes": E, "runs": len(res.goal_ids), "goals": G, "seeds": seeds}
+    for p in report_points(E):
+        out[f"return@{p}"] = stat(res.returns[:, p - 1:p])
+    out["return_first10"] = stat(res.returns[:, :k])
+    out["return_last10"] = stat(res.returns[:, -k:])
+    if env_cfg.terminate_on_goal:
+        for p in report_points(E):
+            out[f"success@{p}"] = stat(res.success[:, p - 1:p].astype(float))
+        out["success_first10"] = stat(res.success[:, :k].astype(float))
+        out["success_last10"] = stat(res.success[:, -k:].astype(float))
+        last = res.success[:, -k:]
+        ratio = res.lengths[:, -k:] / np.maximum(1, res.shortest)[:, None]
+        out["steps_over_shortest_last10"] = round(float(ratio[last].mean()), 4) if last.any() else None
+    return out
+
+
+def write_curves_csv(path: str | Path, columns: dict[str, np.ndarray]) -> None:
+    """Per-episode curves as CSV (``episode`` first), for ``dvc plots``."""
+    n = len(next(iter(columns.values())))
+    lines = [",".join(["episode", *columns])]
+    for i in range(n):
+        lines.append(",".join([str(i + 1), *(f"{float(v[i]):.5f}" for v in columns.values())]))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, ylabel: str,
+                reference: dict[str, tuple[list[int], list[float]]] | None = None) -> None:
+    """A PNG of learning curves against episode number (moving average of 5 for readability)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    styles = {"random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
+              "explorer": dict(ls="-.", color="tab:purple")}
+    for name, y in curves.items():
+        x = np.arange(1, len(y) + 1)
+        st = next((v for k, v in styles.items() if name.startswith(k)), {})
+        if len(y) > 10 and not st:
+            y = np.convolve(np.nan_to_num(y), np.ones(5) / 5, mode="same")
+        ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
+    for name, (xs, ys) in (reference or {}).items():
+        ax.plot(xs, ys, "o", ms=5, label=name, color="tab:red")
+    ax.set_xlabel("episode of in-context play")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: EvalConfig, split: dict,
+                        sources_dir: str | Path, metrics_path: str | Path, curves_dir: str | Path,
+                        tb_dir: str | Path | None = None) -> dict:
+    """The eval_dt stage: held-out goals (and a few training goals, reported apart) x seeds,
+    greedy and sampled, from an empty context; metrics JSON, per-episode CSVs and a PNG."""
+    from adlib.evaluate import play
+    from adlib.io import write_json
+    from adlib.logs import pick_device
+    from adlib.train import load_model
+
+    device = pick_device(eval_cfg.device)
+    model, ckpt = load_model(model_path, device)
+    if ckpt.get("env") != to_dict(env_cfg):
+        raise ValueError(f"{model_path}: model was trained for env {ckpt['env']}, params.yaml has another env")
+    held_out, train = list(split["test"]), list(split["train"])[:eval_cfg.train_goals]
+    E = eval_cfg.episodes
+    metrics: dict = {"variant": "original (terminate on goal)" if env_cfg.terminate_on_goal else "paper (no termination)"}
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    for group, goals in (("heldout", held_out), ("train_goals", train)):
+        if not goals:
+            continue
+        metrics[group] = {}
+        curves[group] = {}
+        for mode in ("greedy", "sampled"):
+            seeds = 1 if mode == "greedy" else eval_cfg.seeds   # greedy play is deterministic per goal
+            res = play(model, env_cfg, goals, seeds, E, greedy=mode == "greedy", temperature=eval_cfg.temperature,
+                       seed=eval_cfg.seed, device=device)
+            metrics[group][mode] = summarize(res, seeds, env_cfg)
+            curves[group][f"ad_{mode}"] = res.returns.mean(0)
+        curves[group]["a2c_source"] = source_curve(sources_dir, goals, E)
+        curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
+        curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))
+        if not env_cfg.random_start:
+            curves[group]["explorer (ideal, all goals)"] = explorer_curve(env_cfg, E)
+        metrics[group]["baselines"] = {
+            "a2c_source_first10": round(float(np.nanmean(curves[group]["a2c_source"][:10])), 4),
+            "a2c_source_last10": round(float(np.nanmean(curves[group]["a2c_source"][-10:])), 4),
+            "random": round(float(curves[group]["random"][0]), 4),
+            "optimum": round(float(curves[group]["optimum"][0]), 4),
+        }
+        write_curves_csv(Path(curves_dir) / f"{group}.csv",
+                         {k.split(" ")[0]: v for k, v in curves[group].items()})
+    ylabel = "success rate (return)" if env_cfg.terminate_on_goal else "return per episode"
+    reference = None
+    if not env_cfg.terminate_on_goal and env_cfg.reward_mode == "stand" and env_cfg.size == 9:
+        paper = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]  # SPEC.md §6
+        reference = {"AD paper (Fig. 4)": ([x for x, _ in paper if x <= E], [y for x, y in paper if x <= E])}
+    plot_curves(Path(curves_dir) / "heldout.png", curves["heldout"],
+                f"AD on {len(held_out)} held-out goals ({metrics['variant']})", ylabel, reference)
+    if "train_goals" in curves:
+        plot_curves(Path(curves_dir) / "train_goals.png", curves["train_goals"],
+                    f"AD on {len(train)} training goals (over-fitting check)", ylabel)
+    if tb_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+        with SummaryWriter(str(tb_dir)) as w:
+            for group, cs in curves.items():
+                for name, y in cs.items():
+                    tag = f"incontext_{group}/{name.split(' ')[0]}_return"
+                    for i, v in enumerate(y):
+                        w.add_scalar(tag, float(v), i + 1)
+    write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,23 @@
+"""Stage train_dt: train the AD transformer on the history dataset (works under torchrun too)."""
+
+import argparse
+
+from adlib.config import load_params
+from adlib.tasks import read_split
+from adlib.train import train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--split", default="data/split.json")
+    ap.add_argument("--data", default="data/dataset")
+    ap.add_argument("--out", default="models/dt")
+    ap.add_argument("--resume-dir", default=".cache/train_dt", help="scratch folder of the resumable checkpoint")
+    args = ap.parse_args()
+    p = load_params(args.params)
+    train(p.env, p.dt, read_split(args.split, p.env), args.data, args.out, args.resume_dir)
+
+
+if __name__ == "__main__":
+    main()

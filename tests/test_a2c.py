@@ -1,0 +1,140 @@
+"""Batched A2C (adlib.a2c): returns against a reference loop, per-agent clipping, agent independence, learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adlib import a2c, rng
+from adlib.config import EnvConfig, SourceConfig
+
+torch.set_num_threads(1)
+
+ENV = EnvConfig(size=5, max_episode_steps=20)
+HIST_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
+
+
+def reference_nstep_returns(rewards, terminated, truncated, final_values, bootstrap, gamma):
+    """One stream at a time, one step at a time, in plain Python floats."""
+    T, N = rewards.shape
+    out = np.zeros((T, N))
+    for n in range(N):
+        future = float(bootstrap[n])
+        for k in reversed(range(T)):
+            if terminated[k, n]:
+                future = float(rewards[k, n])
+            elif truncated[k, n]:
+                future = float(rewards[k, n]) + gamma * float(final_values[k, n])
+            else:
+                future = float(rewards[k, n]) + gamma * future
+            out[k, n] = future
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nstep_returns_equal_reference_loop(seed):
+    g = torch.Generator().manual_seed(seed)
+    T, G, E = 12, 3, 7
+    rewards = (torch.rand(T, G, E, generator=g) < 0.3).float() * torch.rand(T, G, E, generator=g)
+    done = torch.rand(T, G, E, generator=g)
+    terminated = done < 0.15
+    truncated = (done > 0.85)  # never together with terminated, as the core guarantees
+    final_values = torch.randn(T, G, E, generator=g)
+    bootstrap = torch.randn(G, E, generator=g)
+    gamma = 0.9
+    got = a2c.nstep_returns(rewards, terminated, truncated, final_values, bootstrap, gamma)
+    ref = reference_nstep_returns(rewards.reshape(T, -1).numpy(), terminated.reshape(T, -1).numpy(),
+                                  truncated.reshape(T, -1).numpy(), final_values.reshape(T, -1).numpy(),
+                                  bootstrap.reshape(-1).numpy(), gamma)
+    assert terminated.any() and truncated.any()
+    np.testing.assert_allclose(got.reshape(T, -1).numpy(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_nstep_returns_truncation_bootstraps_from_final_value():
+    # one stream, 3 steps: step 1 is truncated; its return must use final_values[1], not step 2's return
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])
+    terminated = torch.zeros(3, 1, dtype=torch.bool)
+    truncated = torch.tensor([[False], [True], [False]])
+    final_values = torch.tensor([[100.0], [10.0], [100.0]])
+    bootstrap = torch.tensor([5.0])
+    got = a2c.nstep_returns(rewards, terminated, truncated, final_values, bootstrap, 0.5)
+    assert got[:, 0].tolist() == pytest.approx([1.0 + 0.5 * 5.0, 5.0, 2.0 + 0.5 * 5.0])
+
+
+def test_categorical_never_samples_zero_probability_action():
+    probs = torch.tensor([[0.0, 1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 2.0], [0.0, 0.5, 0.5, 0.0, 0.0]])
+    for u in (0.0, 2.0 ** -24, 0.5, 1 - 2.0 ** -24):  # the extremes the 24-bit uniforms can take
+        idx = rng.categorical(probs, torch.full((3,), u))
+        assert (probs.gather(1, idx.unsqueeze(1)) > 0).all(), (u, idx.tolist())
+
+
+def test_categorical_matches_probabilities():
+    probs = torch.tensor([0.1, 0.0, 0.2, 0.3, 0.4])
+    u = rng.uniform(0, 7, torch.arange(200_000))
+    counts = torch.bincount(rng.categorical(probs.expand(len(u), 5), u), minlength=5).float() / len(u)
+    np.testing.assert_allclose(counts.numpy(), probs.numpy(), atol=5e-3)
+
+
+def test_clip_grad_per_agent_clips_each_agent_independently():
+    g = torch.Generator().manual_seed(0)
+    params = {"a": torch.zeros(3, 4, 2, requires_grad=True), "b": torch.zeros(3, 5, requires_grad=True)}
+    grads = {"a": torch.randn(3, 4, 2, generator=g), "b": torch.randn(3, 5, generator=g)}
+    scale = torch.tensor([10.0, 0.01, 1.0])  # agent 0 far above the limit, agent 1 far below
+    for k, p in params.items():
+        p.grad = grads[k] * scale.view(-1, *([1] * (p.dim() - 1)))
+    before = {k: p.grad.clone() for k, p in params.items()}
+    max_norm = 0.5
+    norms = a2c.clip_grad_per_agent(params, max_norm)
+    per_agent = lambda d: torch.sqrt(sum(v.reshape(3, -1).pow(2).sum(1) for v in d.values()))
+    np.testing.assert_allclose(norms.numpy(), per_agent(before).numpy(), rtol=1e-6)
+    after = per_agent({k: p.grad for k, p in params.items()})
+    expected = torch.clamp(per_agent(before), max=max_norm)
+    np.testing.assert_allclose(after.numpy(), expected.numpy(), rtol=1e-4)
+    for k, p in params.items():
+        # agent 1 (under the limit) untouched; every agent keeps its direction
+        assert torch.equal(p.grad[1], before[k][1])
+        for i in range(3):
+            cos = torch.nn.functional.cosine_similarity(p.grad[i].flatten(), before[k][i].flatten(), dim=0)
+            assert float(cos) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_train_agents_batch_equals_each_agent_alone():
+    cfg = SourceConfig(hidden_size=16, nenvs=4, nsteps=5, env_steps=1000, lr=1e-2, seed=3)
+    env = EnvConfig(size=5, max_episode_steps=10, random_start=True)  # start uniforms are keyed per agent too
+    goal_a, goal_b = 3, 17
+    p_ab, h_ab = a2c.train_agents(env, cfg, [goal_a, goal_b], [0, 1])
+    p_a, h_a = a2c.train_agents(env, cfg, [goal_a], [0])
+    p_b, h_b = a2c.train_agents(env, cfg, [goal_b], [1])
+    for k in p_ab:
+        torch.testing.assert_close(p_ab[k][0], p_a[k][0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(p_ab[k][1], p_b[k][0], atol=1e-6, rtol=0)
+        assert not torch.allclose(p_a[k], p_b[k])  # the two agents really differ
+    for f in HIST_FIELDS:
+        np.testing.assert_array_equal(getattr(h_ab, f)[:, :1], getattr(h_a, f), err_msg=f)
+        np.testing.assert_array_equal(getattr(h_ab, f)[:, 1:], getattr(h_b, f), err_msg=f)
+
+
+def test_train_agents_history_shape_and_consistency():
+    cfg = SourceConfig(hidden_size=8, nenvs=3, nsteps=5, env_steps=600, lr=1e-2)
+    params, h = a2c.train_agents(ENV, cfg, [0, 5], [0, 0])
+    T = (600 // 15) * 5
+    assert h.state.shape == (T, 2, 3)
+    assert params["emb"].shape == (2, 25, 8)
+    # within an episode, the next row's state is this row's next_state, and t counts up
+    cont = ~(h.terminated[:-1] | h.truncated[:-1])
+    assert np.array_equal(h.state[1:][cont], h.next_state[:-1][cont])
+    assert np.array_equal(h.t[1:][cont], h.t[:-1][cont] + 1)
+    assert np.all(h.t[1:][~cont] == 0) and np.all(h.state[1:][~cont] == 12)  # reset to the centre
+
+
+def test_a2c_learns_on_small_room():
+    cfg = SourceConfig(hidden_size=32, nenvs=10, nsteps=10, env_steps=10_000, lr=1e-2, log_every=5, seed=0)
+    logs: list[a2c.AgentLog] = []
+    corners = [0, 4, 19, 23]  # (0,0), (0,4), (4,0), (4,4): 4 steps from the centre
+    a2c.train_agents(ENV, cfg, corners, [0] * 4, on_log=logs.append)
+    first = logs[0].stats["charts/success_rate"]
+    last = logs[-1].stats["charts/success_rate"]
+    assert first.mean() < 0.5
+    assert (last > 0.8).all(), last
+    assert (logs[-1].stats["charts/episodic_length"] < 8).all()  # near the 4-step optimum

@@ -1,0 +1,122 @@
+"""The gymnasium wrapper (adlib/DarkRoom-v0): API compliance, TimeLimit, rendering, parity with the core."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from adlib.config import EnvConfig
+from adlib.envs import darkroom as dr
+from adlib.envs import gym_env
+
+SIZE = 5
+
+
+def test_check_env_passes_on_unwrapped_env():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a checker warning is a failure here
+        check_env(gym_env.DarkRoomEnv(size=SIZE), skip_render_check=True)
+        check_env(gym_env.DarkRoomEnv(size=SIZE, terminate_on_goal=False, reward_mode="stand", random_start=True),
+                  skip_render_check=True)
+
+
+def test_registered_id_truncates_at_20_steps_with_step_info():
+    gym_env.register()
+    env = gym.make(gym_env.ENV_ID, size=SIZE, goal=(0, 0))
+    obs, info = env.reset(seed=0)
+    assert info["step"] == 0
+    for k in range(1, 21):
+        obs, reward, terminated, truncated, info = env.step(0)  # no-op at the centre: never reaches (0, 0)
+        assert info["step"] == k
+        assert not terminated
+        assert truncated == (k == 20)
+    env.close()
+
+
+def test_make_uses_cfg_max_episode_steps():
+    env = gym_env.make(EnvConfig(size=SIZE, max_episode_steps=3), goal=(0, 0))
+    env.reset(seed=0)
+    truncs = [env.step(0)[3] for _ in range(3)]
+    assert truncs == [False, False, True]
+
+
+def test_render_rgb_array_is_uint8_frame():
+    env = gym_env.DarkRoomEnv(size=SIZE, render_mode="rgb_array", cell_px=8, goal=(0, 0))
+    env.reset(seed=0)
+    frame = env.render()
+    assert isinstance(frame, np.ndarray)
+    assert frame.shape == (SIZE * 8, SIZE * 8, 3)
+    assert frame.dtype == np.uint8
+    env.step(1)
+    assert not np.array_equal(env.render(), frame)  # the agent moved
+
+
+def test_reset_options_goal_and_seeded_goal_draw():
+    env = gym_env.DarkRoomEnv(size=SIZE)
+    _, info = env.reset(options={"goal": (4, 1)})
+    assert info["goal"] == (4, 1)
+    goals = {env.reset(seed=s)[1]["goal"] for s in range(30)}
+    assert len(goals) > 1 and (2, 2) not in goals
+    assert env.reset(seed=7)[1]["goal"] == env.reset(seed=7)[1]["goal"]
+
+
+def test_step_before_reset_and_invalid_action_raise():
+    env = gym_env.DarkRoomEnv(size=SIZE)
+    with pytest.raises(RuntimeError):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError):
+        env.step(5)
+
+
+VARIANTS = {
+    "original": dict(terminate_on_goal=True, reward_mode="reach"),
+    "paper": dict(terminate_on_goal=False, reward_mode="stand"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_gym_env_matches_batched_core_on_random_actions(variant):
+    """Same actions, same goals: identical obs/reward/terminated/truncated trajectories.
+
+    Conventions compared: the core auto-resets (its ``final_obs`` is the gym obs at an
+    episode end, its ``obs`` the gym obs after the caller's reset); gymnasium's TimeLimit may
+    report terminated and truncated together on the last step, the core never does, so the
+    core's ``truncated`` equals gym's ``truncated and not terminated``.
+    """
+    kw = VARIANTS[variant]
+    max_steps, n_steps = 8, 400
+    cfg = EnvConfig(size=SIZE, max_episode_steps=max_steps, **kw)
+    gen = np.random.default_rng(0)
+    goal_ids = [0, 4, 7, 11, 12, 19, 23]  # corners, a neighbour of the centre, others
+    goals = dr.all_goals(cfg)[goal_ids]
+    envs = [gym_env.make(cfg, goal=tuple(g.tolist())) for g in goals]
+    actions = gen.integers(0, dr.N_ACTIONS, size=(n_steps, len(goals)))
+    state, obs = dr.reset(cfg, goals)
+    gym_obs = [env.reset(seed=i)[0] for i, env in enumerate(envs)]
+    assert obs.tolist() == gym_obs
+    n_term = n_trunc = n_reward = 0
+    for k in range(n_steps):
+        out = dr.step(cfg, state, torch.as_tensor(actions[k]))
+        for i, env in enumerate(envs):
+            o, r, te, tr, info = env.step(int(actions[k, i]))
+            assert o == int(out.final_obs[i]), (k, i)
+            assert r == float(out.reward[i]), (k, i)
+            assert te == bool(out.terminated[i]), (k, i)
+            assert (tr and not te) == bool(out.truncated[i]), (k, i)
+            if te or tr:
+                o, _ = env.reset()
+                assert info["step"] <= max_steps
+            assert o == int(out.obs[i]), (k, i)
+        n_term += int(out.terminated.sum())
+        n_trunc += int(out.truncated.sum())
+        n_reward += int(out.reward.sum())
+        state = out.state
+    assert n_trunc > 0 and n_reward > 0
+    if kw["terminate_on_goal"]:
+        assert n_term > 0
