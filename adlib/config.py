@@ -67,7 +67,7 @@ class SourceConfig:
     entropy_coef: float = _f(0.01, "entropy bonus weight", rng=(0, None))
     gamma: float = _f(0.99, "discount", rng=(0, 1))
     seed: int = _f(0, "base seed; each agent's randomness is keyed by (seed, goal, agent seed)", rng=(0, 2**31 - 1))
-    shards: tuple[int, ...] = _f((0,), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
+    shards: tuple[int, ...] = _f((0, 1), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
     log_every: int = _f(50, "updates between TensorBoard points", rng=(1, None))
     device: str = _f("cpu", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
 
@@ -88,8 +88,9 @@ class NoiseConfig:
 class DatasetConfig:
     """Parquet learning-history dataset of the training goals."""
 
-    history_len: int = _f(800_000, "transitions kept per agent, in stream order (SPEC: 800 000)", rng=(1, None))
-    subsample: int = _f(1, "keep every k-th episode of each stream", rng=(1, 1_000_000))
+    history_len: int = _f(300_000, "transitions kept per agent, in stream order (SPEC: 800 000)", rng=(1, None))
+    subsample: int = _f(25, "keep every k-th episode of each stream", rng=(1, 1_000_000))
+    a2c_streams_per_goal: int = _f(0, "A2C streams kept per training goal (0 = all seeds x nenvs)", rng=(0, 1_000_000))
     noise: NoiseConfig = field(default_factory=NoiseConfig, metadata={"doc": "AD^eps histories"})
 
 
@@ -115,7 +116,7 @@ class DTConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay", rng=(0, 1))
     warmup_steps: int = _f(50, "linear warm-up steps", rng=(0, None))
     clip_grad_norm: float = _f(1.0, "global gradient-norm clip", rng=(0, None), open_lo=True)
-    stream_start_frac: float = _f(0.0, "fraction of training windows that start at a stream's first transition", rng=(0, 1))
+    stream_start_frac: float = _f(0.25, "fraction of training windows that start at a stream's first transition", rng=(0, 1))
     batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
     num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
     eval_step: int = _f(250, "optimiser steps between in-context evaluations on held-out goals (0 = never)", rng=(0, None))
@@ -131,7 +132,7 @@ class DTConfig:
 class EvalConfig:
     """In-context evaluation of the frozen model."""
 
-    episodes: int = _f(100, "episodes played from an empty context", rng=(1, 1_000_000))
+    episodes: int = _f(200, "episodes played from an empty context", rng=(1, 1_000_000))
     seeds: int = _f(5, "independent runs per goal", rng=(1, 10_000))
     train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(0, 10_000))
     temperature: float = _f(1.0, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)

@@ -64,6 +64,9 @@ def build_dataset(env_cfg: EnvConfig, src_cfg: SourceConfig, cfg: DatasetConfig,
         if cols["step"].max(initial=-1) + 1 < per_stream:
             raise DataError(f"{path}: streams hold {cols['step'].max() + 1} steps, fewer than "
                             f"dataset.history_len / source.nenvs = {per_stream}")
+        if cfg.a2c_streams_per_goal:
+            keep = np.unique(cols["stream"])[: cfg.a2c_streams_per_goal]
+            cols = {k: v[np.isin(cols["stream"], keep)] for k, v in cols.items()}
         cols = cut_and_subsample(cols, per_stream, cfg.subsample)
         _, cols["stream"] = np.unique(cols["stream"], return_inverse=True)
         cols["stream"] = (cols["stream"] + next_stream).astype(np.int32)

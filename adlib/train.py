@@ -71,7 +71,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[AD
 
 def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, goals: list[int], episodes: int,
                          device: torch.device, seed: int) -> dict[str, float]:
-    res = play(model, env_cfg, goals, seeds=1, episodes=episodes, greedy=True, seed=seed, device=device)
+    # sampled actions: AD imitates a stochastic learner; greedy play tends to loop (both are
+    # reported by eval_dt)
+    res = play(model, env_cfg, goals, seeds=1, episodes=episodes, greedy=False, seed=seed, device=device)
     k = min(10, episodes)
     return {"return_first10": float(res.returns[:, :k].mean()), "return_last10": float(res.returns[:, -k:].mean()),
             "success_first10": float(res.success[:, :k].mean()), "success_last10": float(res.success[:, -k:].mean())}

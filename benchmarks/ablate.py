@@ -1,0 +1,108 @@
+"""Ablations of AD on held-out goals, reusing the pipeline's source histories (no source retraining).
+
+    python -m benchmarks.ablate [--steps 600] [--episodes 100] [--only name,name]
+
+Each variant builds its dataset from ``data/sources`` (cached under ``.cache/ablate``),
+trains a model with ``params.yaml``'s dt section plus the variant's overrides, and plays the
+held-out goals (sampled actions, ``--seeds`` runs per goal). Results go to the
+``## Ablations`` section of ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+
+from adlib.config import load_params
+from adlib.dataset import build_dataset
+from adlib.evaluate import play
+from adlib.tasks import read_split
+from adlib.train import load_model, train
+from benchmarks import table, write_section
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+CACHE = Path(".cache/ablate")
+
+# name -> (dataset overrides, dt overrides); "base" is params.yaml as is
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "base (params.yaml)": ({}, {}),
+    "layout triplet": ({}, {"layout": "triplet"}),
+    "state embedding table": ({}, {"state_embedding": "table"}),
+    "subsample 1 (no subsampling)": ({"subsample": 1}, {}),
+    "subsample 50": ({"subsample": 50}, {}),
+    "history_len 800k (SPEC)": ({"history_len": 800_000}, {}),
+    "3 A2C streams per goal": ({"a2c_streams_per_goal": 3}, {}),
+    "+ AD^eps 20 streams/goal": ({"noise": {"streams_per_goal": 20}}, {}),
+    "seq_len 128": ({}, {"seq_len": 128}),
+    "d 32, 2 layers": ({}, {"embedding_dim": 32, "num_layers": 2, "feed_forward_dim": 128}),
+    "d 128, 4 layers": ({}, {"embedding_dim": 128, "num_layers": 4, "feed_forward_dim": 512}),
+    "no stream-start windows": ({}, {"stream_start_frac": 0.0}),
+}
+
+
+def replace(cfg, overrides: dict):
+    """``dataclasses.replace`` that also descends into nested configs."""
+    kw = {}
+    for k, v in overrides.items():
+        cur = getattr(cfg, k)
+        kw[k] = replace(cur, v) if dataclasses.is_dataclass(cur) else v
+    return dataclasses.replace(cfg, **kw)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated variant names (substring match)")
+    args = ap.parse_args()
+    p = load_params("params.yaml")
+    split = read_split("data/split.json", p.env)
+    names = [n for n in VARIANTS if not args.only or any(o.strip() in n for o in args.only.split(","))]
+    rows, raw = [], {}
+    for name in names:
+        ds_over, dt_over = VARIANTS[name]
+        ds_cfg = replace(p.dataset, ds_over)
+        dt_cfg = replace(p.dt, {**dt_over, "num_steps": args.steps, "eval_step": 0, "device": "cpu",
+                                "warmup_steps": min(p.dt.warmup_steps, args.steps // 10)})
+        key = hashlib.sha256(json.dumps(dataclasses.asdict(ds_cfg), sort_keys=True).encode()).hexdigest()[:10]
+        ds_dir = CACHE / f"ds_{key}"
+        if not (ds_dir / "meta.json").exists():
+            build_dataset(p.env, p.source, ds_cfg, split, "data/sources", ds_dir)
+        run_dir = CACHE / f"run_{hashlib.sha256((name + str(args.steps)).encode()).hexdigest()[:10]}"
+        t0 = time.time()
+        train(p.env, dt_cfg, split, ds_dir, run_dir)
+        wall = time.time() - t0
+        model, _ = load_model(run_dir / "model.pt")
+        res = play(model, p.env, split["test"], args.seeds, args.episodes, greedy=False, seed=0)
+        s = res.success.mean(0)
+        pts = {e: float(s[e - 1]) for e in (1, 10, 50, 100) if e <= args.episodes}
+        first, last = float(s[:10].mean()), float(s[-10:].mean())
+        raw[name] = {"success_at": pts, "first10": first, "last10": last, "train_s": wall,
+                     "params": model.num_params(), "transitions": json.loads((ds_dir / "meta.json").read_text())["transitions"]}
+        rows.append([name, *(f"{pts.get(e, float('nan')):.2f}" for e in (1, 10, 50, 100)),
+                     f"{first:.2f}", f"{last:.2f}", f"{last / max(first, 1e-9):.1f}x",
+                     f"{wall:.0f}", f"{model.num_params():,}", f"{raw[name]['transitions']:,}"])
+        print(" | ".join(rows[-1]), flush=True)
+    body = (f"Held-out success (sampled actions) of AD trained {args.steps} steps x batch {p.dt.batch_size} "
+            f"on the pipeline's own source histories; {len(split['test'])} held-out goals x {args.seeds} seeds, "
+            f"{args.episodes} episodes from an empty context. Success at episode k is the mean over runs of "
+            f"episode k alone (noisy); first/last 10 are means over 10 episodes. Train s = wall time of "
+            f"train_dt on this 2-core CPU (other jobs may have shared it).\n\n"
+            + table(["variant", "@1", "@10", "@50", "@100", "first 10", "last 10", "last/first", "train s",
+                     "params", "transitions"], rows)
+            + f"\n\nCommand: `python -m benchmarks.ablate --steps {args.steps} --episodes {args.episodes} "
+              f"--seeds {args.seeds}`.")
+    if not RESULTS.exists():
+        RESULTS.write_text("# Results\n")
+    write_section("Ablations", body, RESULTS)
+    (CACHE / "ablate.json").write_text(json.dumps(raw, indent=2))
+
+
+if __name__ == "__main__":
+    main()
