@@ -1,0 +1,287 @@
+"""Videos and contact sheets of agents walking Dark Room (stage render_videos).
+
+A :class:`Trajectory` is what :func:`adlib.evaluate.rollout` records for one run: the cell
+reached by every step and the episode it belongs to. :func:`episode_frames` draws it with
+:func:`adlib.envs.render.draw_frame` under a text band (title, goal, episode, returns) and
+shades the cells visited in the current episode, so AD's search, then its straight walk to
+the goal, can be seen. MP4 goes through imageio's ffmpeg plugin (the binary ships in the
+imageio-ffmpeg wheel, no system ffmpeg), GIF and PNG through Pillow. Every file is written
+atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from adlib import a2c
+from adlib.config import EnvConfig, RenderConfig, to_dict
+from adlib.envs import darkroom as dr
+from adlib.envs.render import BG, GOAL, draw_frame
+from adlib.evaluate import PlayResult, play, rollout
+from adlib.io import atomic_dir, atomic_path, load_torch
+from adlib.logs import bar
+from adlib.train import load_model
+
+TEXT = (236, 239, 244)
+DIM_TEXT = (150, 156, 170)
+HOLD_END = 2          # extra copies of an episode's last frame, so the arrival can be seen
+SOURCE_EPISODES = 5   # episodes filmed per source agent (a trained agent walks straight there)
+SHEET_PAD = 6
+
+
+@dataclass
+class Trajectory:
+    """One recorded run: ``positions [T]`` cell reached by each step (pre-reset),
+    ``episode_of_step [T]``, and the return of every episode ``returns [E]``."""
+
+    title: str
+    goal: tuple[int, int]
+    positions: np.ndarray
+    episode_of_step: np.ndarray
+    returns: np.ndarray
+    start: tuple[int, int] | None   # start cell of every episode; None with random starts (not recorded)
+
+
+def trajectories(res: PlayResult, env_cfg: EnvConfig, titles: list[str]) -> list[Trajectory]:
+    """Split a recorded :class:`PlayResult` into one :class:`Trajectory` per run."""
+    if res.positions is None or res.episode_of_step is None:
+        raise ValueError("the PlayResult was not recorded (rollout/play with record=True)")
+    goals = dr.all_goals(env_cfg)[torch.as_tensor(res.goal_ids)].tolist()
+    start = None if env_cfg.random_start else dr.start_pos(env_cfg)
+    out = []
+    for i, title in enumerate(titles):
+        # lockstep runs: a run that finished early keeps stepping until the last one is done
+        keep = res.episode_of_step[i] < res.returns.shape[1]
+        out.append(Trajectory(title, tuple(goals[i]), res.positions[i][keep], res.episode_of_step[i][keep],
+                              res.returns[i], start))
+    return out
+
+
+def step_rewards(traj: Trajectory, env_cfg: EnvConfig) -> np.ndarray:
+    """Reward of every step ``[T]``, from the cells reached (checked against the episode returns)."""
+    size = env_cfg.size
+    at_goal = traj.positions == traj.goal[0] * size + traj.goal[1]
+    if env_cfg.reward_mode == "stand":
+        reward = at_goal
+    else:  # 'reach': arriving from another cell; the first step of an episode comes from the start
+        first = np.r_[True, traj.episode_of_step[1:] != traj.episode_of_step[:-1]]
+        was_at_goal = np.r_[False, at_goal[:-1]] & ~first
+        reward = at_goal & ~was_at_goal
+    reward = reward.astype(np.float32)
+    sums = np.bincount(traj.episode_of_step, weights=reward, minlength=len(traj.returns))
+    if not np.allclose(sums, traj.returns):  # WARN: the env's reward rule changed; update this function
+        raise ValueError(f"{traj.title}: rewards rebuilt from positions do not sum to the recorded returns")
+    return reward
+
+
+def _font(px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=px)   # Pillow's bundled font: no system fonts needed
+
+
+def _text_px(cell_px: int) -> int:
+    return max(9, round(cell_px * 0.5))
+
+
+def overlay(img: np.ndarray, lines: list[str], colours: list[tuple[int, int, int]], cell_px: int,
+            width: int | None = None) -> np.ndarray:
+    """``img [H, W, 3]`` centred on ``width`` columns under a band of text ``lines`` -> ``[H + band, width, 3]``."""
+    px = _text_px(cell_px)
+    width = max(width or 0, img.shape[1])
+    band = Image.new("RGB", (width, 3 + len(lines) * (px + 3) + 3), BG)
+    draw, font = ImageDraw.Draw(band), _font(px)
+    for k, (line, colour) in enumerate(zip(lines, colours)):
+        draw.text((4, 3 + k * (px + 3)), line, fill=colour, font=font)
+    room = np.empty((img.shape[0], width, 3), np.uint8)
+    room[:] = BG
+    left = (width - img.shape[1]) // 2
+    room[:, left:left + img.shape[1]] = img
+    return np.concatenate([np.asarray(band), room], 0)
+
+
+def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shade_visited: bool = True
+                   ) -> list[list[np.ndarray]]:
+    """Frames ``[H, W, 3] uint8`` grouped by episode: the start cell (when known), then one per step.
+
+    Every frame of a trajectory has the same size: the room, widened where the text needs it.
+    """
+    size = env_cfg.size
+    reward = step_rewards(traj, env_cfg)
+    n_eps = len(traj.returns)
+    top = max(float(traj.returns.max()), 0.0)
+    font = _font(_text_px(cell_px))
+    widest = [traj.title, f"goal {traj.goal} | episode {n_eps}/{n_eps}", f"return {top:g} | last episode {top:g}"]
+    width = 8 + int(np.ceil(max(font.getlength(s) for s in widest)))
+    out: list[list[np.ndarray]] = []
+    for e in range(n_eps):
+        steps = np.flatnonzero(traj.episode_of_step == e)
+        last = f"{traj.returns[e - 1]:g}" if e > 0 else "-"
+        visited = np.zeros((size, size), bool)
+        cells = ([traj.start] if traj.start is not None else []) + [divmod(int(p), size) for p in traj.positions[steps]]
+        gains = ([0.0] if traj.start is not None else []) + reward[steps].tolist()
+        frames, ret = [], 0.0
+        for cell, r in zip(cells, gains):
+            ret += r
+            visited[cell] = True
+            img = draw_frame(size, cell, traj.goal, cell_px, visited if shade_visited else None)
+            lines = [traj.title, f"goal {traj.goal} | episode {e + 1}/{n_eps}", f"return {ret:g} | last episode {last}"]
+            frames.append(overlay(img, lines, [DIM_TEXT, TEXT, GOAL if ret > 0 else TEXT], cell_px, width))
+        out.append(frames)
+    return out
+
+
+def video_frames(episodes: list[list[np.ndarray]], hold: int = HOLD_END) -> list[np.ndarray]:
+    """One frame list for a video: episodes in order, each one's last frame held ``hold`` more times."""
+    return [f for ep in episodes for f in ep + ep[-1:] * hold]
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad to even height and width (yuv420p H.264 needs them) with the background colour."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    out = np.empty((h + h % 2, w + w % 2, 3), np.uint8)
+    out[:] = BG
+    out[:h, :w] = frame
+    return out
+
+
+def write_mp4(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
+    """H.264 MP4 via imageio's FFMPEG plugin (binary from the imageio-ffmpeg wheel), written atomically."""
+    video = np.stack([_even(f) for f in frames])                       # [T, H, W, 3]
+    with atomic_path(path) as tmp:
+        # the temp name ends in .tmp: imageio is given the extension and ffmpeg the container;
+        # macro_block_size=2 because frames were padded to even sizes here (no resizing)
+        iio.imwrite(tmp, video, plugin="FFMPEG", extension=".mp4", fps=fps, codec="libx264",
+                    pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
+                    output_params=["-f", "mp4", "-movflags", "+faststart"])
+
+
+def write_gif(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
+    """Looping GIF via Pillow, written atomically."""
+    images = [Image.fromarray(f) for f in frames]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                       loop=0, optimize=False)
+
+
+def sheet_episodes(n: int) -> list[int]:
+    """1-based episodes shown on a contact sheet: 1, 2, 3, 5, 10, 20, 30, 50, 100, ... and the last."""
+    picks = [1, 2, 3, 5]
+    k = 10
+    while k < n:
+        picks += [k, 2 * k, 3 * k, 5 * k]
+        k *= 10
+    return sorted({p for p in picks if p < n} | {n})
+
+
+def contact_sheet(grid: list[list[np.ndarray]], path: str | Path, title: str | None = None,
+                  cell_px: int = 24) -> np.ndarray:
+    """A PNG of ``grid[row][col]`` frames with gaps and an optional title; returns the image."""
+    h = max(f.shape[0] for r in grid for f in r)   # tiles of different sizes get the largest slot
+    w = max(f.shape[1] for r in grid for f in r)
+    rows, cols = len(grid), max(len(r) for r in grid)
+    width, top = cols * w + (cols + 1) * SHEET_PAD, 0
+    if title:
+        font = _font(max(10, round(cell_px * 0.6)))
+        left, upper, right, lower = font.getbbox(title)
+        top = lower + 2 * SHEET_PAD
+        width = max(width, right + 2 * SHEET_PAD)   # never clip the title
+    sheet = Image.new("RGB", (width, top + rows * h + (rows + 1) * SHEET_PAD), (0, 0, 0))
+    if title:
+        ImageDraw.Draw(sheet).text((SHEET_PAD, SHEET_PAD), title, fill=TEXT, font=font)
+    for i, row in enumerate(grid):
+        for j, frame in enumerate(row):
+            xy = (SHEET_PAD + j * (w + SHEET_PAD), top + SHEET_PAD + i * (h + SHEET_PAD))
+            sheet.paste(Image.fromarray(frame), xy)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG", optimize=True)
+    return np.asarray(sheet)
+
+
+# ---------------------------------------------------------------- the agents
+
+def _check_env(what: str, saved: dict, env_cfg: EnvConfig) -> None:
+    if saved != to_dict(env_cfg):
+        raise ValueError(f"{what}: trained with env {saved} but params.yaml has env {to_dict(env_cfg)}")
+
+
+def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, seed: int = 0) -> PlayResult:
+    """The trained A2C agent of one goal (its first seed) plays ``episodes`` episodes, sampled actions."""
+    ckpt = load_torch(agent_path)
+    _check_env(str(agent_path), ckpt["env"], env_cfg)
+    logits_tab, _ = a2c.policy_value_tables({k: v[:1] for k, v in ckpt["params"].items()})   # [1, S, A]
+    policy = lambda obs, t, prev, state: logits_tab[0][obs]                                    # [N, A]
+    return rollout(policy, env_cfg, [int(ckpt["goal_id"])], seeds=1, episodes=episodes, greedy=False, seed=seed,
+                   record=True)
+
+
+def source_dirs(sources_dir: str | Path) -> dict[int, Path]:
+    """goal id -> folder holding ``agent.pt``, over every shard."""
+    agents = sorted(Path(sources_dir).glob("*/goal_*/agent.pt"))
+    return {int(p.parent.name.removeprefix("goal_")): p.parent for p in agents}
+
+
+def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path,
+                  model_path: str | Path, out_dir: str | Path, seed: int = 0,
+                  source_episodes: int = SOURCE_EPISODES) -> dict:
+    """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
+
+    ``source_train_goal_XXX.mp4`` / ``source_heldout_goal_XXX.mp4``: the first ``source_goals``
+    training / held-out goals' A2C agents; ``ad_heldout_goal_XXX.{mp4,gif}``: AD in context on
+    the first ``ad_goals`` held-out goals for ``ad_episodes`` episodes; ``ad_contact_sheet.png``.
+    """
+    t0 = time.perf_counter()
+    found = source_dirs(sources_dir)
+    jobs = ([("train", g) for g in split["train"][:cfg.source_goals]]
+            + [("heldout", g) for g in split["test"][:cfg.source_goals]])
+    missing = [g for _, g in jobs if g not in found]
+    if missing:
+        raise FileNotFoundError(f"{sources_dir}: no agent.pt for goals {missing} (run train_source_agents)")
+    ad_goals = list(split["test"][:cfg.ad_goals])
+    summary: dict = {"files": [], "ad_returns": {}}
+    with atomic_dir(out_dir) as tmp, bar(len(jobs) + 2 * len(ad_goals) + 1, "videos", unit="file") as pbar:
+        for group, g in jobs:
+            label = "training" if group == "train" else "held-out"
+            res = source_rollout(found[g] / "agent.pt", env_cfg, source_episodes, seed)
+            (traj,) = trajectories(res, env_cfg, [f"A2C source agent, {label} goal {g}"])
+            name = f"source_{group}_goal_{g:03d}.mp4"
+            write_mp4(video_frames(episode_frames(traj, env_cfg, cfg.cell_px)), tmp / name, cfg.fps)
+            summary["files"].append(name)
+            pbar.update(1)
+
+        rows = []
+        if ad_goals:
+            model, ckpt = load_model(model_path)
+            _check_env(str(model_path), ckpt["env"], env_cfg)
+            seen = sorted(set(ad_goals) - set(ckpt.get("held_out_goals", ad_goals)))
+            if seen:  # a model trained on another split would be filmed on goals it learned from
+                raise ValueError(f"{model_path}: goals {seen} are held out in the split but not by this model; "
+                                 "rerun train_dt")
+            res = play(model, env_cfg, ad_goals, seeds=1, episodes=cfg.ad_episodes, greedy=False, seed=seed,
+                       record=True)
+            titles = [f"AD in context, held-out goal {g}" for g in ad_goals]
+            picks = sheet_episodes(cfg.ad_episodes)
+            for g, traj in zip(ad_goals, trajectories(res, env_cfg, titles)):
+                eps = episode_frames(traj, env_cfg, cfg.cell_px)
+                frames = video_frames(eps)
+                for ext, write in (("mp4", write_mp4), ("gif", write_gif)):
+                    name = f"ad_heldout_goal_{g:03d}.{ext}"
+                    write(frames, tmp / name, cfg.fps)
+                    summary["files"].append(name)
+                    pbar.update(1)
+                rows.append([eps[k - 1][-1] for k in picks])
+                summary["ad_returns"][g] = traj.returns.tolist()
+            title = (f"AD in context on held-out goals (rows), frozen weights: last frame of episodes "
+                     f"{', '.join(map(str, picks))}; shaded = cells visited in that episode")
+            contact_sheet(rows, tmp / "ad_contact_sheet.png", title, cfg.cell_px)
+            summary["files"].append("ad_contact_sheet.png")
+        pbar.update(1)
+    summary["seconds"] = time.perf_counter() - t0
+    return summary

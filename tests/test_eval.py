@@ -1,0 +1,193 @@
+"""In-context evaluation metrics: scripted policies with known returns, the reference curves
+of SPEC.md §6, the CSV/PNG/JSON outputs of evaluate_checkpoint, and reproducible play."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adlib.config import EnvConfig, EvalConfig
+from adlib.envs import darkroom as dr
+from adlib.evaluate import oracle_policy, play, random_policy, rollout
+from adlib.report import (evaluate_checkpoint, explorer_curve, optimum_return, random_return, report_points,
+                          source_curve, summarize, write_curves_csv)
+from adlib.train import load_model, train
+from helpers_dt import ENV, tiny_dt, tiny_pipeline
+
+torch.set_num_threads(1)
+
+ROOM9 = EnvConfig(size=9, max_episode_steps=20)                                          # original
+PAPER9 = EnvConfig(size=9, max_episode_steps=20, terminate_on_goal=False, reward_mode="stand")
+ALL9 = list(range(80))
+
+
+# ---------------------------------------------------------------- scripted policies
+
+def test_oracle_on_original_room_always_succeeds_on_shortest_paths():
+    E = 4
+    res = rollout(oracle_policy, ROOM9, ALL9, seeds=1, episodes=E, greedy=True)
+    assert res.returns.shape == (80, E)
+    assert res.success.all()
+    assert (res.returns == 1.0).all()
+    d = dr.shortest_path(ROOM9, torch.tensor(dr.start_pos(ROOM9)), dr.all_goals(ROOM9)).numpy()
+    np.testing.assert_array_equal(res.shortest, d)
+    np.testing.assert_array_equal(res.lengths, np.repeat(d[:, None], E, 1))   # terminated on arrival
+    m = summarize(res, 1, ROOM9)
+    assert m["goals"] == 80 and m["episodes"] == E
+    for key in ("success@1", "success_first10", "success_last10", "return_last10"):
+        assert m[key] == {"mean": 1.0, "std": 0.0}, key
+    assert m["steps_over_shortest_last10"] == 1.0
+    assert optimum_return(ROOM9, ALL9) == 1.0
+
+
+def test_oracle_on_paper_variant_returns_21_minus_distance():
+    res = rollout(oracle_policy, PAPER9, ALL9, seeds=2, episodes=3, greedy=True)
+    d = np.repeat(dr.shortest_path(PAPER9, torch.tensor(dr.start_pos(PAPER9)), dr.all_goals(PAPER9)).numpy(), 2)
+    np.testing.assert_array_equal(res.returns, np.repeat((21 - d)[:, None], 3, 1))
+    assert (res.lengths == 20).all()                       # no termination: always 20 steps
+    assert res.returns.mean() == pytest.approx(16.5)
+    assert optimum_return(PAPER9, ALL9) == pytest.approx(16.5)
+    m = summarize(res, 2, PAPER9)
+    assert m["return@1"]["mean"] == pytest.approx(16.5) and m["return_last10"]["std"] == 0.0
+    assert "success@1" not in m and "steps_over_shortest_last10" not in m   # not meaningful here
+
+
+def test_suboptimal_path_lengths_show_in_steps_over_shortest():
+    """A policy that wastes one no-op before walking the shortest path: ratio (d + 1) / d."""
+    def lazy(obs, t, prev, state):
+        logits = oracle_policy(obs, t, prev, state)
+        stall = torch.zeros_like(logits).fill_(-1e9)
+        stall[:, 0] = 0.0
+        return torch.where((state.t == 0).unsqueeze(-1), stall, logits)
+
+    goals = [0, 40, 79]   # corners (d = 8) and a neighbour of the centre (goal 40 = cell (4, 5), d = 1)
+    res = rollout(lazy, ROOM9, goals, seeds=1, episodes=2, greedy=True)
+    d = res.shortest.astype(float)
+    assert d.tolist() == [8, 1, 8]
+    m = summarize(res, 1, ROOM9)
+    assert m["steps_over_shortest_last10"] == pytest.approx(round(float(np.mean((d + 1) / d)), 4))
+
+
+def test_random_policy_matches_random_return():
+    env = ENV   # 5x5, 10 steps, terminate on goal: success is frequent enough to measure
+    goals = list(range(24))
+    res = rollout(random_policy, env, goals, seeds=16, episodes=10, greedy=False, seed=0)
+    expected = random_return(env, goals, episodes_per_goal=1000)
+    assert 0.1 < expected < 0.9
+    assert res.success.mean() == pytest.approx(expected, abs=0.03)
+    assert (res.returns == res.success).all()   # 'reach' + termination: return is success
+    far = rollout(oracle_policy, env, goals, seeds=1, episodes=2, greedy=True)
+    assert res.success.mean() < far.success.mean()
+
+
+def test_random_return_paper_variant_matches_spec():
+    assert random_return(PAPER9, ALL9, episodes_per_goal=2000) == pytest.approx(0.235, abs=0.012)
+
+
+def test_explorer_curve_matches_spec():
+    np.testing.assert_allclose(explorer_curve(PAPER9, 6), [2.625, 6.75, 10.875, 15.0, 16.5, 16.5])
+    np.testing.assert_allclose(explorer_curve(ROOM9, 6), [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])  # finds any goal in 4
+
+
+def test_report_points():
+    assert report_points(1) == [1]
+    assert report_points(10) == [1, 10]
+    assert report_points(40) == [1, 10, 40]
+    assert report_points(200) == [1, 10, 50, 100, 200]
+    assert report_points(250) == [1, 10, 50, 100, 200, 250]
+    assert report_points(1000) == [1, 10, 50, 100, 200, 300, 500, 1000]
+
+
+def test_write_curves_csv_round_trip(tmp_path):
+    a = np.array([0.0, 0.5, 1.0 / 3.0, 2.0])
+    b = np.array([16.5, 16.5, 1e-6, np.nan])
+    path = tmp_path / "sub" / "curves.csv"
+    write_curves_csv(path, {"ad_greedy": a, "random": b})
+    lines = path.read_text().splitlines()
+    assert lines[0] == "episode,ad_greedy,random"
+    assert len(lines) == 1 + len(a)
+    back = np.genfromtxt(path, delimiter=",", names=True)
+    np.testing.assert_array_equal(back["episode"], [1, 2, 3, 4])
+    np.testing.assert_allclose(back["ad_greedy"], a, atol=5e-6)
+    np.testing.assert_allclose(back["random"], b, atol=5e-6)   # nan survives as nan
+    assert [p.name for p in path.parent.iterdir()] == ["curves.csv"]   # no temp file left
+
+
+# ---------------------------------------------------------------- a tiny trained model
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory) -> dict:
+    pipe = tiny_pipeline(tmp_path_factory.mktemp("pipe"))
+    out = tmp_path_factory.mktemp("model")
+    train(ENV, tiny_dt(num_steps=8), pipe["split"], pipe["data_dir"], out)
+    return {**pipe, "model_path": out / "model.pt"}
+
+
+def test_play_is_reproducible_with_same_seed(model_run):
+    model, _ = load_model(model_run["model_path"])
+    goals = model_run["split"]["test"][:3]
+    kw = dict(env_cfg=ENV, goal_ids=goals, seeds=2, episodes=5, greedy=False, record=True)
+    a = play(model, seed=7, **kw)
+    b = play(model, seed=7, **kw)
+    c = play(model, seed=8, **kw)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
+    assert not np.array_equal(a.positions, c.positions)
+    np.testing.assert_array_equal(a.goal_ids, np.repeat(goals, 2))
+    # the KV cache does not change what is played (greedy, across window re-prefills: 50 steps > seq_len 16)
+    g1 = play(model, ENV, goals, 1, 5, greedy=True, record=True, use_cache=True)
+    g2 = play(model, ENV, goals, 1, 5, greedy=True, record=True, use_cache=False)
+    np.testing.assert_array_equal(g1.positions, g2.positions)
+
+
+def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
+    E = 12
+    ev = EvalConfig(episodes=E, seeds=2, train_goals=3, temperature=1.0, seed=0, device="cpu")
+    split = model_run["split"]
+    metrics_path, curves, tb = tmp_path / "metrics" / "eval.json", tmp_path / "curves", tmp_path / "tb"
+    m = evaluate_checkpoint(model_run["model_path"], ENV, ev, split, model_run["sources"], metrics_path, curves, tb)
+
+    assert json.loads(metrics_path.read_text()) == m
+    assert m["variant"].startswith("original")
+    assert set(m) == {"variant", "heldout", "train_goals"}
+    held, trg = split["test"], split["train"][:3]
+    for group, goals in (("heldout", held), ("train_goals", trg)):
+        g = m[group]
+        assert g["greedy"]["goals"] == len(goals) and g["greedy"]["seeds"] == 1
+        assert g["sampled"]["goals"] == len(goals) and g["sampled"]["seeds"] == 2
+        assert g["sampled"]["runs"] == 2 * len(goals)
+        assert {f"return@{p}" for p in report_points(E)} <= set(g["greedy"])
+        assert {"success_first10", "success_last10", "steps_over_shortest_last10"} <= set(g["greedy"])
+        assert g["baselines"]["optimum"] == 1.0
+        # each group's metrics are exactly the play of that group's goals (held-out goals only in 'heldout')
+        model, _ = load_model(model_run["model_path"])
+        res = play(model, ENV, goals, 1, E, greedy=True, seed=0)
+        assert g["greedy"] == summarize(res, 1, ENV)
+        csv = np.genfromtxt(curves / f"{group}.csv", delimiter=",", names=True)
+        assert list(csv.dtype.names) == ["episode", "ad_greedy", "ad_sampled", "a2c_source", "random", "optimum",
+                                         "explorer"]
+        assert len(csv) == E
+        np.testing.assert_allclose(csv["ad_greedy"], res.returns.mean(0), atol=5e-6)
+        np.testing.assert_allclose(csv["a2c_source"], source_curve(model_run["sources"], goals, E), atol=5e-6)
+        np.testing.assert_allclose(csv["explorer"], explorer_curve(ENV, E), atol=5e-6)
+        png = curves / f"{group}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert m["heldout"]["greedy"]["goals"] == 8 and m["train_goals"]["greedy"]["goals"] == 3
+    assert any(p.name.startswith("events.out.tfevents") for p in tb.iterdir())
+
+    with pytest.raises(ValueError, match="another env"):
+        evaluate_checkpoint(model_run["model_path"], dataclasses.replace(ENV, max_episode_steps=11), ev, split,
+                            model_run["sources"], tmp_path / "m2.json", tmp_path / "c2")
+
+
+def test_evaluate_checkpoint_without_train_goals(model_run, tmp_path):
+    ev = EvalConfig(episodes=3, seeds=1, train_goals=0, device="cpu")
+    m = evaluate_checkpoint(model_run["model_path"], ENV, ev, model_run["split"], model_run["sources"],
+                            tmp_path / "eval.json", tmp_path / "curves")
+    assert set(m) == {"variant", "heldout"}
+    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["heldout.csv", "heldout.png"]

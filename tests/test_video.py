@@ -1,0 +1,177 @@
+"""Videos of agents walking the room: frames, MP4 / GIF / PNG writers, and the render_videos stage
+on a tiny trained pipeline (5x5 room, A2C sources and an AD model trained for a few steps)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from adlib.config import RenderConfig
+from adlib.envs import darkroom as dr
+from adlib.evaluate import oracle_policy, rollout
+from adlib.train import train
+from adlib.video import (SHEET_PAD, Trajectory, contact_sheet, episode_frames, render_videos, sheet_episodes,
+                         source_dirs, source_rollout, trajectories, video_frames, write_gif, write_mp4)
+from helpers_dt import ENV, run_stage, tiny_dt, tiny_pipeline, write_params
+
+torch.set_num_threads(1)
+CELL = 8
+BAND = 3 * (9 + 3) + 6   # three text lines of the 9 px font used at cell_px = 8
+
+
+def hand_made() -> Trajectory:
+    # 5x5 room, start (2, 2), goal (0, 2) = cell 2: episode 0 wanders 3 steps without reaching it
+    # (an episode end, whatever the cause), episode 1 walks straight up (reward on arrival)
+    return Trajectory(title="test", goal=(0, 2), positions=np.array([7, 8, 13, 7, 2]),
+                      episode_of_step=np.array([0, 0, 0, 1, 1]), returns=np.array([0.0, 1.0]), start=(2, 2))
+
+
+def test_frames_have_one_shape_and_are_one_per_step_plus_start():
+    eps = episode_frames(hand_made(), ENV, cell_px=CELL)
+    assert [len(e) for e in eps] == [4, 3]
+    frames = [f for e in eps for f in e]
+    h, w, _ = frames[0].shape
+    assert h == BAND + ENV.size * CELL and w >= ENV.size * CELL   # widened to fit the text band
+    assert all(f.shape == (h, w, 3) and f.dtype == np.uint8 for f in frames)
+
+
+def test_overlay_changes_with_episode_and_return_but_grid_does_not():
+    eps = episode_frames(hand_made(), ENV, cell_px=CELL, shade_visited=False)
+    start0, start1 = eps[0][0], eps[1][0]
+    assert (start0[BAND:] == start1[BAND:]).all()           # same room, agent at the start
+    assert (start0[:BAND] != start1[:BAND]).any()           # "episode 1/2" -> "episode 2/2"
+    assert (eps[1][-2][:BAND] != eps[1][-1][:BAND]).any()   # return 0 -> 1 on arrival
+
+
+def test_visited_cells_are_shaded_within_an_episode_only():
+    eps = episode_frames(hand_made(), ENV, cell_px=CELL)
+    plain = episode_frames(hand_made(), ENV, cell_px=CELL, shade_visited=False)
+    assert (eps[0][-1] != plain[0][-1]).any()               # the path of episode 0 is shaded
+    assert (eps[1][0] != plain[1][0]).sum() < (eps[0][-1] != plain[0][-1]).sum()  # reset: only the start
+
+
+def test_recorded_rollout_splits_into_trajectories_with_matching_rewards():
+    res = rollout(oracle_policy, ENV, [0, 5], seeds=1, episodes=3, greedy=True, record=True)
+    trajs = trajectories(res, ENV, ["a", "b"])
+    for traj, goal in zip(trajs, dr.all_goals(ENV)[[0, 5]].tolist()):
+        assert traj.goal == tuple(goal) and traj.episode_of_step.max() == 2
+        eps = episode_frames(traj, ENV, cell_px=CELL)     # checks rewards rebuilt from cells == returns
+        shortest = int(dr.shortest_path(ENV, torch.tensor([2, 2]), torch.tensor(goal)))
+        assert len(eps) == 3 and len(eps[-1]) == 1 + shortest
+
+
+def test_mismatched_returns_raise():
+    bad = hand_made()
+    bad.returns = np.array([1.0, 1.0])
+    with pytest.raises(ValueError, match="do not sum"):
+        episode_frames(bad, ENV, cell_px=CELL)
+
+
+def distinct_frames(n: int) -> list[np.ndarray]:
+    # odd sizes on purpose: the MP4 writer pads to even ones
+    frames = np.zeros((n, 41, 37, 3), np.uint8)
+    for k in range(n):
+        frames[k, :, : 3 * (k + 1)] = 255
+    return list(frames)
+
+
+def test_mp4_round_trip_frame_count_and_even_size(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_mp4(distinct_frames(7), path, fps=5)
+    video = iio.imread(path, plugin="FFMPEG", index=None)
+    assert video.shape == (7, 42, 38, 3)
+    assert iio.immeta(path, plugin="FFMPEG")["fps"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]   # no temp file left
+
+
+def test_gif_round_trip_frame_count(tmp_path):
+    path = tmp_path / "v.gif"
+    write_gif(distinct_frames(6), path, fps=4)
+    with Image.open(path) as im:
+        assert im.n_frames == 6 and im.size == (37, 41) and im.info["duration"] == 250
+
+
+def test_sheet_episodes():
+    assert sheet_episodes(1) == [1]
+    assert sheet_episodes(4) == [1, 2, 3, 4]
+    assert sheet_episodes(40) == [1, 2, 3, 5, 10, 20, 30, 40]
+    assert sheet_episodes(200) == [1, 2, 3, 5, 10, 20, 30, 50, 100, 200]
+
+
+def test_contact_sheet_size_matches_grid(tmp_path):
+    h, w = 30, 20
+    grid = [[np.full((h, w, 3), 40 * (i + j), np.uint8) for j in range(4)] for i in range(3)]
+    img = contact_sheet(grid, tmp_path / "s.png")
+    want = (3 * h + 4 * SHEET_PAD, 4 * w + 5 * SHEET_PAD)
+    assert img.shape == (*want, 3)
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.size == want[::-1]
+    assert (img[SHEET_PAD:SHEET_PAD + h, SHEET_PAD:SHEET_PAD + w] == grid[0][0]).all()
+    titled = contact_sheet(grid, tmp_path / "t.png", title="a title")
+    assert titled.shape[0] > want[0]
+    assert (titled[-(h + SHEET_PAD):-SHEET_PAD, -(w + SHEET_PAD):-SHEET_PAD] == grid[2][3]).all()
+
+
+# ---------------------------------------------------------------- the stage on a tiny trained setup
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    pipe = tiny_pipeline(tmp_path_factory.mktemp("pipe"))
+    out = tmp_path_factory.mktemp("ad")
+    dt = tiny_dt(num_steps=4)
+    train(ENV, dt, pipe["split"], pipe["data_dir"], out / "model")
+    return {**pipe, "model": out / "model" / "model.pt", "dt": dt}
+
+
+def test_source_agent_rollout_is_its_own_goal(trained):
+    goal = trained["split"]["train"][0]
+    res = source_rollout(source_dirs(trained["sources"])[goal] / "agent.pt", ENV, episodes=2)
+    assert res.goal_ids.tolist() == [goal] and res.positions.shape[0] == 1
+
+
+def test_render_videos_writes_every_file(trained, tmp_path):
+    cfg = RenderConfig(source_goals=1, ad_goals=2, ad_episodes=4, fps=4, cell_px=CELL)
+    split = trained["split"]
+    s = render_videos(ENV, cfg, split, trained["sources"], trained["model"], tmp_path / "videos",
+                      source_episodes=2)
+    tr, te = split["train"][0], split["test"]
+    want = {f"source_train_goal_{tr:03d}.mp4", f"source_heldout_goal_{te[0]:03d}.mp4", "ad_contact_sheet.png",
+            *(f"ad_heldout_goal_{g:03d}.{ext}" for g in te[:2] for ext in ("mp4", "gif"))}
+    assert {p.name for p in (tmp_path / "videos").iterdir()} == want == set(s["files"])
+    assert sorted(s["ad_returns"]) == sorted(te[:2]) and all(len(r) == 4 for r in s["ad_returns"].values())
+    with Image.open(tmp_path / "videos" / "ad_contact_sheet.png") as im:   # 2 goals x episodes 1, 2, 3, 4
+        frame_w = ENV.size * CELL
+        assert im.size[0] >= 4 * frame_w + 5 * SHEET_PAD and im.size[1] > 2 * (BAND + frame_w)
+
+
+def test_render_videos_stage_cli(trained, tmp_path):
+    params = write_params(tmp_path / "params.yaml", trained["dt"])
+    raw = yaml.safe_load(params.read_text())
+    raw["render"] = {"source_goals": 1, "ad_goals": 1, "ad_episodes": 2, "fps": 4, "cell_px": CELL}
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = run_stage(["-m", "stages.render_videos", "--params", str(params), "--split", str(trained["split_path"]),
+                   "--sources", str(trained["sources"]), "--model", str(trained["model"]),
+                   "--out", str(tmp_path / "v")])
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "v").iterdir())) == 5 and "5 files" in r.stderr
+
+
+def test_model_of_other_env_raises(trained, tmp_path):
+    other = dataclasses.replace(ENV, max_episode_steps=11)
+    with pytest.raises(ValueError, match="params.yaml has env"):
+        render_videos(other, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), trained["split"],
+                      trained["sources"], trained["model"], tmp_path / "v")
+    assert not (tmp_path / "v").exists()
+
+
+def test_model_trained_on_another_split_raises(trained, tmp_path):
+    split = {**trained["split"], "test": [trained["split"]["train"][0], *trained["split"]["test"][1:]]}
+    with pytest.raises(ValueError, match="held out in the split but not by this model"):
+        render_videos(ENV, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), split,
+                      trained["sources"], trained["model"], tmp_path / "v")
