@@ -20,12 +20,23 @@ DATA_FILE, META_FILE = "histories.parquet", "meta.json"
 
 
 def find_source_goals(sources_dir: str | Path) -> dict[int, Path]:
-    """goal id -> folder, for every complete goal folder under ``sources_dir`` (any shard)."""
-    found = {}
+    """goal id -> folder, for every complete goal folder under ``sources_dir`` (any shard).
+
+    Hidden shard folders (``.shard_0.XXXX.tmp``: what a killed writer of adlib.io leaves) are
+    skipped; a goal found in two shard folders (a stale shard of other ``source.shards``) is
+    a :class:`DataError`, never a silent pick of one of them.
+    """
+    found: dict[int, Path] = {}
     for summary in sorted(Path(sources_dir).glob("*/goal_*/summary.json")):
         gdir = summary.parent
+        if gdir.parent.name.startswith("."):
+            continue
         if (gdir / "history.parquet").exists():
-            found[int(gdir.name.removeprefix("goal_"))] = gdir
+            goal = int(gdir.name.removeprefix("goal_"))
+            if goal in found:
+                raise DataError(f"{sources_dir}: goal {goal} is in two shard folders, {found[goal]} and {gdir} "
+                                f"(a stale shard of other source.shards?); remove the stale folder")
+            found[goal] = gdir
     return found
 
 

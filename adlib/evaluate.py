@@ -6,7 +6,7 @@ fit, the oldest are dropped and the cache is rebuilt from the last ``keep`` tran
 (periodic re-prefill, ``keep = 3/4 seq_len``). This is exact: every logit equals a full
 forward pass over the same window (tested), unlike a rolling cache whose old keys were
 computed with context that has since been evicted. The cost is one prefill of ``keep``
-tokens every ``seq_len - keep`` steps.
+tokens every ``seq_len - keep + 1`` steps.
 """
 
 from __future__ import annotations

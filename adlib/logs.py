@@ -1,13 +1,20 @@
-"""Progress bars, log lines and device choice shared by the stages."""
+"""Progress bars, log lines, device choice and the stage entry point shared by the stages.
+
+torch is imported lazily (in :func:`pick_device`) so that a stage can validate params.yaml
+and fail in a fraction of a second, before paying for importing torch.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Callable
 
-import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import torch
 
 
 def quiet() -> bool:
@@ -37,8 +44,28 @@ def get_logger(name: str) -> logging.Logger:
 
 def pick_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU; use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run a stage's ``main``; a bad parameter (:class:`~adlib.config.ParamError`) prints one
+    line ``error: <message>`` to stderr, with no traceback, and exits with status 2.
+
+    Stages call it from ``if __name__ == "__main__":`` and load params.yaml before importing
+    torch or doing any work, so a bad parameter costs well under a second and writes nothing.
+    Any other exception propagates with its traceback (a bug, or bad data naming its file).
+    """
+    from adlib.config import ParamError
+
+    try:
+        main()
+    except ParamError as e:
+        line = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)

@@ -13,6 +13,7 @@ from adlib.envs import darkroom as dr
 from adlib.evaluate import PlayResult
 from adlib.histories import DataError, episode_table, read_table
 from adlib.io import atomic_path
+from adlib.tasks import spread
 
 
 def report_points(episodes: int) -> list[int]:
@@ -167,7 +168,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
     model, ckpt = load_model(model_path, device)
     if ckpt.get("env") != to_dict(env_cfg):
         raise ValueError(f"{model_path}: model was trained for env {ckpt['env']}, params.yaml has another env")
-    held_out, train = list(split["test"]), list(split["train"])[:eval_cfg.train_goals]
+    held_out, train = list(split["test"]), spread(list(split["train"]), eval_cfg.train_goals)
     E = eval_cfg.episodes
     metrics: dict = {"variant": "original (terminate on goal)" if env_cfg.terminate_on_goal else "paper (no termination)"}
     curves: dict[str, dict[str, np.ndarray]] = {}

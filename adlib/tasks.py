@@ -47,3 +47,12 @@ def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
         raise ValueError(f"{path}: split is for a {split.get('size')}x{split.get('size')} room "
                          f"but env.size = {env_cfg.size}; rerun split_tasks")
     return split
+
+
+def spread(goals: list[int], k: int) -> list[int]:
+    """``k`` goals evenly spaced through ``goals`` (not the first k: ids are row-major, so the
+    first few are all in the top row, far from the start)."""
+    if k <= 0:
+        return []
+    idx = [round(i * (len(goals) - 1) / max(1, k - 1)) for i in range(k)] if k > 1 else [len(goals) // 2]
+    return [goals[i] for i in sorted(set(idx))]

@@ -23,6 +23,7 @@ from adlib.evaluate import play
 from adlib.io import load_torch, save_torch
 from adlib.logs import bar, get_logger, pick_device
 from adlib.model import ADTransformer, ModelConfig
+from adlib.tasks import spread
 
 log = get_logger("train_dt")
 
@@ -136,7 +137,7 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
         log.info(f"{model.num_params():,} parameters, layout {dt.layout}, {len(data):,} transitions, "
                  f"{world} process(es), device {device}")
     eval_goals = list(split["test"])
-    train_goals = list(split["train"])[:eval_train_goals]
+    train_goals = spread(list(split["train"]), eval_train_goals)
     history: list[dict] = []
     t0, seen = time.time(), 0
     pbar = bar(dt.num_steps, "train_dt", unit="step", initial=start_step) if main else None

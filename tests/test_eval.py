@@ -13,6 +13,7 @@ import torch
 from adlib.config import EnvConfig, EvalConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluate import oracle_policy, play, random_policy, rollout
+from adlib.tasks import spread
 from adlib.report import (evaluate_checkpoint, explorer_curve, optimum_return, random_return, report_points,
                           source_curve, summarize, write_curves_csv)
 from adlib.train import load_model, train
@@ -155,7 +156,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     assert json.loads(metrics_path.read_text()) == m
     assert m["variant"].startswith("original")
     assert set(m) == {"variant", "heldout", "train_goals"}
-    held, trg = split["test"], split["train"][:3]
+    held, trg = split["test"], spread(split["train"], 3)
     for group, goals in (("heldout", held), ("train_goals", trg)):
         g = m[group]
         assert g["greedy"]["goals"] == len(goals) and g["greedy"]["seeds"] == 1
