@@ -70,6 +70,8 @@ class SourceConfig:
     shards: tuple[int, ...] = _f((0, 1), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
     log_every: int = _f(50, "updates between TensorBoard points", rng=(1, None))
     device: str = _f("cpu", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
+    threads: int = _f(1, "torch CPU threads (0 = torch default); the batched ops are tiny, one thread avoids thrashing",
+                      rng=(0, 1024))
 
 
 @dataclass(frozen=True)

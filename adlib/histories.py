@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from adlib.io import atomic_path
+from adlib.io import DataError, atomic_path
 
 if TYPE_CHECKING:
     from adlib.a2c import History
@@ -34,10 +34,6 @@ SCHEMA = pa.schema([
     ("action", pa.uint8()), ("reward", pa.uint8()), ("terminated", pa.bool_()), ("truncated", pa.bool_()),
     ("next_state", pa.uint16()),
 ])
-
-
-class DataError(ValueError):
-    """A dataset or history file that is missing, corrupt or inconsistent; names the file."""
 
 
 def agent_streams(hist: "History", agents: list[int], stream_offset: int = 0) -> dict[str, np.ndarray]:

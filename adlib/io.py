@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
+
+class DataError(ValueError):
+    """A data file that is missing, corrupt or inconsistent; the message names the file."""
 
 
 @contextlib.contextmanager
@@ -30,6 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -43,6 +46,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -53,6 +57,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -74,21 +84,25 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: missing (did the stage that writes it run?)") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: corrupt JSON ({e})") from None
+        raise DataError(f"{path}: corrupt JSON ({e})") from None
 
 
 def save_torch(path: str | Path, obj: dict) -> None:
     """Atomically save a checkpoint made of tensors and plain data (loadable with weights_only)."""
+    import torch  # lazily: stages validate params before paying for the torch import
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``: no pickle code runs)."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint missing")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds on a damaged file
-        raise ValueError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None

@@ -11,8 +11,8 @@ from adlib.config import EnvConfig, EvalConfig, to_dict
 from adlib.dataset import find_source_goals
 from adlib.envs import darkroom as dr
 from adlib.evaluate import PlayResult
-from adlib.histories import DataError, episode_table, read_table
-from adlib.io import atomic_path
+from adlib.histories import episode_table, read_table
+from adlib.io import DataError, atomic_path
 from adlib.tasks import spread
 
 
@@ -167,7 +167,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
     device = pick_device(eval_cfg.device)
     model, ckpt = load_model(model_path, device)
     if ckpt.get("env") != to_dict(env_cfg):
-        raise ValueError(f"{model_path}: model was trained for env {ckpt['env']}, params.yaml has another env")
+        raise DataError(f"{model_path}: model was trained for env {ckpt['env']}, params.yaml has another env")
     held_out, train = list(split["test"]), spread(list(split["train"]), eval_cfg.train_goals)
     E = eval_cfg.episodes
     metrics: dict = {"variant": "original (terminate on goal)" if env_cfg.terminate_on_goal else "paper (no termination)"}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from adlib import a2c
@@ -43,6 +44,8 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     goal_ids = [g for g in goals for _ in range(cfg.seeds_per_goal)]
     seeds = [s for _ in goals for s in range(cfg.seeds_per_goal)]
     device = pick_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     G = len(goal_ids)
     n_updates = max(1, cfg.env_steps // (cfg.nenvs * cfg.nsteps))
     log.info(f"shard {shard}/{len(cfg.shards)}: {len(goals)} goals x {cfg.seeds_per_goal} seeds = {G} agents, "
@@ -58,7 +61,7 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
 
         def on_log(entry: a2c.AgentLog) -> None:
             logs.append(entry)
-            pbar.set_postfix(success=f"{entry.stats['charts/success_rate'].mean():.3f}")
+            pbar.set_postfix(success=f"{entry.stats['charts/success_rate'].mean():.3f}", refresh=False)
 
         params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, on_log=on_log, on_update=on_update)
 

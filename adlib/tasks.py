@@ -8,7 +8,7 @@ import numpy as np
 
 from adlib.config import EnvConfig, SplitConfig
 from adlib.envs import darkroom as dr
-from adlib.io import read_json, write_json
+from adlib.io import DataError, read_json, write_json
 
 
 def split_goals(env_cfg: EnvConfig, cfg: SplitConfig) -> dict:
@@ -38,13 +38,13 @@ def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
         train, test = set(split["train"]), set(split["test"])
         n_goals = int(split["n_goals"])
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: not a goal-split file (needs n_goals, train, test)") from None
+        raise DataError(f"{path}: not a goal-split file (needs n_goals, train, test)") from None
     if train & test:
-        raise ValueError(f"{path}: goals {sorted(train & test)} are both training and held-out")
+        raise DataError(f"{path}: goals {sorted(train & test)} are both training and held-out")
     if not train or not test or train | test != set(range(n_goals)):
-        raise ValueError(f"{path}: train and held-out goals must partition 0..{n_goals - 1}")
+        raise DataError(f"{path}: train and held-out goals must partition 0..{n_goals - 1}")
     if env_cfg is not None and split.get("size") != env_cfg.size:
-        raise ValueError(f"{path}: split is for a {split.get('size')}x{split.get('size')} room "
+        raise DataError(f"{path}: split is for a {split.get('size')}x{split.get('size')} room "
                          f"but env.size = {env_cfg.size}; rerun split_tasks")
     return split
 

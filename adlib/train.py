@@ -20,7 +20,7 @@ from adlib.config import DTConfig, EnvConfig, ParamError, to_dict
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.evaluate import play
-from adlib.io import load_torch, save_torch
+from adlib.io import DataError, load_torch, save_torch
 from adlib.logs import bar, get_logger, pick_device
 from adlib.model import ADTransformer, ModelConfig
 from adlib.tasks import spread
@@ -66,7 +66,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[AD
         model = ADTransformer(ModelConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"{path}: checkpoint does not match its model config ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: checkpoint does not match its model config ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), ckpt
 
 
@@ -160,7 +160,7 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
         if main:
             acc = (logits.argmax(-1) == batch["action"]).float().mean().item()
             pbar.update(1)
-            pbar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
+            pbar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}", refresh=False)
             if step % 10 == 0 or step == dt.num_steps - 1:
                 writer.add_scalar("losses/train_loss", loss.item(), step)
                 writer.add_scalar("losses/accuracy", acc, step)

@@ -25,7 +25,7 @@ from adlib.config import EnvConfig, RenderConfig, to_dict
 from adlib.envs import darkroom as dr
 from adlib.envs.render import BG, GOAL, draw_frame
 from adlib.evaluate import PlayResult, play, rollout
-from adlib.io import atomic_dir, atomic_path, load_torch
+from adlib.io import DataError, atomic_dir, atomic_path, load_torch
 from adlib.logs import bar
 from adlib.train import load_model
 
@@ -209,7 +209,7 @@ def contact_sheet(grid: list[list[np.ndarray]], path: str | Path, title: str | N
 
 def _check_env(what: str, saved: dict, env_cfg: EnvConfig) -> None:
     if saved != to_dict(env_cfg):
-        raise ValueError(f"{what}: trained with env {saved} but params.yaml has env {to_dict(env_cfg)}")
+        raise DataError(f"{what}: trained with env {saved} but params.yaml has env {to_dict(env_cfg)}")
 
 
 def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, seed: int = 0) -> PlayResult:
@@ -262,7 +262,7 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
             _check_env(str(model_path), ckpt["env"], env_cfg)
             seen = sorted(set(ad_goals) - set(ckpt.get("held_out_goals", ad_goals)))
             if seen:  # a model trained on another split would be filmed on goals it learned from
-                raise ValueError(f"{model_path}: goals {seen} are held out in the split but not by this model; "
+                raise DataError(f"{model_path}: goals {seen} are held out in the split but not by this model; "
                                  "rerun train_dt")
             res = play(model, env_cfg, ad_goals, seeds=1, episodes=cfg.ad_episodes, greedy=False, seed=seed,
                        record=True)

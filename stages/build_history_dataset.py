@@ -3,9 +3,7 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.dataset import build_dataset
-from adlib.logs import get_logger
-from adlib.tasks import read_split
+from adlib.logs import get_logger, run_stage
 
 
 def main() -> None:
@@ -16,6 +14,10 @@ def main() -> None:
     ap.add_argument("--out", default="data/dataset")
     args = ap.parse_args()
     p = load_params(args.params)
+    # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
+    from adlib.dataset import build_dataset
+    from adlib.tasks import read_split
+
     meta = build_dataset(p.env, p.source, p.dataset, read_split(args.split, p.env), args.sources, args.out)
     get_logger("build_history_dataset").info(
         f"{meta['transitions']:,} transitions in {meta['streams']} streams ({meta['a2c_streams']} A2C, "
@@ -24,4 +26,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

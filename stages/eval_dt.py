@@ -3,9 +3,7 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.logs import get_logger
-from adlib.report import evaluate_checkpoint
-from adlib.tasks import read_split
+from adlib.logs import get_logger, run_stage
 
 
 def main() -> None:
@@ -19,6 +17,10 @@ def main() -> None:
     ap.add_argument("--tb", default="models/eval_tb")
     args = ap.parse_args()
     p = load_params(args.params)
+    # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
+    from adlib.report import evaluate_checkpoint
+    from adlib.tasks import read_split
+
     m = evaluate_checkpoint(args.model, p.env, p.eval, read_split(args.split, p.env), args.sources,
                             args.metrics, args.curves, args.tb)
     key = "success" if p.env.terminate_on_goal else "return"
@@ -28,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

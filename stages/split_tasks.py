@@ -3,8 +3,7 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.logs import get_logger
-from adlib.tasks import split_goals, write_split
+from adlib.logs import get_logger, run_stage
 
 
 def main() -> None:
@@ -13,10 +12,13 @@ def main() -> None:
     ap.add_argument("--out", default="data/split.json")
     args = ap.parse_args()
     p = load_params(args.params)
+    # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
+    from adlib.tasks import split_goals, write_split
+
     split = split_goals(p.env, p.split)
     write_split(split, args.out)
     get_logger("split_tasks").info(f"{len(split['train'])} training goals, {len(split['test'])} held out -> {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

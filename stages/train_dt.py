@@ -3,8 +3,7 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.tasks import read_split
-from adlib.train import train
+from adlib.logs import run_stage
 
 
 def main() -> None:
@@ -16,8 +15,12 @@ def main() -> None:
     ap.add_argument("--resume-dir", default=".cache/train_dt", help="scratch folder of the resumable checkpoint")
     args = ap.parse_args()
     p = load_params(args.params)
+    # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
+    from adlib.tasks import read_split
+    from adlib.train import train
+
     train(p.env, p.dt, read_split(args.split, p.env), args.data, args.out, args.resume_dir)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

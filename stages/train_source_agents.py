@@ -3,7 +3,7 @@
 import argparse
 
 from adlib.config import ParamError, load_params
-from adlib.sources import train_shard
+from adlib.logs import run_stage
 
 
 def main() -> None:
@@ -15,8 +15,11 @@ def main() -> None:
     p = load_params(args.params)
     if args.shard not in p.source.shards:
         raise ParamError(f"--shard {args.shard}: not in source.shards = {list(p.source.shards)}")
+    # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
+    from adlib.sources import train_shard
+
     train_shard(p.env, p.source, args.shard, args.out)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
