@@ -148,8 +148,8 @@ class RenderConfig:
 
     source_goals: int = _f(2, "source agents per group (training / held-out) to film", rng=(0, 1000))
     ad_goals: int = _f(3, "held-out goals on which AD is filmed", rng=(0, 1000))
-    ad_episodes: int = _f(40, "episodes of AD play filmed", rng=(1, 100_000))
-    fps: int = _f(8, "frames per second", rng=(1, 120))
+    ad_episodes: int = _f(120, "episodes of AD play filmed", rng=(1, 100_000))
+    fps: int = _f(16, "frames per second", rng=(1, 120))
     cell_px: int = _f(24, "pixels per grid cell", rng=(4, 256))
 
 

@@ -138,8 +138,11 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     for name, y in curves.items():
         x = np.arange(1, len(y) + 1)
         st = next((v for k, v in styles.items() if name.startswith(k)), {})
-        if len(y) > 10 and not st:
-            y = np.convolve(np.nan_to_num(y), np.ones(5) / 5, mode="same")
+        if len(y) > 10 and not st:  # centred moving average of 5, shrinking at the edges
+            ok = np.isfinite(y)
+            num = np.convolve(np.where(ok, y, 0.0), np.ones(5), mode="same")
+            den = np.convolve(ok.astype(float), np.ones(5), mode="same")
+            y = num / np.maximum(den, 1)
         ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
     for name, (xs, ys) in (reference or {}).items():
         ax.plot(xs, ys, "o", ms=5, label=name, color="tab:red")
@@ -170,7 +173,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         raise DataError(f"{model_path}: model was trained for env {ckpt['env']}, params.yaml has another env")
     held_out, train = list(split["test"]), spread(list(split["train"]), eval_cfg.train_goals)
     E = eval_cfg.episodes
-    metrics: dict = {"variant": "original (terminate on goal)" if env_cfg.terminate_on_goal else "paper (no termination)"}
+    metrics: dict = {"variant": "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"}
     curves: dict[str, dict[str, np.ndarray]] = {}
     for group, goals in (("heldout", held_out), ("train_goals", train)):
         if not goals:
@@ -202,10 +205,10 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         paper = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]  # SPEC.md §6
         reference = {"AD paper (Fig. 4)": ([x for x, _ in paper if x <= E], [y for x, y in paper if x <= E])}
     plot_curves(Path(curves_dir) / "heldout.png", curves["heldout"],
-                f"AD on {len(held_out)} held-out goals ({metrics['variant']})", ylabel, reference)
+                f"AD on {len(held_out)} held-out goals, {metrics['variant']} (moving average of 5)", ylabel, reference)
     if "train_goals" in curves:
         plot_curves(Path(curves_dir) / "train_goals.png", curves["train_goals"],
-                    f"AD on {len(train)} training goals (over-fitting check)", ylabel)
+                    f"AD on {len(train)} training goals (over-fitting check), {metrics['variant']}", ylabel)
     if tb_dir is not None:
         from torch.utils.tensorboard import SummaryWriter
         with SummaryWriter(str(tb_dir)) as w:

@@ -26,6 +26,7 @@ from adlib.envs import darkroom as dr
 from adlib.envs.render import BG, GOAL, draw_frame
 from adlib.evaluate import PlayResult, play, rollout
 from adlib.io import DataError, atomic_dir, atomic_path, load_torch
+from adlib.tasks import spread
 from adlib.logs import bar
 from adlib.train import load_model
 
@@ -233,18 +234,18 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
                   source_episodes: int = SOURCE_EPISODES) -> dict:
     """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
 
-    ``source_train_goal_XXX.mp4`` / ``source_heldout_goal_XXX.mp4``: the first ``source_goals``
-    training / held-out goals' A2C agents; ``ad_heldout_goal_XXX.{mp4,gif}``: AD in context on
-    the first ``ad_goals`` held-out goals for ``ad_episodes`` episodes; ``ad_contact_sheet.png``.
+    ``source_train_goal_XXX.mp4`` / ``source_heldout_goal_XXX.mp4``: ``source_goals`` training /
+    held-out goals' A2C agents (spread over the room); ``ad_heldout_goal_XXX.{mp4,gif}``: AD in context on
+    ``ad_goals`` held-out goals (spread) for ``ad_episodes`` episodes; ``ad_contact_sheet.png``.
     """
     t0 = time.perf_counter()
     found = source_dirs(sources_dir)
-    jobs = ([("train", g) for g in split["train"][:cfg.source_goals]]
-            + [("heldout", g) for g in split["test"][:cfg.source_goals]])
+    jobs = ([("train", g) for g in spread(split["train"], cfg.source_goals)]
+            + [("heldout", g) for g in spread(split["test"], cfg.source_goals)])
     missing = [g for _, g in jobs if g not in found]
     if missing:
         raise FileNotFoundError(f"{sources_dir}: no agent.pt for goals {missing} (run train_source_agents)")
-    ad_goals = list(split["test"][:cfg.ad_goals])
+    ad_goals = spread(list(split["test"]), cfg.ad_goals)
     summary: dict = {"files": [], "ad_returns": {}}
     with atomic_dir(out_dir) as tmp, bar(len(jobs) + 2 * len(ad_goals) + 1, "videos", unit="file") as pbar:
         for group, g in jobs:

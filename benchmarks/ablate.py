@@ -35,13 +35,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "state embedding table": ({}, {"state_embedding": "table"}),
     "subsample 1 (no subsampling)": ({"subsample": 1}, {}),
     "subsample 50": ({"subsample": 50}, {}),
-    "history_len 800k (SPEC)": ({"history_len": 800_000}, {}),
     "3 A2C streams per goal": ({"a2c_streams_per_goal": 3}, {}),
     "+ AD^eps 20 streams/goal": ({"noise": {"streams_per_goal": 20}}, {}),
     "seq_len 128": ({}, {"seq_len": 128}),
     "d 32, 2 layers": ({}, {"embedding_dim": 32, "num_layers": 2, "feed_forward_dim": 128}),
     "d 128, 4 layers": ({}, {"embedding_dim": 128, "num_layers": 4, "feed_forward_dim": 512}),
     "no stream-start windows": ({}, {"stream_start_frac": 0.0}),
+    "history_len 800k (SPEC)": ({"history_len": 800_000}, {}),
 }
 
 

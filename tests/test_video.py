@@ -16,6 +16,7 @@ from adlib.config import RenderConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluate import oracle_policy, rollout
 from adlib.train import train
+from adlib.tasks import spread
 from adlib.video import (SHEET_PAD, Trajectory, contact_sheet, episode_frames, render_videos, sheet_episodes,
                          source_dirs, source_rollout, trajectories, video_frames, write_gif, write_mp4)
 from helpers_dt import ENV, run_stage, tiny_dt, tiny_pipeline, write_params
@@ -140,11 +141,11 @@ def test_render_videos_writes_every_file(trained, tmp_path):
     split = trained["split"]
     s = render_videos(ENV, cfg, split, trained["sources"], trained["model"], tmp_path / "videos",
                       source_episodes=2)
-    tr, te = split["train"][0], split["test"]
-    want = {f"source_train_goal_{tr:03d}.mp4", f"source_heldout_goal_{te[0]:03d}.mp4", "ad_contact_sheet.png",
-            *(f"ad_heldout_goal_{g:03d}.{ext}" for g in te[:2] for ext in ("mp4", "gif"))}
+    (tr,), (te,), ad = spread(split["train"], 1), spread(split["test"], 1), spread(split["test"], 2)
+    want = {f"source_train_goal_{tr:03d}.mp4", f"source_heldout_goal_{te:03d}.mp4", "ad_contact_sheet.png",
+            *(f"ad_heldout_goal_{g:03d}.{ext}" for g in ad for ext in ("mp4", "gif"))}
     assert {p.name for p in (tmp_path / "videos").iterdir()} == want == set(s["files"])
-    assert sorted(s["ad_returns"]) == sorted(te[:2]) and all(len(r) == 4 for r in s["ad_returns"].values())
+    assert sorted(s["ad_returns"]) == sorted(ad) and all(len(r) == 4 for r in s["ad_returns"].values())
     with Image.open(tmp_path / "videos" / "ad_contact_sheet.png") as im:   # 2 goals x episodes 1, 2, 3, 4
         frame_w = ENV.size * CELL
         assert im.size[0] >= 4 * frame_w + 5 * SHEET_PAD and im.size[1] > 2 * (BAND + frame_w)
@@ -171,7 +172,9 @@ def test_model_of_other_env_raises(trained, tmp_path):
 
 
 def test_model_trained_on_another_split_raises(trained, tmp_path):
-    split = {**trained["split"], "test": [trained["split"]["train"][0], *trained["split"]["test"][1:]]}
+    test = list(trained["split"]["test"])
+    test[test.index(spread(test, 1)[0])] = trained["split"]["train"][0]   # the goal that will be filmed
+    split = {**trained["split"], "test": test}
     with pytest.raises(ValueError, match="held out in the split but not by this model"):
         render_videos(ENV, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), split,
                       trained["sources"], trained["model"], tmp_path / "v")
