@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from adlib.config import DatasetConfig, EnvConfig, SourceConfig, to_dict
 from adlib.envs import darkroom as dr
-from adlib.histories import COLUMNS, DataError, cut_and_subsample, read_table, to_table, write_table
+from adlib.histories import COLUMNS, DataError, cut_and_subsample, read_columns, read_table, to_table, write_table
 from adlib.noise import noise_histories
 from adlib.io import read_json, write_json
 
@@ -130,8 +130,7 @@ class HistoryDataset:
         if env_cfg is not None and self.meta["env"] != to_dict(env_cfg):
             raise DataError(f"{data_dir / META_FILE}: dataset built for env {self.meta['env']} but params.yaml "
                             f"has env {to_dict(env_cfg)}; rerun build_history_dataset (dvc repro)")
-        table = read_table(data_dir / DATA_FILE, columns=[*COLUMNS, "goal", "kind"])
-        self.cols = {c: table.column(c).to_numpy() for c in (*self.FIELDS, "stream", "goal", "kind")}
+        self.cols = read_columns(data_dir / DATA_FILE, [*self.FIELDS, "stream", "goal", "kind"])
         goals = set(np.unique(self.cols["goal"]).tolist())
         bad = goals & set(held_out if held_out is not None else self.meta["held_out_goals"])
         if bad:

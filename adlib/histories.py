@@ -80,6 +80,34 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
+def read_columns(path: str | Path, columns: list[str]) -> dict[str, np.ndarray]:
+    """Columns of a Parquet file as NumPy arrays, read one row group at a time into
+    preallocated arrays, so the load never holds the file twice (peak ~ the arrays alone)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: history file missing")
+    try:
+        pf = pq.ParquetFile(path)
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise DataError(f"{path}: not a learning-history file (missing columns {missing})")
+        n = pf.metadata.num_rows
+        out = {c: np.empty(n, dtype=pf.schema_arrow.field(c).type.to_pandas_dtype()) for c in columns}
+        off = 0
+        for i in range(pf.num_row_groups):
+            t = pf.read_row_group(i, columns=columns)
+            for c in columns:
+                out[c][off:off + t.num_rows] = t.column(c).to_numpy()
+            off += t.num_rows
+            del t
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: corrupt or truncated Parquet file ({str(e).splitlines()[0]})") from None
+    if off != n:
+        raise DataError(f"{path}: row groups hold {off} rows, the footer says {n}")
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
+    return out
+
+
 def episode_index(terminated: np.ndarray, truncated: np.ndarray, stream: np.ndarray) -> np.ndarray:
     """Episode number of each row within its stream (0-based), for stream-major rows."""
     done = (terminated | truncated).astype(np.int64)
