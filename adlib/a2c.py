@@ -10,6 +10,7 @@ gradient clip is computed per agent, and every random draw is keyed by the agent
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -133,6 +134,9 @@ class History:
     next_state: np.ndarray
 
 
+HISTORY_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
+
+
 def _state_dtype(n_states: int) -> type:
     return np.uint8 if n_states <= 256 else np.uint16
 
@@ -149,11 +153,16 @@ class AgentLog:
 def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], agent_seeds: list[int],
                  device: torch.device | str = "cpu",
                  on_log: Callable[[AgentLog], None] | None = None,
-                 on_update: Callable[[int], None] | None = None) -> tuple[dict[str, torch.Tensor], History]:
+                 on_update: Callable[[int], None] | None = None,
+                 on_checkpoint: Callable[[dict], None] | None = None,
+                 resume: dict | None = None) -> tuple[dict[str, torch.Tensor], History]:
     """Train one A2C agent per (goal_ids[i], agent_seeds[i]) together; return params and histories.
 
     ``on_update(env_steps_done_per_agent)`` is called after every update (progress bars);
-    ``on_log`` every ``cfg.log_every`` updates with per-agent episode statistics.
+    ``on_log`` every ``cfg.log_every`` updates with per-agent episode statistics;
+    ``on_checkpoint(state)`` every ``cfg.checkpoint_every`` updates with everything needed to
+    continue (tensors only). Passing that state back as ``resume`` continues the run exactly:
+    every random draw is keyed by the update index, so the result equals an uninterrupted run.
     """
     device = torch.device(device)
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
@@ -196,8 +205,24 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     win = {k: torch.zeros(G, device=device) for k in ("episodes", "return", "length", "success")}
     win_losses = {k: torch.zeros(G, device=device) for k in ("loss", "actor", "critic", "entropy", "grad_norm")}
 
+    logs: list[AgentLog] = []
+    start = 0
+    if resume is not None:
+        start = int(resume["update"])
+        for k, v in params.items():
+            v.data.copy_(resume["params"][k])
+        opt.load_state_dict(resume["optimizer"])
+        state = dr.EnvState(*(resume["env_state"][k].to(device) for k in ("pos", "goal", "t")))
+        obs, ep_ret = resume["obs"].to(device), resume["ep_ret"].to(device)
+        for f in HISTORY_FIELDS:
+            getattr(hist, f)[: start * T] = resume["history"][f].numpy()
+        for e in resume["logs"]:
+            logs.append(AgentLog(int(e["update"]), int(e["env_steps"]), {k: v.numpy() for k, v in e["stats"].items()}))
+            if on_log is not None:
+                on_log(logs[-1])
+
     steps_t = torch.arange(T, device=device).view(T, 1, 1)
-    for update in range(n_updates):
+    for update in range(start, n_updates):
         with torch.no_grad():
             logits_tab, values_tab = policy_value_tables(params)                      # [G, S, A], [G, S]
             probs_tab = F.softmax(logits_tab, -1)
@@ -253,7 +278,7 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
             win_losses["grad_norm"] += norms
         if on_update is not None:
             on_update((update + 1) * T * E)
-        if on_log is not None and ((update + 1) % cfg.log_every == 0 or update == n_updates - 1):
+        if (on_log or on_checkpoint) is not None and ((update + 1) % cfg.log_every == 0 or update == n_updates - 1):
             n = win["episodes"].clamp(min=1)
             n_up = (update % cfg.log_every) + 1
             stats = {
@@ -267,7 +292,21 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
                 "losses/entropy": win_losses["entropy"] / n_up,
                 "losses/grad_norm": win_losses["grad_norm"] / n_up,
             }
-            on_log(AgentLog(update + 1, (update + 1) * T * E, {k: v.cpu().numpy() for k, v in stats.items()}))
+            logs.append(AgentLog(update + 1, (update + 1) * T * E, {k: v.cpu().numpy() for k, v in stats.items()}))
+            if on_log is not None:
+                on_log(logs[-1])
             for v in (*win.values(), *win_losses.values()):
                 v.zero_()
+        if (on_checkpoint is not None and (update + 1) % cfg.checkpoint_every == 0 and update + 1 < n_updates):
+            # at a log boundary (checkpoint_every is a multiple of log_every): window sums are zero
+            on_checkpoint({
+                "update": update + 1,
+                "params": {k: v.detach().cpu().clone() for k, v in params.items()},
+                "optimizer": copy.deepcopy(opt.state_dict()),   # a snapshot, not the live state
+                "env_state": {"pos": state.pos.cpu(), "goal": state.goal.cpu(), "t": state.t.cpu()},
+                "obs": obs.cpu(), "ep_ret": ep_ret.cpu(),
+                "history": {f: torch.from_numpy(getattr(hist, f)[: (update + 1) * T].copy()) for f in HISTORY_FIELDS},
+                "logs": [{"update": e.update, "env_steps": e.env_steps,
+                          "stats": {k: torch.from_numpy(v.copy()) for k, v in e.stats.items()}} for e in logs],
+            })
     return {k: v.detach().cpu() for k, v in params.items()}, hist

@@ -69,6 +69,7 @@ class SourceConfig:
     seed: int = _f(0, "base seed; each agent's randomness is keyed by (seed, goal, agent seed)", rng=(0, 2**31 - 1))
     shards: tuple[int, ...] = _f((0, 1), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
     log_every: int = _f(50, "updates between TensorBoard points", rng=(1, None))
+    checkpoint_every: int = _f(2000, "updates between resumable checkpoints (a multiple of log_every)", rng=(1, None))
     device: str = _f("cpu", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
     threads: int = _f(1, "torch CPU threads (0 = torch default); the batched ops are tiny, one thread avoids thrashing",
                       rng=(0, 1024))
@@ -258,6 +259,9 @@ def _cross_checks(p: Params) -> None:
     if p.dataset.noise.decay_episodes > p.dataset.noise.episodes:
         raise ParamError(f"dataset.noise.decay_episodes = {p.dataset.noise.decay_episodes}: must be <= "
                          f"dataset.noise.episodes = {p.dataset.noise.episodes}")
+    if p.source.checkpoint_every % p.source.log_every:
+        raise ParamError(f"source.checkpoint_every = {p.source.checkpoint_every}: must be a multiple of "
+                         f"source.log_every = {p.source.log_every}")
     if list(p.source.shards) != list(range(len(p.source.shards))):
         raise ParamError(f"source.shards = {list(p.source.shards)}: must be [0, 1, ..., n-1] (n shard stages)")
     if len(p.source.shards) > n_goals:

@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from adlib import a2c
 from adlib.config import EnvConfig, SourceConfig, to_dict
 from adlib.histories import agent_streams, to_table, write_table
-from adlib.io import atomic_dir, save_torch, write_json
+from adlib.io import atomic_dir, load_torch, save_torch, write_json
 from adlib.logs import bar, get_logger, pick_device
 from adlib.envs import darkroom as dr
 
@@ -34,10 +34,15 @@ def steps_to_reach(env_steps: np.ndarray, success: np.ndarray, level: float) -> 
     return int(env_steps[hit[0]]) if len(hit) else None
 
 
-def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str | Path) -> list[dict]:
+def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str | Path,
+                resume_dir: str | Path | None = None) -> list[dict]:
     """Train every (goal, seed) agent of ``shard`` as one batch and write, per goal:
     ``history.parquet``, ``agent.pt``, ``summary.json`` and a TensorBoard run ``tb/``.
     The whole shard folder is replaced atomically at the end.
+
+    With ``resume_dir``, a checkpoint ``shard_<k>.pt`` is written there every
+    ``cfg.checkpoint_every`` updates; a rerun after a kill continues from it (when it belongs
+    to the same params) and produces the same outputs as an uninterrupted run.
     """
     n_goals = len(dr.all_goals(env_cfg))
     goals = shard_goals(n_goals, shard, len(cfg.shards))
@@ -51,6 +56,20 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     log.info(f"shard {shard}/{len(cfg.shards)}: {len(goals)} goals x {cfg.seeds_per_goal} seeds = {G} agents, "
              f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, on {device}")
 
+    ckpt_path = Path(resume_dir) / f"shard_{shard}.pt" if resume_dir is not None else None
+    fp = json.dumps([to_dict(env_cfg), to_dict(cfg), goal_ids, seeds], sort_keys=True)
+    resume = None
+    if ckpt_path is not None and ckpt_path.exists():
+        saved = load_torch(ckpt_path)
+        if saved.get("fingerprint") == fp:
+            resume = saved["state"]
+            log.info(f"resuming shard {shard} from {ckpt_path} at update {resume['update']}/{n_updates}")
+        else:
+            log.info(f"ignoring {ckpt_path}: it belongs to other params")
+
+    def on_checkpoint(state: dict) -> None:
+        save_torch(ckpt_path, {"fingerprint": fp, "state": state})
+
     logs: list[a2c.AgentLog] = []
     with bar(G * n_updates * cfg.nenvs * cfg.nsteps, f"A2C shard {shard}", unit="step") as pbar:
         done = [0]
@@ -63,7 +82,9 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
             logs.append(entry)
             pbar.set_postfix(success=f"{entry.stats['charts/success_rate'].mean():.3f}", refresh=False)
 
-        params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, on_log=on_log, on_update=on_update)
+        params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, on_log=on_log, on_update=on_update,
+                                        on_checkpoint=on_checkpoint if ckpt_path is not None else None,
+                                        resume=resume)
 
     env_steps = np.array([e.env_steps for e in logs])
     summaries = []
@@ -100,6 +121,8 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
                             w.add_scalar(tag + suffix, float(vals[a]), e.env_steps)
         write_json(Path(tmp) / "shard.json", {"shard": shard, "n_shards": len(cfg.shards), "goals": goals,
                                              "complete": True})
+    if ckpt_path is not None:
+        ckpt_path.unlink(missing_ok=True)
     rates = [s["final_success_rate"] for s in summaries]
     log.info(f"shard {shard}: final success mean {np.mean(rates):.3f}, min {np.min(rates):.3f} over {len(goals)} goals")
     return summaries
