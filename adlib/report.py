@@ -6,14 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 from adlib.config import EnvConfig, EvalConfig, to_dict
 from adlib.dataset import find_source_goals
 from adlib.envs import darkroom as dr
-from adlib.evaluate import PlayResult
+from adlib.evaluate import PlayResult, play
 from adlib.histories import episode_table, read_table
-from adlib.io import DataError, atomic_path
+from adlib.io import DataError, atomic_path, write_json
+from adlib.logs import pick_device
 from adlib.tasks import spread
+from adlib.train import load_model
 
 
 def report_points(episodes: int) -> list[int]:
@@ -162,11 +165,6 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
                         tb_dir: str | Path | None = None) -> dict:
     """The eval_dt stage: held-out goals (and a few training goals, reported apart) x seeds,
     greedy and sampled, from an empty context; metrics JSON, per-episode CSVs and a PNG."""
-    from adlib.evaluate import play
-    from adlib.io import write_json
-    from adlib.logs import pick_device
-    from adlib.train import load_model
-
     device = pick_device(eval_cfg.device)
     model, ckpt = load_model(model_path, device)
     if ckpt.get("env") != to_dict(env_cfg):
@@ -210,7 +208,6 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         plot_curves(Path(curves_dir) / "train_goals.png", curves["train_goals"],
                     f"AD on {len(train)} training goals (over-fitting check), {metrics['variant']}", ylabel)
     if tb_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
         with SummaryWriter(str(tb_dir)) as w:
             for group, cs in curves.items():
                 for name, y in cs.items():
