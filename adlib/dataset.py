@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from adlib.config import DatasetConfig, EnvConfig, SourceConfig, to_dict
 from adlib.envs import darkroom as dr
 from adlib.histories import COLUMNS, DataError, cut_and_subsample, read_columns, read_table, to_table, write_table
 from adlib.noise import noise_histories
-from adlib.io import read_json, write_json
+from adlib.io import check_env, read_json, write_json
 
 KIND_A2C, KIND_NOISE = 0, 1
 DATA_FILE, META_FILE = "histories.parquet", "meta.json"
@@ -44,9 +43,7 @@ def _check_source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> None:
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     if "env" not in meta:
         raise DataError(f"{path}: no environment metadata; not written by train_source_agents")
-    if json.loads(meta["env"]) != to_dict(env_cfg):
-        raise DataError(f"{path}: history was trained with env {meta['env']} but params.yaml has env "
-                        f"{json.dumps(to_dict(env_cfg))}; rerun train_source_agents (dvc repro)")
+    check_env(path, json.loads(meta["env"]), to_dict(env_cfg), "train_source_agents (dvc repro)")
 
 
 def build_dataset(env_cfg: EnvConfig, src_cfg: SourceConfig, cfg: DatasetConfig, split: dict,
@@ -127,9 +124,8 @@ class HistoryDataset:
         self.meta = read_json(data_dir / META_FILE)
         if self.meta.get("format") != "adlib-histories-v1":
             raise DataError(f"{data_dir / META_FILE}: unknown dataset format {self.meta.get('format')!r}")
-        if env_cfg is not None and self.meta["env"] != to_dict(env_cfg):
-            raise DataError(f"{data_dir / META_FILE}: dataset built for env {self.meta['env']} but params.yaml "
-                            f"has env {to_dict(env_cfg)}; rerun build_history_dataset (dvc repro)")
+        if env_cfg is not None:
+            check_env(data_dir / META_FILE, self.meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
         self.cols = read_columns(data_dir / DATA_FILE, [*self.FIELDS, "stream", "goal", "kind"])
         goals = set(np.unique(self.cols["goal"]).tolist())
         bad = goals & set(held_out if held_out is not None else self.meta["held_out_goals"])

@@ -8,6 +8,7 @@ leaves a half-written file for DVC to cache.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_env(what: str | Path, saved: Any, expected: dict, rerun: str) -> None:
+    """Refuse an artefact made for another environment than params.yaml's (names the file)."""
+    if saved != expected:
+        raise DataError(f"{what}: made for another env {saved}, but params.yaml has env {expected}; rerun {rerun}")
+
+
+def fingerprint(*objs: object) -> str:
+    """A short hash identifying a run's inputs (resume checkpoints carry it)."""
+    return hashlib.sha256(json.dumps(objs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _umask() -> int:

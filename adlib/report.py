@@ -13,7 +13,7 @@ from adlib.dataset import find_source_goals
 from adlib.envs import darkroom as dr
 from adlib.evaluate import PlayResult, play
 from adlib.histories import episode_table, read_table
-from adlib.io import DataError, atomic_path, write_json
+from adlib.io import DataError, atomic_path, check_env, write_json
 from adlib.logs import pick_device
 from adlib.tasks import spread
 from adlib.train import load_model
@@ -167,8 +167,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
     greedy and sampled, from an empty context; metrics JSON, per-episode CSVs and a PNG."""
     device = pick_device(eval_cfg.device)
     model, ckpt = load_model(model_path, device)
-    if ckpt.get("env") != to_dict(env_cfg):
-        raise DataError(f"{model_path}: model was trained for env {ckpt['env']}, params.yaml has another env")
+    check_env(model_path, ckpt.get("env"), to_dict(env_cfg), "train_dt (dvc repro)")
     held_out, train = list(split["test"]), spread(list(split["train"]), eval_cfg.train_goals)
     E = eval_cfg.episodes
     metrics: dict = {"variant": "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"}

@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from adlib import a2c
 from adlib.config import EnvConfig, SourceConfig, to_dict
 from adlib.histories import agent_streams, to_table, write_table
-from adlib.io import atomic_dir, load_torch, save_torch, write_json
+from adlib.io import atomic_dir, fingerprint, load_torch, save_torch, write_json
 from adlib.logs import bar, get_logger, pick_device
 from adlib.envs import darkroom as dr
 
@@ -57,7 +57,7 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
              f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, on {device}")
 
     ckpt_path = Path(resume_dir) / f"shard_{shard}.pt" if resume_dir is not None else None
-    fp = json.dumps([to_dict(env_cfg), to_dict(cfg), goal_ids, seeds], sort_keys=True)
+    fp = fingerprint(to_dict(env_cfg), to_dict(cfg), goal_ids, seeds)
     resume = None
     if ckpt_path is not None and ckpt_path.exists():
         saved = load_torch(ckpt_path)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import os
 import time
@@ -20,7 +18,7 @@ from adlib.config import DTConfig, EnvConfig, ParamError, to_dict
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.evaluate import play
-from adlib.io import DataError, load_torch, save_torch
+from adlib.io import DataError, fingerprint, load_torch, save_torch
 from adlib.logs import bar, get_logger, pick_device
 from adlib.model import ADTransformer, ModelConfig
 from adlib.tasks import spread
@@ -48,11 +46,6 @@ def make_optimizer(model: torch.nn.Module, cfg: DTConfig) -> torch.optim.Optimiz
         (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
-
-
-def fingerprint(*objs: object) -> str:
-    """A short hash identifying a training run's inputs (for resume checks)."""
-    return hashlib.sha256(json.dumps(objs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def build_model(dt: DTConfig, env_cfg: EnvConfig) -> ADTransformer:

@@ -25,7 +25,7 @@ from adlib.config import EnvConfig, RenderConfig, to_dict
 from adlib.envs import darkroom as dr
 from adlib.envs.render import BG, GOAL, draw_frame
 from adlib.evaluate import PlayResult, play, rollout
-from adlib.io import DataError, atomic_dir, atomic_path, load_torch
+from adlib.io import DataError, atomic_dir, atomic_path, check_env, load_torch
 from adlib.tasks import spread
 from adlib.logs import bar
 from adlib.train import load_model
@@ -208,15 +208,10 @@ def contact_sheet(grid: list[list[np.ndarray]], path: str | Path, title: str | N
 
 # ---------------------------------------------------------------- the agents
 
-def _check_env(what: str, saved: dict, env_cfg: EnvConfig) -> None:
-    if saved != to_dict(env_cfg):
-        raise DataError(f"{what}: trained with env {saved} but params.yaml has env {to_dict(env_cfg)}")
-
-
 def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, seed: int = 0) -> PlayResult:
     """The trained A2C agent of one goal (its first seed) plays ``episodes`` episodes, sampled actions."""
     ckpt = load_torch(agent_path)
-    _check_env(str(agent_path), ckpt["env"], env_cfg)
+    check_env(agent_path, ckpt["env"], to_dict(env_cfg), "train_source_agents (dvc repro)")
     logits_tab, _ = a2c.policy_value_tables({k: v[:1] for k, v in ckpt["params"].items()})   # [1, S, A]
     policy = lambda obs, t, prev, state: logits_tab[0][obs]                                    # [N, A]
     return rollout(policy, env_cfg, [int(ckpt["goal_id"])], seeds=1, episodes=episodes, greedy=False, seed=seed,
@@ -260,7 +255,7 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
         rows = []
         if ad_goals:
             model, ckpt = load_model(model_path)
-            _check_env(str(model_path), ckpt["env"], env_cfg)
+            check_env(model_path, ckpt["env"], to_dict(env_cfg), "train_dt (dvc repro)")
             seen = sorted(set(ad_goals) - set(ckpt.get("held_out_goals", ad_goals)))
             if seen:  # a model trained on another split would be filmed on goals it learned from
                 raise DataError(f"{model_path}: goals {seen} are held out in the split but not by this model; "

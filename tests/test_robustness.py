@@ -37,7 +37,7 @@ import yaml
 
 from adlib.config import EvalConfig, Params, parse_params, to_dict
 from adlib.dataset import DATA_FILE, META_FILE, HistoryDataset, build_dataset, find_source_goals
-from adlib.histories import DataError, read_table, write_table
+from adlib.histories import DataError, write_table
 from adlib.io import atomic_dir, atomic_path, load_torch, save_torch, write_json
 from adlib.report import evaluate_checkpoint
 from adlib.tasks import read_split

@@ -18,7 +18,7 @@ from adlib.evaluate import oracle_policy, rollout
 from adlib.train import train
 from adlib.tasks import spread
 from adlib.video import (SHEET_PAD, Trajectory, contact_sheet, episode_frames, render_videos, sheet_episodes,
-                         source_dirs, source_rollout, trajectories, video_frames, write_gif, write_mp4)
+                         source_dirs, source_rollout, trajectories, write_gif, write_mp4)
 from helpers_dt import ENV, run_stage, tiny_dt, tiny_pipeline, write_params
 
 torch.set_num_threads(1)
