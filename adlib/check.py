@@ -2,25 +2,46 @@
 
 Prints ``params.yaml: OK`` and exits 0, or prints the one-line error (naming the file, the
 key, the value and what is allowed) to stderr and exits 1, without a traceback.
+
+``python -m adlib.check --table`` prints the Markdown table of every parameter (key,
+default, meaning and allowed values) that README.md carries between its
+``<!-- params:start -->`` and ``<!-- params:end -->`` markers (a test keeps them equal).
 """
 
 from __future__ import annotations
 
 import sys
 
-from adlib.config import ParamError, load_params
+from adlib.config import ParamError, describe, load_params
 
-USAGE = "usage: python -m adlib.check [params.yaml]"
+USAGE = "usage: python -m adlib.check [params.yaml] | --table"
 
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+def params_table() -> str:
+    """Markdown table of every parameter, from adlib/config.py."""
+    def fmt(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, tuple):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return str(v)
+
+    rows = ["| key | default | meaning (allowed) |", "|---|---|---|"]
+    rows += [f"| `{key}` | `{fmt(default)}` | {doc} |" for key, default, doc in describe()]
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip())
+        return 0
+    if args == ["--table"]:
+        print(params_table(), end="")
         return 0
     if len(args) > 1:
         print(USAGE, file=sys.stderr)

@@ -1,20 +1,26 @@
 """Frozen dataclass configs, one per ``params.yaml`` section, validated before any work.
 
 Every field declares its allowed values in its metadata (``rng`` for numeric ranges,
-``choices`` for enumerations). ``parse_section`` turns a raw mapping into a config and
-raises :class:`ParamError` naming ``section.key``, the value and what is allowed.
+``choices`` for enumerations). The ``runtime`` section holds the keys that say how a stage
+runs (device, threads, log and checkpoint intervals), never what it computes; the others
+are result keys. ``load_params`` reads params.yaml as DVC does (YAML 1.2), requires every
+key, and raises :class:`ParamError` naming ``section.key``, the value and what is allowed.
+
+This module is not a DVC dependency of the stages that compute results (dvc.yaml lists it
+only for ``check_params``): it holds the schema and validation, and since params.yaml must
+set every key, its defaults never reach a stage. A rule that transforms a value belongs in
+the library module that uses it, not here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-
-import yaml
 
 
 class ParamError(ValueError):
@@ -34,7 +40,7 @@ def _f(default: Any, doc: str, *, rng: tuple[float | None, float | None] | None 
 class EnvConfig:
     """Dark Room settings (SPEC.md §2)."""
 
-    size: int = _f(9, "grid side; states are row * size + col", rng=(3, 31))
+    grid_size: int = _f(9, "grid side; states are row * grid_size + col", rng=(3, 31))
     max_episode_steps: int = _f(20, "episode step limit (truncation)", rng=(1, 10_000))
     terminate_on_goal: bool = _f(True, "reaching the goal ends the episode (original); false = AD paper variant")
     random_start: bool = _f(False, "start in a random cell instead of the centre")
@@ -68,11 +74,6 @@ class SourceConfig:
     gamma: float = _f(0.99, "discount", rng=(0, 1))
     seed: int = _f(0, "base seed; each agent's randomness is keyed by (seed, goal, agent seed)", rng=(0, 2**31 - 1))
     shards: tuple[int, ...] = _f((0, 1), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
-    log_every: int = _f(50, "updates between TensorBoard points", rng=(1, None))
-    checkpoint_every: int = _f(2000, "updates between resumable checkpoints (a multiple of log_every)", rng=(1, None))
-    device: str = _f("cpu", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
-    threads: int = _f(1, "torch CPU threads (0 = torch default); the batched ops are tiny, one thread avoids thrashing",
-                      rng=(0, 1024))
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,7 @@ class DTConfig:
     stream_start_frac: float = _f(0.25, "fraction of training windows that start at a stream's first transition", rng=(0, 1))
     batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
     num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
-    eval_step: int = _f(250, "optimiser steps between in-context evaluations on held-out goals (0 = never)", rng=(0, None))
-    eval_episodes: int = _f(30, "episodes of each in-training evaluation", rng=(1, 100_000))
-    checkpoint_every: int = _f(250, "optimiser steps between resumable checkpoints", rng=(1, None))
     seed: int = _f(0, "training seed", rng=(0, 2**31 - 1))
-    device: str = _f("auto", "'cpu', 'cuda', or 'auto' (CUDA when present)", choices=("cpu", "cuda", "auto"))
-    amp: bool = _f(True, "bf16 autocast on CUDA (ignored on CPU)")
-    threads: int = _f(0, "torch CPU threads (0 = torch default)", rng=(0, 1024))
 
 
 @dataclass(frozen=True)
@@ -137,10 +132,9 @@ class EvalConfig:
 
     episodes: int = _f(200, "episodes played from an empty context", rng=(1, 1_000_000))
     seeds: int = _f(5, "independent runs per goal", rng=(1, 10_000))
-    train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(0, 10_000))
+    train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(1, 10_000))
     temperature: float = _f(1.0, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
     seed: int = _f(0, "evaluation seed", rng=(0, 2**31 - 1))
-    device: str = _f("auto", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
 
 
 @dataclass(frozen=True)
@@ -155,6 +149,49 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class SourceRuntime:
+    """How train_source_agents runs (never what it computes)."""
+
+    device: str = _f("cpu", "'cpu', 'cuda', or 'auto'; the tiny tabular nets run as fast on a CPU",
+                     choices=("cpu", "cuda", "auto"))
+    threads: int = _f(1, "torch CPU threads (0 = torch default); the batched ops are tiny, one thread avoids thrashing",
+                      rng=(0, 1024))
+    log_every: int = _f(50, "updates between TensorBoard points (logs/sources)", rng=(1, None))
+    checkpoint_every: int = _f(2000, "updates between resumable checkpoints (.cache/sources; a multiple of log_every)",
+                               rng=(1, None))
+
+
+@dataclass(frozen=True)
+class DTRuntime:
+    """How train_dt runs (never what it computes: the weights do not depend on these keys)."""
+
+    device: str = _f("auto", "'cpu', 'cuda', or 'auto' (CUDA when present)", choices=("cpu", "cuda", "auto"))
+    amp: bool = _f(True, "bf16 autocast on CUDA (ignored on CPU)")
+    threads: int = _f(0, "torch CPU threads (0 = torch default)", rng=(0, 1024))
+    eval_step: int = _f(250, "optimiser steps between in-context evaluations on held-out goals, logged to "
+                             "logs/train_dt (0 = never)", rng=(0, None))
+    eval_episodes: int = _f(30, "episodes of each in-training evaluation", rng=(1, 100_000))
+    checkpoint_every: int = _f(250, "optimiser steps between resumable checkpoints (.cache/train_dt)", rng=(1, None))
+
+
+@dataclass(frozen=True)
+class EvalRuntime:
+    """How eval_dt runs."""
+
+    device: str = _f("auto", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Keys that say how stages run, not what they compute. No stage tracks this section in
+    dvc.yaml: changing a key reruns nothing (``dvc repro -f <stage>`` recomputes with it)."""
+
+    source: SourceRuntime = field(default_factory=SourceRuntime)
+    dt: DTRuntime = field(default_factory=DTRuntime)
+    eval: EvalRuntime = field(default_factory=EvalRuntime)
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
 
@@ -165,6 +202,7 @@ class Params:
     dt: DTConfig = field(default_factory=DTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def _allowed(f: dataclasses.Field) -> str:
@@ -187,6 +225,9 @@ def _check_scalar(key: str, value: Any, typ: Any, f: dataclasses.Field) -> Any:
             raise ParamError(f"{key} = {value!r}: must be true or false")
         return value
     if typ is int:
+        # YAML 1.2 (DVC's reading) makes 8e5 a float: a whole number is accepted as the integer
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamError(f"{key} = {value!r}: must be an integer ({what})")
     elif typ is float:
@@ -207,23 +248,49 @@ def _check_scalar(key: str, value: Any, typ: Any, f: dataclasses.Field) -> Any:
     return value
 
 
-def parse_section(cls: type, raw: Any, prefix: str) -> Any:
-    """Build the frozen config ``cls`` from ``raw``, failing loudly on any bad key."""
-    if raw is None:
+# WARN: DVC's run cache hashes a stage's lock entry with every key named 'size' or 'nfiles'
+# dropped, at any depth, params included (upstream DVC issue #10296, fix not released): a
+# change of such a key would restore the old outputs from the run cache. No key may have
+# these names; the room's side is `env.grid_size`.
+RESERVED_KEYS = ("size", "nfiles")
+_RENAMED = {"env.size": "env.grid_size"}
+
+
+def _reserved(key: str) -> ParamError:
+    hint = f"; the key is {_RENAMED[key]}" if key in _RENAMED else ""
+    return ParamError(f"{key}: keys named 'size' or 'nfiles' are not allowed: DVC's run cache ignores them "
+                      f"(DVC issue #10296), so changing one would restore stale outputs{hint}")
+
+
+def parse_section(cls: type, raw: Any, prefix: str, complete: bool = True) -> Any:
+    """Build the frozen config ``cls`` from ``raw``, failing loudly on any bad key.
+
+    With ``complete`` (what stages use), every key must be given: a default in this file is
+    not a params.yaml value, so DVC would not see it change.
+    """
+    if raw is None:   # an empty section: its keys are reported missing (or defaulted)
         raw = {}
     if not isinstance(raw, Mapping):
         raise ParamError(f"{prefix or 'params'} = {raw!r}: must be a mapping of keys")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     dot = f"{prefix}." if prefix else ""
-    unknown = sorted(set(raw) - set(fields))
+    for name in raw:
+        if name in RESERVED_KEYS:
+            raise _reserved(f"{dot}{name}")
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
         raise ParamError(f"{dot}{unknown[0]}: unknown key; allowed keys are {', '.join(fields)}")
+    missing = [n for n in fields if n not in raw]
+    if complete and missing:
+        what = "section" if dataclasses.is_dataclass(hints[missing[0]]) else "key"
+        raise ParamError(f"{dot}{missing[0]}: missing {what}; params.yaml must set every key "
+                         f"(a default in adlib/config.py is invisible to DVC)")
     kwargs = {}
     for name, value in raw.items():
         f, typ, key = fields[name], hints[name], f"{dot}{name}"
         if dataclasses.is_dataclass(typ):
-            kwargs[name] = parse_section(typ, value, key)
+            kwargs[name] = parse_section(typ, value, key, complete)
         elif typing.get_origin(typ) is tuple and typing.get_args(typ)[-1] is Ellipsis:
             if not isinstance(value, (list, tuple)) or not value:
                 raise ParamError(f"{key} = {value!r}: must be a non-empty list of integers")
@@ -239,12 +306,12 @@ def parse_section(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _cross_checks(p: Params) -> None:
-    n_goals = p.env.size * p.env.size - 1
+    n_goals = p.env.grid_size * p.env.grid_size - 1
     if p.split.n_train >= n_goals:
         raise ParamError(f"split.n_train = {p.split.n_train}: out of range, must be <= {n_goals - 1} "
-                         f"(size {p.env.size} has {n_goals} goals and at least one must be held out)")
-    if p.env.size % 2 == 0 and not p.env.random_start:
-        raise ParamError(f"env.size = {p.env.size}: must be odd when env.random_start is false (the start is the centre)")
+                         f"(grid_size {p.env.grid_size} has {n_goals} goals and at least one must be held out)")
+    if p.env.grid_size % 2 == 0 and not p.env.random_start:
+        raise ParamError(f"env.grid_size = {p.env.grid_size}: must be odd when env.random_start is false (the start is the centre)")
     if p.dt.embedding_dim % p.dt.num_heads:
         raise ParamError(f"dt.num_heads = {p.dt.num_heads}: must divide dt.embedding_dim = {p.dt.embedding_dim}")
     if p.dt.min_lr > p.dt.lr:
@@ -259,9 +326,10 @@ def _cross_checks(p: Params) -> None:
     if p.dataset.noise.decay_episodes > p.dataset.noise.episodes:
         raise ParamError(f"dataset.noise.decay_episodes = {p.dataset.noise.decay_episodes}: must be <= "
                          f"dataset.noise.episodes = {p.dataset.noise.episodes}")
-    if p.source.checkpoint_every % p.source.log_every:
-        raise ParamError(f"source.checkpoint_every = {p.source.checkpoint_every}: must be a multiple of "
-                         f"source.log_every = {p.source.log_every}")
+    rs = p.runtime.source
+    if rs.checkpoint_every % rs.log_every:
+        raise ParamError(f"runtime.source.checkpoint_every = {rs.checkpoint_every}: must be a multiple of "
+                         f"runtime.source.log_every = {rs.log_every}")
     if list(p.source.shards) != list(range(len(p.source.shards))):
         raise ParamError(f"source.shards = {list(p.source.shards)}: must be [0, 1, ..., n-1] (n shard stages)")
     if len(p.source.shards) > n_goals:
@@ -277,15 +345,52 @@ def parse_params(raw: Any) -> Params:
     return p
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml; errors name the file and the key."""
+def _key_path_at(text: str, line: int, key: str) -> str:
+    """The dotted path of block-mapping ``key`` written on 0-based ``line`` of ``text``."""
+    lines = text.splitlines()
+    path, indent = [key], len(lines[line]) - len(lines[line].lstrip()) if line < len(lines) else 0
+    for above in reversed(lines[:line]):
+        stripped = above.lstrip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("-"):
+            continue
+        ind = len(above) - len(stripped)
+        m = re.match(r"([^\s:#'\"]+)\s*:", stripped)
+        if ind < indent and m:
+            path.insert(0, m.group(1))
+            indent = ind
+            if ind == 0:
+                break
+    return ".".join(path)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """params.yaml as DVC reads it: YAML 1.2 through ruamel.yaml's safe loader (so ``1e-4`` is
+    a number and ``yes`` a string, as in DVC's dvc.lock), duplicate keys refused by name."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import YAMLError
+
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ParamError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise ParamError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except DuplicateKeyError as e:
+        m = re.search(r'duplicate key "([^"]+)"', str(e.problem))
+        line = e.problem_mark.line if e.problem_mark is not None else 0
+        key = _key_path_at(text, line, m.group(1)) if m else "?"
+        first = f", first at line {e.context_mark.line + 1}" if e.context_mark is not None else ""
+        raise ParamError(f"{path}: {key}: duplicate key (line {line + 1}{first}); "
+                         f"YAML keeps only one of them silently") from None
+    except YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; errors name the file and the key."""
+    raw = read_yaml(path)
     try:
         return parse_params(raw)
     except ParamError as e:
@@ -303,6 +408,18 @@ def to_dict(cfg: Any) -> dict:
     return conv(dataclasses.asdict(cfg))
 
 
+def param_keys(cls: type = Params, prefix: str = "") -> list[str]:
+    """Dotted keys of every leaf parameter of ``cls``."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += param_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
 def describe(cls: type = Params, prefix: str = "") -> list[tuple[str, Any, str]]:
     """(key, default, doc) for every parameter, for documentation."""
     rows = []
@@ -313,6 +430,7 @@ def describe(cls: type = Params, prefix: str = "") -> list[tuple[str, Any, str]]
             rows += describe(hints[f.name], key + ".")
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((key, default, f"{f.metadata.get('doc', '')} ({_allowed(f)})"))
+            allowed = "true or false" if hints[f.name] is bool else _allowed(f)
+            rows.append((key, default, f"{f.metadata.get('doc', '')} ({allowed})"))
     return rows
 

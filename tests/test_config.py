@@ -8,22 +8,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adlib.config import DatasetConfig, EnvConfig, Params, ParamError, SourceConfig, load_params, parse_params
+from adlib.config import (RESERVED_KEYS, DatasetConfig, EnvConfig, Params, ParamError, SourceConfig, load_params,
+                          param_keys, parse_params, read_yaml, to_dict)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def good() -> dict:
-    """A small valid params mapping; each bad case changes one thing."""
-    return {
-        "env": {"size": 5, "max_episode_steps": 20, "terminate_on_goal": True, "random_start": False,
-                "reward_mode": "reach"},
-        "split": {"seed": 0, "n_train": 16},
-        "source": {"nenvs": 2, "nsteps": 10, "env_steps": 2000, "shards": [0, 1], "betas": [0.9, 0.999]},
-        "dataset": {"history_len": 1000, "subsample": 1, "noise": {"episodes": 30, "decay_episodes": 20}},
-        "dt": {"seq_len": 16, "embedding_dim": 32, "num_heads": 4},
-        "eval": {"train_goals": 2},
-    }
+    """A small, complete, valid params mapping; each bad case changes one thing."""
+    raw = to_dict(Params())
+    raw["env"].update(grid_size=5, max_episode_steps=20)
+    raw["split"].update(n_train=16)
+    raw["source"].update(nenvs=2, nsteps=10, env_steps=2000, shards=[0, 1])
+    raw["dataset"].update(history_len=1000, subsample=1)
+    raw["dataset"]["noise"].update(episodes=30, decay_episodes=20)
+    raw["dt"].update(seq_len=16, embedding_dim=32, num_heads=4)
+    raw["eval"].update(train_goals=2)
+    return raw
 
 
 def with_(path: str, value) -> dict:
@@ -37,21 +38,43 @@ def with_(path: str, value) -> dict:
     return raw
 
 
+def drop(path: str) -> dict:
+    """good() without the key or section ``path``."""
+    raw = good()
+    *parents, leaf = path.split(".")
+    d = raw
+    for p in parents:
+        d = d[p]
+    del d[leaf]
+    return raw
+
+
+def renamed(path: str, new: str) -> dict:
+    """good() with the key ``path`` renamed to ``new`` (same value)."""
+    raw = drop(path)
+    *parents, leaf = path.split(".")
+    d = raw
+    for p in parents:
+        d = d[p]
+    d[new] = good()[parents[0]][leaf] if len(parents) == 1 else None
+    return raw
+
+
 # (id, raw params, key the message must name)
 BAD = [
     ("unknown_top_section", {**good(), "sourc": {}}, "sourc"),
     ("unknown_key", with_("env.sise", 9), "env.sise"),
     ("unknown_nested_key", with_("dataset.noise.epsilon", 0.1), "dataset.noise.epsilon"),
     ("section_not_mapping", {**good(), "env": [1, 2]}, "env"),
-    ("int_as_string", with_("env.size", "9"), "env.size"),
+    ("int_as_string", with_("env.grid_size", "9"), "env.grid_size"),
     ("int_as_float", with_("source.nenvs", 2.5), "source.nenvs"),
     ("int_as_bool", with_("source.nsteps", True), "source.nsteps"),
     ("bool_as_string", with_("env.terminate_on_goal", "yes"), "env.terminate_on_goal"),
     ("bool_as_int", with_("env.random_start", 1), "env.random_start"),
     ("float_as_string", with_("source.lr", "1e-4"), "source.lr"),  # YAML reads 1e-4 (no dot) as a string
     ("float_nan", with_("source.gamma", float("nan")), "source.gamma"),
-    ("size_too_small", with_("env.size", 2), "env.size"),
-    ("size_even_fixed_start", with_("env.size", 6), "env.size"),
+    ("size_too_small", with_("env.grid_size", 2), "env.grid_size"),
+    ("size_even_fixed_start", with_("env.grid_size", 6), "env.grid_size"),
     ("max_episode_steps_zero", with_("env.max_episode_steps", 0), "env.max_episode_steps"),
     ("unknown_reward_mode", with_("env.reward_mode", "dense"), "env.reward_mode"),
     ("n_train_zero", with_("split.n_train", 0), "split.n_train"),
@@ -63,7 +86,8 @@ BAD = [
     ("clip_zero", with_("source.clip_grad_norm", 0), "source.clip_grad_norm"),
     ("betas_one_value", with_("source.betas", [0.9]), "source.betas"),
     ("betas_equal_one", with_("source.betas", [0.9, 1.0]), "source.betas[1]"),
-    ("unknown_device", with_("source.device", "tpu"), "source.device"),
+    ("unknown_device", with_("runtime.source.device", "tpu"), "runtime.source.device"),
+    ("checkpoint_not_multiple_of_log", with_("runtime.source.checkpoint_every", 75), "runtime.source.checkpoint_every"),
     ("shards_empty", with_("source.shards", []), "source.shards"),
     ("shards_not_list", with_("source.shards", 2), "source.shards"),
     ("shards_not_from_zero", with_("source.shards", [1, 2]), "source.shards"),
@@ -87,13 +111,22 @@ BAD = [
     ("eval_train_goals_above_n_train", with_("eval.train_goals", 17), "eval.train_goals"),
     ("render_cell_px_too_small", with_("render.cell_px", 2), "render.cell_px"),
     ("params_not_mapping", [1, 2, 3], "params"),
+    ("eval_train_goals_zero", with_("eval.train_goals", 0), "eval.train_goals"),
+    ("missing_key", drop("dt.stream_start_frac"), "dt.stream_start_frac"),
+    ("missing_nested_key", drop("dataset.noise.seed"), "dataset.noise.seed"),
+    ("missing_section", drop("eval"), "eval"),
+    ("missing_runtime_section", drop("runtime.dt"), "runtime.dt"),
+    ("empty_section", with_("render", None), "render.source_goals"),
+    # DVC's run cache ignores keys named size / nfiles (DVC issue #10296): never allowed
+    ("old_room_size_key", renamed("env.grid_size", "size"), "env.size"),
+    ("nfiles_key", with_("dt.nfiles", 3), "dt.nfiles"),
 ]
 
 
 def test_good_params_parse():
     p = parse_params(good())
     assert isinstance(p, Params)
-    assert p.env == EnvConfig(size=5, max_episode_steps=20)
+    assert p.env == EnvConfig(grid_size=5, max_episode_steps=20)
     assert p.source.shards == (0, 1) and p.source.betas == (0.9, 0.999)
     assert isinstance(p.source, SourceConfig) and isinstance(p.dataset, DatasetConfig)
 
@@ -114,12 +147,12 @@ def test_int_given_for_float_is_accepted_as_float():
 def test_configs_are_frozen():
     p = parse_params(good())
     with pytest.raises(Exception):
-        p.env.size = 7  # type: ignore[misc]
+        p.env.grid_size = 7  # type: ignore[misc]
 
 
 def test_default_params_yaml_parses():
     p = load_params(ROOT / "params.yaml")
-    assert p.env.size * p.env.size - 1 > p.split.n_train
+    assert p.env.grid_size * p.env.grid_size - 1 > p.split.n_train
     assert p.dataset.history_len <= p.source.env_steps
 
 
@@ -131,7 +164,7 @@ def test_load_params_missing_file_names_file(tmp_path):
 
 def test_load_params_bad_yaml_names_file(tmp_path):
     path = tmp_path / "broken.yaml"
-    path.write_text("env: {size: 5\n")
+    path.write_text("env: {grid_size: 5\n")
     with pytest.raises(ParamError, match=str(path)):
         load_params(path)
 
@@ -142,3 +175,86 @@ def test_load_params_bad_value_names_file_and_key(tmp_path):
     with pytest.raises(ParamError) as e:
         load_params(path)
     assert str(path) in str(e.value) and "dt.seq_len" in str(e.value)
+
+
+# ---------------------------------------------------------------- params.yaml read as DVC reads it
+
+def params_text(**edits: str) -> str:
+    """The real params.yaml with lines replaced: ``edits`` maps a line's stripped text to its new text."""
+    lines = (ROOT / "params.yaml").read_text().splitlines()
+    out = []
+    for line in lines:
+        key = line.split("#")[0].strip()
+        out.append(line.replace(key, edits[key]) if key in edits else line)
+    assert len([k for k in edits if any(ln.split("#")[0].strip() == k for ln in lines)]) == len(edits), edits
+    return "\n".join(out) + "\n"
+
+
+def test_yaml_is_read_with_dvc_semantics(tmp_path):
+    """YAML 1.2, as DVC reads params.yaml into dvc.lock: 1e-4 and 8e5 are numbers (PyYAML's YAML
+    1.1 reads them as strings); a whole float is accepted for an integer key."""
+    from dvc.utils.serialize._yaml import parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(params_text(**{"lr: 1.0e-4": "lr: 1e-4", "env_steps: 800000": "env_steps: 8e5"}))
+    assert read_yaml(path) == parse_yaml(path.read_text(), str(path))
+    p = load_params(path)
+    assert p.source.lr == 1e-4 and p.source.env_steps == 800_000 and isinstance(p.source.env_steps, int)
+
+
+def test_yes_is_a_string_not_a_bool_as_in_dvc(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(params_text(**{"terminate_on_goal: true": "terminate_on_goal: yes"}))
+    with pytest.raises(ParamError, match=r"env.terminate_on_goal = 'yes': must be true or false"):
+        load_params(path)
+
+
+def test_duplicate_key_is_refused_naming_its_full_path(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text().replace("  num_steps: 1500\n", "  num_steps: 1500\n  lr: 3.0e-4\n")
+    path.write_text(text)
+    with pytest.raises(ParamError, match=r"dt\.lr: duplicate key \(line \d+, first at line \d+\)"):
+        load_params(path)
+
+
+def test_deleting_a_section_line_is_refused_not_merged(tmp_path):
+    """Deleting only the `eval:` line used to merge its keys into `dt` (seed, device ...)."""
+    path = tmp_path / "params.yaml"
+    path.write_text("".join(ln for ln in (ROOT / "params.yaml").read_text().splitlines(keepends=True)
+                            if not ln.startswith("eval:")))
+    with pytest.raises(ParamError, match=r"dt\.seed: duplicate key"):
+        load_params(path)
+
+
+def test_no_config_key_is_named_like_a_dvc_meta_field():
+    """DVC's run cache drops keys named size / nfiles from its hash (DVC issue #10296)."""
+    assert set(RESERVED_KEYS) == {"size", "nfiles"}
+    bad = [k for k in param_keys() if set(k.split(".")) & set(RESERVED_KEYS)]
+    assert not bad, bad
+
+
+def test_old_size_key_message_says_why_and_what_to_use():
+    with pytest.raises(ParamError) as e:
+        parse_params(renamed("env.grid_size", "size"))
+    msg = str(e.value)
+    assert "env.size" in msg and "env.grid_size" in msg and "10296" in msg and "\n" not in msg
+
+
+# ---------------------------------------------------------------- one owner for each default
+
+def test_params_yaml_values_equal_the_config_defaults():
+    """params.yaml mirrors the dataclasses 1:1 (CORL's habit): the README table and library
+    users see the same defaults as `dvc repro`."""
+    import json
+
+    assert json.loads(json.dumps(read_yaml(ROOT / "params.yaml"))) == to_dict(Params())
+
+
+def test_readme_parameter_table_is_generated_from_the_config():
+    from adlib.check import params_table
+
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- params:start -->\n", "<!-- params:end -->"
+    assert start in readme and end in readme
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == params_table(), "README.md: regenerate the table with `python -m adlib.check --table`"
