@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from adlib import rng
-from adlib.config import EnvConfig, SourceConfig
+from adlib.config import EnvConfig, SourceConfig, SourceRuntime
 from adlib.envs import darkroom as dr
 
 # stream keys of the counter-based RNG
@@ -151,7 +151,7 @@ class AgentLog:
 
 
 def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], agent_seeds: list[int],
-                 device: torch.device | str = "cpu",
+                 device: torch.device | str = "cpu", rt: SourceRuntime = SourceRuntime(),
                  on_log: Callable[[AgentLog], None] | None = None,
                  on_update: Callable[[int], None] | None = None,
                  on_checkpoint: Callable[[dict], None] | None = None,
@@ -159,14 +159,14 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     """Train one A2C agent per (goal_ids[i], agent_seeds[i]) together; return params and histories.
 
     ``on_update(env_steps_done_per_agent)`` is called after every update (progress bars);
-    ``on_log`` every ``cfg.log_every`` updates with per-agent episode statistics;
-    ``on_checkpoint(state)`` every ``cfg.checkpoint_every`` updates with everything needed to
+    ``on_log`` every ``rt.log_every`` updates with per-agent episode statistics;
+    ``on_checkpoint(state)`` every ``rt.checkpoint_every`` updates with everything needed to
     continue (tensors only). Passing that state back as ``resume`` continues the run exactly:
     every random draw is keyed by the update index, so the result equals an uninterrupted run.
     """
     device = torch.device(device)
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
-    n_states = env_cfg.size * env_cfg.size
+    n_states = env_cfg.grid_size * env_cfg.grid_size
     n_updates = max(1, cfg.env_steps // (E * T))
     keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)], dtype=torch.long)
     params = {k: v.to(device).requires_grad_() for k, v in init_params(cfg, n_states, keys).items()}
@@ -278,9 +278,9 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
             win_losses["grad_norm"] += norms
         if on_update is not None:
             on_update((update + 1) * T * E)
-        if (on_log or on_checkpoint) is not None and ((update + 1) % cfg.log_every == 0 or update == n_updates - 1):
+        if (on_log or on_checkpoint) is not None and ((update + 1) % rt.log_every == 0 or update == n_updates - 1):
             n = win["episodes"].clamp(min=1)
-            n_up = (update % cfg.log_every) + 1
+            n_up = (update % rt.log_every) + 1
             stats = {
                 "charts/episodic_return": win["return"] / n,
                 "charts/episodic_length": win["length"] / n,
@@ -297,7 +297,7 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
                 on_log(logs[-1])
             for v in (*win.values(), *win_losses.values()):
                 v.zero_()
-        if (on_checkpoint is not None and (update + 1) % cfg.checkpoint_every == 0 and update + 1 < n_updates):
+        if (on_checkpoint is not None and (update + 1) % rt.checkpoint_every == 0 and update + 1 < n_updates):
             # at a log boundary (checkpoint_every is a multiple of log_every): window sums are zero
             on_checkpoint({
                 "update": update + 1,

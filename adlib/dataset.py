@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from adlib.config import DatasetConfig, EnvConfig, SourceConfig, to_dict
+from adlib.config import DatasetConfig, EnvConfig, to_dict
 from adlib.envs import darkroom as dr
-from adlib.histories import COLUMNS, DataError, cut_and_subsample, read_columns, read_table, to_table, write_table
+from adlib.histories import (COLUMNS, HISTORY_FILE, DataError, cut_and_subsample, find_source_goals, read_columns,
+                             read_table, to_table, write_table)
 from adlib.noise import noise_histories
 from adlib.io import check_env, read_json, write_json
 
@@ -18,56 +19,45 @@ KIND_A2C, KIND_NOISE = 0, 1
 DATA_FILE, META_FILE = "histories.parquet", "meta.json"
 
 
-def find_source_goals(sources_dir: str | Path) -> dict[int, Path]:
-    """goal id -> folder, for every complete goal folder under ``sources_dir`` (any shard).
-
-    Hidden shard folders (``.shard_0.XXXX.tmp``: what a killed writer of adlib.io leaves) are
-    skipped; a goal found in two shard folders (a stale shard of other ``source.shards``) is
-    a :class:`DataError`, never a silent pick of one of them.
-    """
-    found: dict[int, Path] = {}
-    for summary in sorted(Path(sources_dir).glob("*/goal_*/summary.json")):
-        gdir = summary.parent
-        if gdir.parent.name.startswith("."):
-            continue
-        if (gdir / "history.parquet").exists():
-            goal = int(gdir.name.removeprefix("goal_"))
-            if goal in found:
-                raise DataError(f"{sources_dir}: goal {goal} is in two shard folders, {found[goal]} and {gdir} "
-                                f"(a stale shard of other source.shards?); remove the stale folder")
-            found[goal] = gdir
-    return found
-
-
-def _check_source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> None:
+def _source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> dict:
+    """The source params a history was trained with, after checking its environment."""
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    if "env" not in meta:
+    if "env" not in meta or "source" not in meta:
         raise DataError(f"{path}: no environment metadata; not written by train_source_agents")
     check_env(path, json.loads(meta["env"]), to_dict(env_cfg), "train_source_agents (dvc repro)")
+    return json.loads(meta["source"])
 
 
-def build_dataset(env_cfg: EnvConfig, src_cfg: SourceConfig, cfg: DatasetConfig, split: dict,
-                  sources_dir: str | Path, out_dir: str | Path) -> dict:
+def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_dir: str | Path, n_shards: int,
+                  out_dir: str | Path) -> dict:
     """Collect the training goals' histories (cut, subsampled) plus AD^eps streams; write
     ``histories.parquet`` and ``meta.json`` into ``out_dir``. Held-out goals never enter.
 
-    Refuses to run on incomplete input (a partial ``dvc pull`` leaves goals missing).
+    Reads the ``n_shards`` current shard folders only, and refuses to run on incomplete
+    input (a partial ``dvc pull`` leaves goals missing). The source params come from the
+    histories' own metadata (all goals must agree).
     """
     train = list(split["train"])
     held_out = set(split["test"])
     assert not held_out & set(train), "split overlap"  # read_split guarantees it
-    found = find_source_goals(sources_dir)
+    found = find_source_goals(sources_dir, n_shards)
     missing = [g for g in train if g not in found]
     if missing:
         raise DataError(f"{sources_dir}: histories of training goals {missing} are missing "
                         f"({len(found)} goal folders found); run `dvc repro` or `dvc pull` for all shards")
-    per_stream = cfg.history_len // src_cfg.nenvs
     parts: list[dict[str, np.ndarray]] = []
     next_stream = 0
+    source: dict | None = None
     for goal in train:
-        path = found[goal] / "history.parquet"
+        path = found[goal] / HISTORY_FILE
         table = read_table(path)
-        _check_source_meta(path, table, env_cfg)
+        src = _source_meta(path, table, env_cfg)
+        if source is None:
+            source = src
+        elif src != source:
+            raise DataError(f"{path}: trained with source params {src}, other goals with {source}; "
+                            f"rerun train_source_agents (dvc repro)")
+        per_stream = cfg.history_len // source["nenvs"]
         cols = {c: table.column(c).to_numpy() for c in COLUMNS}
         if cols["step"].max(initial=-1) + 1 < per_stream:
             raise DataError(f"{path}: streams hold {cols['step'].max() + 1} steps, fewer than "
@@ -94,9 +84,9 @@ def build_dataset(env_cfg: EnvConfig, src_cfg: SourceConfig, cfg: DatasetConfig,
     assert not held_out & set(np.unique(data["goal"]).tolist()), "held-out goal in training data"
 
     meta = {
-        "format": "adlib-histories-v1",
-        "size": env_cfg.size, "n_states": env_cfg.size ** 2, "n_actions": dr.N_ACTIONS,
-        "env": to_dict(env_cfg), "source": to_dict(src_cfg), "dataset": to_dict(cfg),
+        "format": "adlib-histories-v2",
+        "grid_size": env_cfg.grid_size, "n_states": env_cfg.grid_size ** 2, "n_actions": dr.N_ACTIONS,
+        "env": to_dict(env_cfg), "source": source, "dataset": to_dict(cfg),
         "train_goals": train, "held_out_goals": sorted(held_out),
         "streams": int(data["stream"].max()) + 1, "a2c_streams": n_a2c_streams,
         "noise_streams": int(data["stream"].max()) + 1 - n_a2c_streams,
@@ -122,7 +112,7 @@ class HistoryDataset:
     def __init__(self, data_dir: str | Path, env_cfg: EnvConfig | None = None, held_out: list[int] | None = None):
         data_dir = Path(data_dir)
         self.meta = read_json(data_dir / META_FILE)
-        if self.meta.get("format") != "adlib-histories-v1":
+        if self.meta.get("format") != "adlib-histories-v2":
             raise DataError(f"{data_dir / META_FILE}: unknown dataset format {self.meta.get('format')!r}")
         if env_cfg is not None:
             check_env(data_dir / META_FILE, self.meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
@@ -136,7 +126,7 @@ class HistoryDataset:
             raise DataError(f"{data_dir / DATA_FILE}: rows are not grouped by stream")
         self.starts = np.flatnonzero(np.concatenate([[True], stream[1:] != stream[:-1]]))   # [n_streams]
         self.lengths = np.diff(np.concatenate([self.starts, [len(stream)]]))
-        self.size = self.meta["size"]
+        self.grid_size = self.meta["grid_size"]
 
     def __len__(self) -> int:
         return len(self.cols["state"])
@@ -171,7 +161,7 @@ class HistoryDataset:
         prev = idx - 1
         first = self.cols["stream"][np.maximum(prev, 0)] != self.cols["stream"][idx]
         first |= prev < 0
-        n_states = self.size * self.size
+        n_states = self.grid_size ** 2
         pidx = np.maximum(prev, 0)
         out["prev_action"] = np.where(first, dr.N_ACTIONS, self.cols["action"][pidx])
         out["prev_reward"] = np.where(first, 2, self.cols["reward"][pidx])

@@ -122,7 +122,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     gen = torch.Generator(device=device).manual_seed(seed)
     u = (lambda: torch.rand(N, generator=gen, device=device)) if env_cfg.random_start else (lambda: None)
     state, obs = dr.reset(env_cfg, goals, u())
-    n_states = env_cfg.size ** 2
+    n_states = env_cfg.grid_size ** 2
     prev = {"prev_action": torch.full((N,), dr.N_ACTIONS, device=device),
             "prev_reward": torch.full((N,), 2, device=device),
             "prev_next_state": torch.full((N,), n_states, device=device)}

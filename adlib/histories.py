@@ -6,12 +6,22 @@ stored contiguously, in time order. Columns (compact integer types, zstd):
     stream      int32   global stream id (unique within a file)
     step        int32   index of the transition within its stream (before any subsampling)
     t           uint16  in-episode timestep of ``state`` (0 at reset)
-    state       uint16  cell index row * size + col
+    state       uint16  cell index row * grid_size + col
     action      uint8   0 no-op, 1 up, 2 right, 3 down, 4 left
     reward      uint8   0 or 1 (Dark Room rewards are binary in both reward modes)
     terminated  bool
     truncated   bool
     next_state  uint16  cell reached by the action, before any auto-reset
+
+The source folders (written by train_source_agents, read by every later stage) are laid out
+here and only here::
+
+    <sources>/shard_<k>/shard.json                 {"shard": k, "n_shards": n, "goals": [...]}
+    <sources>/shard_<k>/goal_<ggg>/history.parquet every transition of the goal's agents
+    <sources>/shard_<k>/goal_<ggg>/agent.pt        their trained parameters
+    <sources>/shard_<k>/goal_<ggg>/summary.json    how far they got
+
+Goal ``g`` lives in shard ``g % n``.
 """
 
 from __future__ import annotations
@@ -23,10 +33,63 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from adlib.io import DataError, atomic_path
+from adlib.io import DataError, atomic_path, read_json
 
 if TYPE_CHECKING:
     from adlib.a2c import History
+
+SHARD_FILE, HISTORY_FILE, AGENT_FILE, SUMMARY_FILE = "shard.json", "history.parquet", "agent.pt", "summary.json"
+
+
+def shard_dir(sources_dir: str | Path, shard: int) -> Path:
+    return Path(sources_dir) / f"shard_{shard}"
+
+
+def goal_dir(shard_folder: str | Path, goal_id: int) -> Path:
+    return Path(shard_folder) / f"goal_{goal_id:03d}"
+
+
+def shard_goals(n_goals: int, shard: int, n_shards: int) -> list[int]:
+    """Goal ids trained by ``shard``: every ``n_shards``-th goal (interleaved, so shards balance)."""
+    return list(range(shard, n_goals, n_shards))
+
+
+def stale_shards(sources_dir: str | Path, n_shards: int) -> list[Path]:
+    """``shard_<k>`` folders with ``k >= n_shards``: left over from a larger ``source.shards``."""
+    out = []
+    for p in Path(sources_dir).glob("shard_*"):
+        k = p.name.removeprefix("shard_")
+        if p.is_dir() and k.isdigit() and int(k) >= n_shards:
+            out.append(p)
+    return sorted(out)
+
+
+def find_source_goals(sources_dir: str | Path, n_shards: int) -> dict[int, Path]:
+    """goal id -> folder, for every complete goal folder of shards ``0 .. n_shards - 1``.
+
+    Only the current shards are read: folders of another shard count (``stale_shards``) and
+    hidden leftovers of a killed writer (``.shard_0.XXXX.tmp``) are never looked at. A shard
+    folder made for another shard count, or a goal in the wrong shard, is a :class:`DataError`.
+    Missing shards or goals (a partial ``dvc pull``) are the caller's to report.
+    """
+    found: dict[int, Path] = {}
+    for k in range(n_shards):
+        sdir = shard_dir(sources_dir, k)
+        if not sdir.is_dir():
+            continue
+        made_for = read_json(sdir / SHARD_FILE).get("n_shards")
+        if made_for != n_shards:
+            raise DataError(f"{sdir}: made for {made_for} shards but source.shards has {n_shards}; "
+                            f"rerun train_source_agents (dvc repro)")
+        for gdir in sorted(sdir.glob("goal_*")):
+            if not ((gdir / SUMMARY_FILE).exists() and (gdir / HISTORY_FILE).exists()):
+                continue
+            goal = int(gdir.name.removeprefix("goal_"))
+            if goal % n_shards != k:
+                raise DataError(f"{gdir}: goal {goal} belongs in shard {goal % n_shards}, not {k}")
+            found[goal] = gdir
+    return found
+
 
 COLUMNS = ("stream", "step", "t", "state", "action", "reward", "terminated", "truncated", "next_state")
 SCHEMA = pa.schema([

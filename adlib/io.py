@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -100,11 +101,19 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_torch(path: str | Path, obj: dict) -> None:
-    """Atomically save a checkpoint made of tensors and plain data (loadable with weights_only)."""
+    """Atomically save a checkpoint made of tensors and plain data (loadable with weights_only).
+
+    Serialised in memory first: ``torch.save`` to a path stores the file's stem as the zip
+    archive's inner folder, so saving through a random temp name would make equal tensors
+    different bytes on every run (and defeat DVC's caching downstream). Through a buffer the
+    folder is always ``archive/`` and the entries carry a fixed date: equal content, equal bytes.
+    """
     import torch  # lazily: stages validate params before paying for the torch import
 
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:

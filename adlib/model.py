@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from adlib.config import DTConfig
+from adlib.io import DataError, load_torch
 
 FIELDS = ("state", "t", "action", "reward", "prev_action", "prev_reward", "prev_next_state")
 
@@ -37,7 +39,7 @@ FIELDS = ("state", "t", "action", "reward", "prev_action", "prev_reward", "prev_
 class ModelConfig:
     """Everything needed to rebuild the model; stored in every checkpoint."""
 
-    size: int
+    grid_size: int
     n_actions: int
     max_timestep: int
     layout: str = "transition"
@@ -60,8 +62,8 @@ class ModelConfig:
         return self.seq_len * self.tokens_per_transition
 
     @classmethod
-    def from_dt(cls, dt: DTConfig, size: int, n_actions: int, max_timestep: int) -> "ModelConfig":
-        return cls(size=size, n_actions=n_actions, max_timestep=max_timestep, layout=dt.layout,
+    def from_dt(cls, dt: DTConfig, grid_size: int, n_actions: int, max_timestep: int) -> "ModelConfig":
+        return cls(grid_size=grid_size, n_actions=n_actions, max_timestep=max_timestep, layout=dt.layout,
                    state_embedding=dt.state_embedding, seq_len=dt.seq_len, d=dt.embedding_dim,
                    n_layers=dt.num_layers, n_heads=dt.num_heads, ff=dt.feed_forward_dim,
                    attention_dropout=dt.attention_dropout, residual_dropout=dt.residual_dropout,
@@ -186,12 +188,12 @@ class ADTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d
-        self.state_emb = StateEmbedding(cfg.size, d, cfg.state_embedding)
+        self.state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding)
         self.time_emb = nn.Embedding(cfg.max_timestep + 1, d)
         self.action_emb = nn.Embedding(cfg.n_actions + 1, d)    # + none
         self.reward_emb = nn.Embedding(3, d)                    # 0, 1, none
         if cfg.layout == "transition":
-            self.next_state_emb = StateEmbedding(cfg.size, d, cfg.state_embedding)
+            self.next_state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding)
         else:
             self.type_emb = nn.Embedding(3, d)                  # s, a, r token types
         self.drop = nn.Dropout(cfg.embedding_dropout)
@@ -279,3 +281,14 @@ class ADTransformer(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[ADTransformer, dict]:
+    """Rebuild a model from its checkpoint alone (the checkpoint carries its config); eval mode."""
+    ckpt = load_torch(path, device)
+    try:
+        model = ADTransformer(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise DataError(f"{path}: checkpoint does not match its model config ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), ckpt

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from adlib.config import EnvConfig, EvalConfig, to_dict
-from adlib.dataset import find_source_goals
+from adlib.config import EnvConfig, EvalConfig, EvalRuntime, to_dict
 from adlib.envs import darkroom as dr
 from adlib.evaluate import PlayResult, play
-from adlib.histories import episode_table, read_table
+from adlib.histories import HISTORY_FILE, episode_table, find_source_goals, read_table
 from adlib.io import DataError, atomic_path, check_env, write_json
 from adlib.logs import pick_device
 from adlib.tasks import spread
-from adlib.train import load_model
+from adlib.model import load_model
 
 
 def report_points(episodes: int) -> list[int]:
@@ -25,16 +25,16 @@ def report_points(episodes: int) -> list[int]:
     return [p for p in pts if p <= episodes] + ([episodes] if episodes not in pts else [])
 
 
-def source_curve(sources_dir: str | Path, goals: list[int], episodes: int) -> np.ndarray:
+def source_curve(sources_dir: str | Path, n_shards: int, goals: list[int], episodes: int) -> np.ndarray:
     """Mean return per episode ``[episodes]`` of the source A2C agents on ``goals``, from
     their own learning histories (every stream from its first episode)."""
-    found = find_source_goals(sources_dir)
+    found = find_source_goals(sources_dir, n_shards)
     missing = [g for g in goals if g not in found]
     if missing:
         raise DataError(f"{sources_dir}: no source histories for goals {missing}")
     curves = []
     for g in goals:
-        path = found[g] / "history.parquet"
+        path = found[g] / HISTORY_FILE
         t = read_table(path, columns=["stream", "reward", "terminated", "truncated"])
         cols = {c: t.column(c).to_numpy() for c in t.column_names}
         ep = episode_table(cols)
@@ -106,15 +106,21 @@ def summarize(res: PlayResult, seeds: int, env_cfg: EnvConfig) -> dict:
     for p in report_points(E):
         out[f"return@{p}"] = stat(res.returns[:, p - 1:p])
     out["return_first10"] = stat(res.returns[:, :k])
+    if E >= 20:
+        out["return_11to20"] = stat(res.returns[:, 10:20])
     out["return_last10"] = stat(res.returns[:, -k:])
     if env_cfg.terminate_on_goal:
         for p in report_points(E):
             out[f"success@{p}"] = stat(res.success[:, p - 1:p].astype(float))
         out["success_first10"] = stat(res.success[:, :k].astype(float))
+        if E >= 20:
+            out["success_11to20"] = stat(res.success[:, 10:20].astype(float))
         out["success_last10"] = stat(res.success[:, -k:].astype(float))
         last = res.success[:, -k:]
         ratio = res.lengths[:, -k:] / np.maximum(1, res.shortest)[:, None]
         out["steps_over_shortest_last10"] = round(float(ratio[last].mean()), 4) if last.any() else None
+        on_shortest = last & (res.lengths[:, -k:] == res.shortest[:, None])
+        out["shortest_path_share_last10"] = stat(on_shortest.astype(float))
     return out
 
 
@@ -160,12 +166,45 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     plt.close(fig)
 
 
+# The headline numbers of metrics/eval.json (what `dvc metrics diff` and `dvc exp show`
+# compare between experiments), picked from the full report (metrics/eval_detail.json):
+# variant score -> group -> mode (or "baselines") -> keys (means over seeds).
+HEADLINE = {
+    "success": {  # original variant: an episode ends on the goal
+        "heldout": {"sampled": ["success_first10", "success_11to20", "success@50", "success_last10",
+                                "steps_over_shortest_last10", "shortest_path_share_last10"],
+                    "greedy": ["success_last10"], "baselines": ["a2c_source_last10", "random"]},
+        "train_goals": {"sampled": ["success_last10"], "greedy": ["success_last10"]},
+    },
+    "return": {  # paper variant: +1 per step on the goal
+        "heldout": {"sampled": ["return_first10", "return@50", "return@100", "return_last10"],
+                    "greedy": ["return_last10"], "baselines": ["a2c_source_last10", "random", "optimum"]},
+        "train_goals": {"sampled": ["return_last10"], "greedy": ["return_last10"]},
+    },
+}
+
+
+def headline(detail: dict, score: str) -> dict:
+    """The few numbers worth comparing between experiments, from the full report ``detail``;
+    ``score`` is 'success' (original variant) or 'return' (paper variant)."""
+    out: dict = {}
+    for group, modes in HEADLINE[score].items():
+        for mode, keys in modes.items() if group in detail else ():
+            vals = {k: detail[group][mode].get(k) for k in keys}
+            out.setdefault(group, {})[mode] = {k: v["mean"] if isinstance(v, dict) else v
+                                               for k, v in vals.items() if v is not None}
+    return out
+
+
 def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: EvalConfig, split: dict,
-                        sources_dir: str | Path, metrics_path: str | Path, curves_dir: str | Path,
-                        tb_dir: str | Path | None = None) -> dict:
+                        sources_dir: str | Path, n_shards: int, metrics_path: str | Path, detail_path: str | Path,
+                        curves_dir: str | Path, log_dir: str | Path | None = None,
+                        rt: EvalRuntime = EvalRuntime()) -> dict:
     """The eval_dt stage: held-out goals (and a few training goals, reported apart) x seeds,
-    greedy and sampled, from an empty context; metrics JSON, per-episode CSVs and a PNG."""
-    device = pick_device(eval_cfg.device)
+    greedy and sampled, from an empty context. Writes the headline metrics (``metrics_path``),
+    the full report (``detail_path``), per-episode CSVs and PNGs (``curves_dir``) and, with
+    ``log_dir``, the in-context curves as TensorBoard scalars. Returns the full report."""
+    device = pick_device(rt.device)
     model, ckpt = load_model(model_path, device)
     check_env(model_path, ckpt.get("env"), to_dict(env_cfg), "train_dt (dvc repro)")
     held_out, train = list(split["test"]), spread(list(split["train"]), eval_cfg.train_goals)
@@ -183,35 +222,37 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
                        seed=eval_cfg.seed, device=device)
             metrics[group][mode] = summarize(res, seeds, env_cfg)
             curves[group][f"ad_{mode}"] = res.returns.mean(0)
-        curves[group]["a2c_source"] = source_curve(sources_dir, goals, E)
+        curves[group]["a2c_source"] = source_curve(sources_dir, n_shards, goals, E)
         curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
         curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))
-        if not env_cfg.random_start:
-            curves[group]["explorer (ideal, all goals)"] = explorer_curve(env_cfg, E)
+        curves[group]["explorer"] = explorer_curve(env_cfg, E)
         metrics[group]["baselines"] = {
             "a2c_source_first10": round(float(np.nanmean(curves[group]["a2c_source"][:10])), 4),
             "a2c_source_last10": round(float(np.nanmean(curves[group]["a2c_source"][-10:])), 4),
             "random": round(float(curves[group]["random"][0]), 4),
             "optimum": round(float(curves[group]["optimum"][0]), 4),
         }
-        write_curves_csv(Path(curves_dir) / f"{group}.csv",
-                         {k.split(" ")[0]: v for k, v in curves[group].items()})
+        write_curves_csv(Path(curves_dir) / f"{group}.csv", curves[group])
     ylabel = "success rate (return)" if env_cfg.terminate_on_goal else "return per episode"
     reference = None
-    if not env_cfg.terminate_on_goal and env_cfg.reward_mode == "stand" and env_cfg.size == 9:
+    if not env_cfg.terminate_on_goal and env_cfg.reward_mode == "stand" and env_cfg.grid_size == 9:
         paper = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]  # SPEC.md §6
         reference = {"AD paper (Fig. 4)": ([x for x, _ in paper if x <= E], [y for x, y in paper if x <= E])}
-    plot_curves(Path(curves_dir) / "heldout.png", curves["heldout"],
+    explorer_label = "explorer (ideal, all goals" + (", fixed start)" if not env_cfg.random_start else ", from the centre)")
+    labels = {"explorer": explorer_label}
+    plot_curves(Path(curves_dir) / "heldout.png", {labels.get(k, k): v for k, v in curves["heldout"].items()},
                 f"AD on {len(held_out)} held-out goals, {metrics['variant']} (moving average of 5)", ylabel, reference)
     if "train_goals" in curves:
-        plot_curves(Path(curves_dir) / "train_goals.png", curves["train_goals"],
+        plot_curves(Path(curves_dir) / "train_goals.png",
+                    {labels.get(k, k): v for k, v in curves["train_goals"].items()},
                     f"AD on {len(train)} training goals (over-fitting check), {metrics['variant']}", ylabel)
-    if tb_dir is not None:
-        with SummaryWriter(str(tb_dir)) as w:
+    if log_dir is not None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        with SummaryWriter(str(log_dir)) as w:
             for group, cs in curves.items():
                 for name, y in cs.items():
-                    tag = f"incontext_{group}/{name.split(' ')[0]}_return"
                     for i, v in enumerate(y):
-                        w.add_scalar(tag, float(v), i + 1)
-    write_json(metrics_path, metrics)
+                        w.add_scalar(f"incontext_{group}/{name}_return", float(v), i + 1)
+    write_json(detail_path, metrics)
+    write_json(metrics_path, headline(metrics, "success" if env_cfg.terminate_on_goal else "return"))
     return metrics

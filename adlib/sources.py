@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,54 +11,68 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from adlib import a2c
-from adlib.config import EnvConfig, SourceConfig, to_dict
-from adlib.histories import agent_streams, to_table, write_table
+from adlib.config import EnvConfig, SourceConfig, SourceRuntime, to_dict
+from adlib.envs import darkroom as dr
+from adlib.histories import (AGENT_FILE, HISTORY_FILE, SHARD_FILE, SUMMARY_FILE, agent_streams, episode_table,
+                             goal_dir, shard_goals, stale_shards, to_table, write_table)
 from adlib.io import atomic_dir, fingerprint, load_torch, save_torch, write_json
 from adlib.logs import bar, get_logger, pick_device
-from adlib.envs import darkroom as dr
 
 log = get_logger("train_source_agents")
 
-
-def shard_goals(n_goals: int, shard: int, n_shards: int) -> list[int]:
-    """Goal ids trained by ``shard``: every ``n_shards``-th goal (interleaved, so shards balance)."""
-    return list(range(shard, n_goals, n_shards))
-
-
-def goal_dir(root: str | Path, goal_id: int) -> Path:
-    return Path(root) / f"goal_{goal_id:03d}"
+# The summary's windows are counted in env steps per agent, not in log points, so that
+# summary.json (part of the data later stages depend on) does not change with runtime.source.log_every.
+SUMMARY_WINDOW = 5_000
 
 
-def steps_to_reach(env_steps: np.ndarray, success: np.ndarray, level: float) -> int | None:
-    """First logged env step at which the windowed success rate reached ``level`` (None if never)."""
-    hit = np.nonzero(success >= level)[0]
-    return int(env_steps[hit[0]]) if len(hit) else None
+def agent_summary(hist: a2c.History, agent: int, window: int = SUMMARY_WINDOW) -> dict:
+    """Success and episode length of one agent over the last ``window`` env steps (all its envs
+    together), and the first env step at which a window's success rate reached 0.9."""
+    cols = agent_streams(hist, [agent])
+    E = hist.state.shape[2]
+    ep = episode_table(cols)
+    done = cols["terminated"] | cols["truncated"]
+    end = cols["step"][done].astype(np.int64) * E          # agent env steps when each episode ended
+    win = end // window
+    n_win = int(win.max(initial=-1)) + 1
+    hits = np.bincount(win, weights=ep["success"], minlength=n_win)
+    count = np.bincount(win, minlength=n_win)
+    rate = hits / np.maximum(count, 1)
+    reached = np.flatnonzero((count > 0) & (rate >= 0.9))
+    last = win == n_win - 1
+    return {"final_success_rate": float(ep["success"][last].mean()) if last.any() else 0.0,
+            "final_episodic_length": float(ep["length"][last].mean()) if last.any() else 0.0,
+            "steps_to_90pct_success": int((reached[0] + 1) * window) if len(reached) else None}
 
 
 def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str | Path,
-                resume_dir: str | Path | None = None) -> list[dict]:
+                resume_dir: str | Path | None = None, log_dir: str | Path | None = None,
+                rt: SourceRuntime = SourceRuntime()) -> list[dict]:
     """Train every (goal, seed) agent of ``shard`` as one batch and write, per goal:
-    ``history.parquet``, ``agent.pt``, ``summary.json`` and a TensorBoard run ``tb/``.
-    The whole shard folder is replaced atomically at the end.
+    ``history.parquet``, ``agent.pt`` and ``summary.json`` (layout: :mod:`adlib.histories`).
+    The whole shard folder is replaced atomically at the end. No output depends on ``rt``.
 
-    With ``resume_dir``, a checkpoint ``shard_<k>.pt`` is written there every
-    ``cfg.checkpoint_every`` updates; a rerun after a kill continues from it (when it belongs
-    to the same params) and produces the same outputs as an uninterrupted run.
+    With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``): logs are
+    kept out of the data that later stages depend on. With ``resume_dir``, a checkpoint
+    ``shard_<k>.pt`` is written there every ``rt.checkpoint_every`` updates; a rerun after
+    a kill continues from it (when it belongs to the same params) and produces the same
+    outputs as an uninterrupted run.
     """
     n_goals = len(dr.all_goals(env_cfg))
     goals = shard_goals(n_goals, shard, len(cfg.shards))
     goal_ids = [g for g in goals for _ in range(cfg.seeds_per_goal)]
     seeds = [s for _ in goals for s in range(cfg.seeds_per_goal)]
-    device = pick_device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    device = pick_device(rt.device)
+    if rt.threads > 0:
+        torch.set_num_threads(rt.threads)
     G = len(goal_ids)
     n_updates = max(1, cfg.env_steps // (cfg.nenvs * cfg.nsteps))
     log.info(f"shard {shard}/{len(cfg.shards)}: {len(goals)} goals x {cfg.seeds_per_goal} seeds = {G} agents, "
              f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, on {device}")
 
     ckpt_path = Path(resume_dir) / f"shard_{shard}.pt" if resume_dir is not None else None
-    fp = fingerprint(to_dict(env_cfg), to_dict(cfg), goal_ids, seeds)
+    # what the checkpointed state depends on: the params, and log_every (the logs it holds)
+    fp = fingerprint(to_dict(env_cfg), to_dict(cfg), rt.log_every, goal_ids, seeds)
     resume = None
     if ckpt_path is not None and ckpt_path.exists():
         saved = load_torch(ckpt_path)
@@ -82,47 +97,65 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
             logs.append(entry)
             pbar.set_postfix(success=f"{entry.stats['charts/success_rate'].mean():.3f}", refresh=False)
 
-        params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, on_log=on_log, on_update=on_update,
+        params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, rt=rt, on_log=on_log, on_update=on_update,
                                         on_checkpoint=on_checkpoint if ckpt_path is not None else None,
                                         resume=resume)
 
-    env_steps = np.array([e.env_steps for e in logs])
     summaries = []
+    env_rec, src_rec = to_dict(env_cfg), to_dict(cfg)
     with atomic_dir(out_dir) as tmp:
-        for gi, goal in enumerate(goals):
+        for goal in goals:
             agents = [i for i, g in enumerate(goal_ids) if g == goal]
             gdir = goal_dir(tmp, goal)
             gdir.mkdir(parents=True)
             cell = dr.all_goals(env_cfg)[goal].tolist()
-            meta = {"goal_id": str(goal), "goal": json.dumps(cell), "size": str(env_cfg.size),
-                    "env": json.dumps(to_dict(env_cfg)), "source": json.dumps(to_dict(cfg))}
-            write_table(to_table(agent_streams(hist, agents), meta), gdir / "history.parquet")
-            save_torch(gdir / "agent.pt", {
+            meta = {"goal_id": str(goal), "goal": json.dumps(cell), "grid_size": str(env_cfg.grid_size),
+                    "env": json.dumps(env_rec), "source": json.dumps(src_rec)}
+            write_table(to_table(agent_streams(hist, agents), meta), gdir / HISTORY_FILE)
+            save_torch(gdir / AGENT_FILE, {
                 "params": {k: v[agents].clone() for k, v in params.items()},
                 "goal_id": goal, "goal": cell, "seeds": list(range(cfg.seeds_per_goal)),
-                "env": to_dict(env_cfg), "source": to_dict(cfg),
+                "env": env_rec, "source": src_rec,
             })
-            success = np.stack([e.stats["charts/success_rate"][agents] for e in logs])   # [points, seeds]
+            per_agent = [agent_summary(hist, a) for a in agents]
             summary = {
                 "goal_id": goal, "goal": cell, "seeds": cfg.seeds_per_goal, "streams": len(agents) * cfg.nenvs,
-                "env_steps_per_agent": int(env_steps[-1]),
-                "final_success_rate": float(success[-1].mean()),
-                "final_episodic_length": float(np.mean([logs[-1].stats["charts/episodic_length"][a] for a in agents])),
-                "steps_to_90pct_success": [steps_to_reach(env_steps, success[:, j], 0.9) for j in range(len(agents))],
+                "env_steps_per_agent": n_updates * cfg.nenvs * cfg.nsteps,
+                "window_env_steps": SUMMARY_WINDOW,
+                "final_success_rate": float(np.mean([a["final_success_rate"] for a in per_agent])),
+                "final_episodic_length": float(np.mean([a["final_episodic_length"] for a in per_agent])),
+                "steps_to_90pct_success": [a["steps_to_90pct_success"] for a in per_agent],
             }
-            write_json(gdir / "summary.json", summary)
+            write_json(gdir / SUMMARY_FILE, summary)
             summaries.append(summary)
-            with SummaryWriter(str(gdir / "tb")) as w:
-                w.add_text("hparams", "\n".join(f"- {k}: {v}" for k, v in to_dict(cfg).items()), 0)
-                for e in logs:
-                    for tag, vals in e.stats.items():
-                        for j, a in enumerate(agents):
-                            suffix = "" if len(agents) == 1 else f"/seed_{j}"
-                            w.add_scalar(tag + suffix, float(vals[a]), e.env_steps)
-        write_json(Path(tmp) / "shard.json", {"shard": shard, "n_shards": len(cfg.shards), "goals": goals,
-                                             "complete": True})
+        write_json(Path(tmp) / SHARD_FILE, {"shard": shard, "n_shards": len(cfg.shards), "goals": goals,
+                                            "complete": True})
+    if log_dir is not None:
+        write_tensorboard(log_dir, goals, goal_ids, logs, cfg)
+    parents = [Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else [])
+    for stale in (p for parent in parents for p in stale_shards(parent, len(cfg.shards))):
+        # outputs of a shard stage that no longer exists (source.shards shrank): no stage owns
+        # them and no reader looks at them; they stay in DVC's cache if ever needed again
+        log.info(f"removing {stale}: left over from a larger source.shards")
+        shutil.rmtree(stale, ignore_errors=True)
     if ckpt_path is not None:
         ckpt_path.unlink(missing_ok=True)
     rates = [s["final_success_rate"] for s in summaries]
     log.info(f"shard {shard}: final success mean {np.mean(rates):.3f}, min {np.min(rates):.3f} over {len(goals)} goals")
     return summaries
+
+
+def write_tensorboard(log_dir: str | Path, goals: list[int], goal_ids: list[int], logs: list[a2c.AgentLog],
+                      cfg: SourceConfig) -> None:
+    """One TensorBoard run per goal under ``log_dir`` (``goal_XXX``; a ``seed_<j>`` suffix per
+    tag when a goal has several agents). The folder is replaced, never appended to."""
+    shutil.rmtree(log_dir, ignore_errors=True)
+    for goal in goals:
+        agents = [i for i, g in enumerate(goal_ids) if g == goal]
+        with SummaryWriter(str(goal_dir(log_dir, goal))) as w:
+            w.add_text("hparams", "\n".join(f"- {k}: {v}" for k, v in to_dict(cfg).items()), 0)
+            for e in logs:
+                for tag, vals in e.stats.items():
+                    for j, a in enumerate(agents):
+                        suffix = "" if len(agents) == 1 else f"/seed_{j}"
+                        w.add_scalar(tag + suffix, float(vals[a]), e.env_steps)

@@ -18,7 +18,7 @@ def split_goals(env_cfg: EnvConfig, cfg: SplitConfig) -> dict:
     train = sorted(int(i) for i in perm[: cfg.n_train])
     test = sorted(int(i) for i in perm[cfg.n_train:])
     return {
-        "size": env_cfg.size,
+        "grid_size": env_cfg.grid_size,
         "seed": cfg.seed,
         "n_goals": len(goals),
         "train": train,
@@ -43,9 +43,9 @@ def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
         raise DataError(f"{path}: goals {sorted(train & test)} are both training and held-out")
     if not train or not test or train | test != set(range(n_goals)):
         raise DataError(f"{path}: train and held-out goals must partition 0..{n_goals - 1}")
-    if env_cfg is not None and split.get("size") != env_cfg.size:
-        raise DataError(f"{path}: split is for a {split.get('size')}x{split.get('size')} room "
-                         f"but env.size = {env_cfg.size}; rerun split_tasks")
+    if env_cfg is not None and split.get("grid_size") != env_cfg.grid_size:
+        raise DataError(f"{path}: split is for a {split.get('grid_size')}x{split.get('grid_size')} room "
+                         f"but env.grid_size = {env_cfg.grid_size}; rerun split_tasks")
     return split
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.tensorboard import SummaryWriter
 
-from adlib.config import DTConfig, EnvConfig, ParamError, to_dict
+from adlib.config import DTConfig, DTRuntime, EnvConfig, ParamError, to_dict
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.evaluate import play
@@ -49,18 +50,7 @@ def make_optimizer(model: torch.nn.Module, cfg: DTConfig) -> torch.optim.Optimiz
 
 
 def build_model(dt: DTConfig, env_cfg: EnvConfig) -> ADTransformer:
-    return ADTransformer(ModelConfig.from_dt(dt, env_cfg.size, dr.N_ACTIONS, env_cfg.max_episode_steps))
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[ADTransformer, dict]:
-    """Rebuild a model from its checkpoint alone (the checkpoint carries its config)."""
-    ckpt = load_torch(path, device)
-    try:
-        model = ADTransformer(ModelConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise DataError(f"{path}: checkpoint does not match its model config ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), ckpt
+    return ADTransformer(ModelConfig.from_dt(dt, env_cfg.grid_size, dr.N_ACTIONS, env_cfg.max_episode_steps))
 
 
 def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, goals: list[int], episodes: int,
@@ -74,8 +64,10 @@ def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, goals: list[i
 
 
 def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, out_dir: str | Path,
-          resume_dir: str | Path | None = None, eval_train_goals: int = 4) -> dict:
-    """Train; write ``model.pt`` and TensorBoard events into ``out_dir``; return a summary.
+          resume_dir: str | Path | None = None, log_dir: str | Path | None = None, rt: DTRuntime = DTRuntime(),
+          eval_train_goals: int = 4) -> dict:
+    """Train; write ``model.pt`` into ``out_dir`` (and TensorBoard events into ``log_dir``);
+    return a summary. ``model.pt`` does not depend on ``rt``.
 
     Under ``torchrun`` (WORLD_SIZE > 1) every rank trains a DDP replica on its share of the
     global batch; rank 0 evaluates, logs and writes files.
@@ -84,7 +76,7 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
     distributed = world > 1
     if distributed:
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if dt.device != "cpu" and torch.cuda.is_available():
+        if rt.device != "cpu" and torch.cuda.is_available():
             torch.cuda.set_device(local)
             device = torch.device("cuda", local)
             dist.init_process_group("nccl")
@@ -93,11 +85,11 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
             dist.init_process_group("gloo")
         rank = dist.get_rank()
     else:
-        rank, device = 0, pick_device(dt.device)
+        rank, device = 0, pick_device(rt.device)
     if dt.batch_size % world:
         raise ParamError(f"dt.batch_size = {dt.batch_size}: must be divisible by the number of processes ({world})")
-    if dt.threads > 0:
-        torch.set_num_threads(dt.threads)
+    if rt.threads > 0:
+        torch.set_num_threads(rt.threads)
     main = rank == 0
     out_dir = Path(out_dir)
 
@@ -119,11 +111,15 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
         elif main:
             log.info(f"ignoring {ckpt_path}: it belongs to other params or data")
     net = DDP(model) if distributed else model
-    amp = dt.amp and device.type == "cuda"
+    amp = rt.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
     per_rank = dt.batch_size // world
-    writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step) if main else None
+    writer = None
+    if main and log_dir is not None:
+        if start_step == 0:   # one run per folder: never events of an older run or config beside these
+            shutil.rmtree(log_dir, ignore_errors=True)
+        writer = SummaryWriter(str(log_dir), purge_step=start_step)
     if writer is not None and start_step == 0:
         writer.add_text("hparams", "\n".join(f"- dt.{k}: {v}" for k, v in to_dict(dt).items()), 0)
     if main:
@@ -154,26 +150,26 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
             acc = (logits.argmax(-1) == batch["action"]).float().mean().item()
             pbar.update(1)
             pbar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}", refresh=False)
-            if step % 10 == 0 or step == dt.num_steps - 1:
+            if writer is not None and (step % 10 == 0 or step == dt.num_steps - 1):
                 writer.add_scalar("losses/train_loss", loss.item(), step)
                 writer.add_scalar("losses/accuracy", acc, step)
                 writer.add_scalar("losses/grad_norm", float(grad_norm), step)
                 writer.add_scalar("charts/lr", lr, step)
                 writer.add_scalar("perf/transitions_per_s", seen / max(1e-9, time.time() - t0), step)
         last = step == dt.num_steps - 1
-        if main and dt.eval_step and ((step + 1) % dt.eval_step == 0 or last):
+        if main and rt.eval_step and ((step + 1) % rt.eval_step == 0 or last):
             model.eval()
-            ev = evaluate_in_training(model, env_cfg, eval_goals, dt.eval_episodes, device, dt.seed)
-            tr = evaluate_in_training(model, env_cfg, train_goals, dt.eval_episodes, device, dt.seed)
+            ev = evaluate_in_training(model, env_cfg, eval_goals, rt.eval_episodes, device, dt.seed)
+            tr = evaluate_in_training(model, env_cfg, train_goals, rt.eval_episodes, device, dt.seed)
             model.train()
-            for k, v in ev.items():
-                writer.add_scalar(f"eval_heldout/{k}", v, step + 1)
-            for k, v in tr.items():
-                writer.add_scalar(f"eval_train/{k}", v, step + 1)
+            if writer is not None:
+                for group, res in (("eval_heldout", ev), ("eval_train", tr)):
+                    for k, v in res.items():
+                        writer.add_scalar(f"{group}/{k}", v, step + 1)
             history.append({"step": step + 1, "heldout": ev, "train": tr})
             log.info(f"step {step + 1}: held-out success first10 {ev['success_first10']:.2f} "
                      f"last10 {ev['success_last10']:.2f} | train goals last10 {tr['success_last10']:.2f}")
-        if main and ckpt_path is not None and ((step + 1) % dt.checkpoint_every == 0) and not last:
+        if main and ckpt_path is not None and ((step + 1) % rt.checkpoint_every == 0) and not last:
             save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "step": step + 1, "fingerprint": fp})
     if pbar is not None:
@@ -182,7 +178,8 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
                "wall_s": time.time() - t0, "transitions_per_s": seen / max(1e-9, time.time() - t0),
                "evals": history}
     if main:
-        writer.close()
+        if writer is not None:
+            writer.close()
         save_torch(out_dir / "model.pt", {
             "model": model.state_dict(), "model_config": model.cfg.to_dict(), "dt": to_dict(dt),
             "env": to_dict(env_cfg), "step": dt.num_steps, "train_goals": split["train"],

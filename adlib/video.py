@@ -25,10 +25,11 @@ from adlib.config import EnvConfig, RenderConfig, to_dict
 from adlib.envs import darkroom as dr
 from adlib.envs.render import BG, GOAL, draw_frame
 from adlib.evaluate import PlayResult, play, rollout
+from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.io import DataError, atomic_dir, atomic_path, check_env, load_torch
 from adlib.tasks import spread
 from adlib.logs import bar
-from adlib.train import load_model
+from adlib.model import load_model
 
 TEXT = (236, 239, 244)
 DIM_TEXT = (150, 156, 170)
@@ -67,7 +68,7 @@ def trajectories(res: PlayResult, env_cfg: EnvConfig, titles: list[str]) -> list
 
 def step_rewards(traj: Trajectory, env_cfg: EnvConfig) -> np.ndarray:
     """Reward of every step ``[T]``, from the cells reached (checked against the episode returns)."""
-    size = env_cfg.size
+    size = env_cfg.grid_size
     at_goal = traj.positions == traj.goal[0] * size + traj.goal[1]
     if env_cfg.reward_mode == "stand":
         reward = at_goal
@@ -112,7 +113,7 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
 
     Every frame of a trajectory has the same size: the room, widened where the text needs it.
     """
-    size = env_cfg.size
+    size = env_cfg.grid_size
     reward = step_rewards(traj, env_cfg)
     n_eps = len(traj.returns)
     top = max(float(traj.returns.max()), 0.0)
@@ -218,13 +219,7 @@ def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, se
                    record=True)
 
 
-def source_dirs(sources_dir: str | Path) -> dict[int, Path]:
-    """goal id -> folder holding ``agent.pt``, over every shard."""
-    agents = sorted(Path(sources_dir).glob("*/goal_*/agent.pt"))
-    return {int(p.parent.name.removeprefix("goal_")): p.parent for p in agents}
-
-
-def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path,
+def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path, n_shards: int,
                   model_path: str | Path, out_dir: str | Path, seed: int = 0,
                   source_episodes: int = SOURCE_EPISODES) -> dict:
     """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
@@ -234,18 +229,18 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
     ``ad_goals`` held-out goals (spread) for ``ad_episodes`` episodes; ``ad_contact_sheet.png``.
     """
     t0 = time.perf_counter()
-    found = source_dirs(sources_dir)
+    found = find_source_goals(sources_dir, n_shards)
     jobs = ([("train", g) for g in spread(split["train"], cfg.source_goals)]
             + [("heldout", g) for g in spread(split["test"], cfg.source_goals)])
     missing = [g for _, g in jobs if g not in found]
     if missing:
-        raise FileNotFoundError(f"{sources_dir}: no agent.pt for goals {missing} (run train_source_agents)")
+        raise DataError(f"{sources_dir}: no source agent for goals {missing} (run train_source_agents)")
     ad_goals = spread(list(split["test"]), cfg.ad_goals)
     summary: dict = {"files": [], "ad_returns": {}}
     with atomic_dir(out_dir) as tmp, bar(len(jobs) + 2 * len(ad_goals) + 1, "videos", unit="file") as pbar:
         for group, g in jobs:
             label = "training" if group == "train" else "held-out"
-            res = source_rollout(found[g] / "agent.pt", env_cfg, source_episodes, seed)
+            res = source_rollout(found[g] / AGENT_FILE, env_cfg, source_episodes, seed)
             (traj,) = trajectories(res, env_cfg, [f"A2C source agent, {label} goal {g}"])
             name = f"source_{group}_goal_{g:03d}.mp4"
             write_mp4(video_frames(episode_frames(traj, env_cfg, cfg.cell_px)), tmp / name, cfg.fps)

@@ -22,7 +22,8 @@ from adlib.config import load_params
 from adlib.dataset import build_dataset
 from adlib.evaluate import play
 from adlib.tasks import read_split
-from adlib.train import load_model, train
+from adlib.model import load_model
+from adlib.train import train
 from benchmarks import table, write_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
@@ -68,15 +69,16 @@ def main() -> None:
     for name in names:
         ds_over, dt_over = VARIANTS[name]
         ds_cfg = replace(p.dataset, ds_over)
-        dt_cfg = replace(p.dt, {**dt_over, "num_steps": args.steps, "eval_step": 0, "device": "cpu",
+        dt_cfg = replace(p.dt, {**dt_over, "num_steps": args.steps,
                                 "warmup_steps": min(p.dt.warmup_steps, args.steps // 10)})
+        rt = dataclasses.replace(p.runtime.dt, eval_step=0, device="cpu")
         key = hashlib.sha256(json.dumps(dataclasses.asdict(ds_cfg), sort_keys=True).encode()).hexdigest()[:10]
         ds_dir = CACHE / f"ds_{key}"
         if not (ds_dir / "meta.json").exists():
-            build_dataset(p.env, p.source, ds_cfg, split, "data/sources", ds_dir)
+            build_dataset(p.env, ds_cfg, split, "data/sources", len(p.source.shards), ds_dir)
         run_dir = CACHE / f"run_{hashlib.sha256((name + str(args.steps)).encode()).hexdigest()[:10]}"
         t0 = time.time()
-        train(p.env, dt_cfg, split, ds_dir, run_dir)
+        train(p.env, dt_cfg, split, ds_dir, run_dir, rt=rt)
         wall = time.time() - t0
         model, _ = load_model(run_dir / "model.pt")
         res = play(model, p.env, split["test"], args.seeds, args.episodes, greedy=False, seed=0)

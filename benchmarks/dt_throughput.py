@@ -31,7 +31,7 @@ LAYOUTS = ("transition", "triplet")
 
 def random_batch(env_cfg: EnvConfig, batch: int, seq_len: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """A batch of windows of random but valid indices (every field the model reads)."""
-    n_states, A, T = env_cfg.size ** 2, dr.N_ACTIONS, env_cfg.max_episode_steps
+    n_states, A, T = env_cfg.grid_size ** 2, dr.N_ACTIONS, env_cfg.max_episode_steps
     r = lambda hi: torch.randint(0, hi, (batch, seq_len), generator=gen)
     return {"state": r(n_states), "t": r(T), "action": r(A), "reward": r(2), "next_state": r(n_states),
             "prev_action": r(A + 1), "prev_reward": r(3), "prev_next_state": r(n_states + 1)}

@@ -40,7 +40,7 @@ def held_out_goals(env_cfg: EnvConfig) -> list[int]:
     path = Path("data/split.json")
     if path.exists():
         split = json.loads(path.read_text())
-        if split.get("size") == env_cfg.size:
+        if split.get("grid_size") == env_cfg.grid_size:
             return list(split["test"])
     return list(split_goals(env_cfg, SplitConfig())["test"])
 

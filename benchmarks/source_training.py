@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--env-steps", type=int, default=800_000, help="env steps per agent")
     ap.add_argument("--seq-goals", type=int, default=3, help="goals trained alone for the sequential estimate")
     ap.add_argument("--seq-env-steps", type=int, default=None, help="env steps per sequential agent (default: --env-steps)")
-    ap.add_argument("--device", default=None, help="cpu / cuda / auto (default: source.device)")
+    ap.add_argument("--device", default=None, help="cpu / cuda / auto (default: runtime.source.device)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0 = torch default); the ops are tiny, more threads mostly add contention")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -57,7 +57,7 @@ def main() -> None:
     goal_ids = [g % n_all for g in range(n_goals)]  # more than all goals: extra seeds of the same goals
     seeds = [g // n_all for g in range(n_goals)]
     seq_steps = args.seq_env_steps or args.env_steps
-    device = pick_device(args.device or p.source.device)
+    device = pick_device(args.device or p.runtime.source.device)
     cfg = dataclasses.replace(p.source, env_steps=args.env_steps)
     seq_cfg = dataclasses.replace(p.source, env_steps=seq_steps)
     step_chunk = cfg.nenvs * cfg.nsteps

@@ -61,7 +61,7 @@ def ensure_dataset(data_dir: Path, params: str) -> Path:
     p = load_params(params)
     cfg = DatasetConfig(history_len=800_000, subsample=1, noise=NoiseConfig(streams_per_goal=0))
     print(f"{data_dir} is not the original's size; building {CACHE} from data/sources", file=sys.stderr)
-    build_dataset(p.env, p.source, cfg, read_split("data/split.json", p.env), "data/sources", CACHE)
+    build_dataset(p.env, cfg, read_split("data/split.json", p.env), "data/sources", len(p.source.shards), CACHE)
     return CACHE
 
 
@@ -92,12 +92,13 @@ def child(args: argparse.Namespace) -> None:
     train_mod.HistoryDataset = Measured   # measurement hook only; train() itself is unchanged
     p = load_params(args.params)
     dt = dataclasses.replace(p.dt, num_steps=args.steps, warmup_steps=min(p.dt.warmup_steps, args.steps - 1),
-                             eval_step=0, device="cpu", threads=args.threads, batch_size=32, seq_len=256,
-                             embedding_dim=64, num_layers=4, num_heads=4, feed_forward_dim=256)
+                             batch_size=32, seq_len=256, embedding_dim=64, num_layers=4, num_heads=4,
+                             feed_forward_dim=256)
+    rt = dataclasses.replace(p.runtime.dt, eval_step=0, device="cpu", threads=args.threads)
     split = read_split("data/split.json", p.env)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        summary = train_mod.train(p.env, dt, split, args.data, out)
+        summary = train_mod.train(p.env, dt, split, args.data, out, rt=rt)
         report["train_s"] = time.perf_counter() - t0
     report["transitions_per_s"] = summary["transitions_per_s"]
     report["layout"] = dt.layout

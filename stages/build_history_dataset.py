@@ -18,7 +18,7 @@ def main() -> None:
     from adlib.dataset import build_dataset
     from adlib.tasks import read_split
 
-    meta = build_dataset(p.env, p.source, p.dataset, read_split(args.split, p.env), args.sources, args.out)
+    meta = build_dataset(p.env, p.dataset, read_split(args.split, p.env), args.sources, len(p.source.shards), args.out)
     get_logger("build_history_dataset").info(
         f"{meta['transitions']:,} transitions in {meta['streams']} streams ({meta['a2c_streams']} A2C, "
         f"{meta['noise_streams']} AD^eps) of {len(meta['train_goals'])} training goals, "

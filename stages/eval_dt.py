@@ -12,21 +12,23 @@ def main() -> None:
     ap.add_argument("--split", default="data/split.json")
     ap.add_argument("--model", default="models/dt/model.pt")
     ap.add_argument("--sources", default="data/sources")
-    ap.add_argument("--metrics", default="metrics/eval.json")
+    ap.add_argument("--metrics", default="metrics/eval.json", help="headline numbers (dvc metrics)")
+    ap.add_argument("--detail", default="metrics/eval_detail.json", help="the full report")
     ap.add_argument("--curves", default="metrics/curves")
-    ap.add_argument("--tb", default="models/eval_tb")
+    ap.add_argument("--tensorboard", default=None, help="TensorBoard folder, e.g. logs/eval_dt")
     args = ap.parse_args()
     p = load_params(args.params)
     # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
     from adlib.report import evaluate_checkpoint
     from adlib.tasks import read_split
 
-    m = evaluate_checkpoint(args.model, p.env, p.eval, read_split(args.split, p.env), args.sources,
-                            args.metrics, args.curves, args.tb)
+    m = evaluate_checkpoint(args.model, p.env, p.eval, read_split(args.split, p.env), args.sources, len(p.source.shards),
+                            args.metrics, args.detail, args.curves, args.tensorboard, p.runtime.eval)
     key = "success" if p.env.terminate_on_goal else "return"
-    g = m["heldout"]["greedy"]
-    get_logger("eval_dt").info(f"held-out greedy {key}: first10 {g[key + '_first10']['mean']:.3f} -> "
-                               f"last10 {g[key + '_last10']['mean']:.3f} -> {args.metrics}")
+    s, g = m["heldout"]["sampled"], m["heldout"]["greedy"]
+    get_logger("eval_dt").info(f"held-out {key} (sampled): first10 {s[key + '_first10']['mean']:.3f} -> "
+                               f"last10 {s[key + '_last10']['mean']:.3f} (greedy last10 "
+                               f"{g[key + '_last10']['mean']:.3f}) -> {args.metrics}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import argparse
 from adlib.config import load_params
 from adlib.logs import run_stage
 
+RESUME_DIR = ".cache/train_dt"   # scratch: ignored by git (.gitignore) and by DVC (no stage's output)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -12,14 +14,15 @@ def main() -> None:
     ap.add_argument("--split", default="data/split.json")
     ap.add_argument("--data", default="data/dataset")
     ap.add_argument("--out", default="models/dt")
-    ap.add_argument("--resume-dir", default=".cache/train_dt", help="scratch folder of the resumable checkpoint")
+    ap.add_argument("--tensorboard", default=None, help="TensorBoard folder, e.g. logs/train_dt")
+    ap.add_argument("--resume-dir", default=RESUME_DIR, help="scratch folder of the resumable checkpoint")
     args = ap.parse_args()
     p = load_params(args.params)
     # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
     from adlib.tasks import read_split
     from adlib.train import train
 
-    train(p.env, p.dt, read_split(args.split, p.env), args.data, args.out, args.resume_dir)
+    train(p.env, p.dt, read_split(args.split, p.env), args.data, args.out, args.resume_dir, args.tensorboard, p.runtime.dt)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Stage train_source_agents: one batched A2C run for one shard of goals (all goals, train and held out)."""
 
 import argparse
-from pathlib import Path
 
 from adlib.config import ParamError, load_params
 from adlib.logs import run_stage
+
+RESUME_DIR = ".cache/sources"   # scratch: ignored by git (.gitignore) and by DVC (no stage's output)
 
 
 def main() -> None:
@@ -12,8 +13,8 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--shard", type=int, required=True)
     ap.add_argument("--out", required=True, help="shard folder, e.g. data/sources/shard_0")
-    ap.add_argument("--resume-dir", default=None,
-                    help="scratch folder of resumable checkpoints (default: .resume next to --out, ignored by DVC)")
+    ap.add_argument("--tensorboard", default=None, help="TensorBoard folder of the shard, e.g. logs/sources/shard_0")
+    ap.add_argument("--resume-dir", default=RESUME_DIR, help="scratch folder of resumable checkpoints")
     args = ap.parse_args()
     p = load_params(args.params)
     if args.shard not in p.source.shards:
@@ -21,8 +22,7 @@ def main() -> None:
     # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
     from adlib.sources import train_shard
 
-    resume_dir = args.resume_dir or Path(args.out).parent / ".resume"
-    train_shard(p.env, p.source, args.shard, args.out, resume_dir)
+    train_shard(p.env, p.source, args.shard, args.out, args.resume_dir, args.tensorboard, p.runtime.source)
 
 
 if __name__ == "__main__":

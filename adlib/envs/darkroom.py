@@ -1,6 +1,6 @@
 """Dark Room as pure batched functions over a state of tensors (gymnax style).
 
-Conventions of the original environment (SPEC.md §2): state index = row * size + col,
+Conventions of the original environment (SPEC.md §2): state index = row * grid_size + col,
 rows counted from the top; actions 0 no-op, 1 up (row - 1), 2 right (col + 1),
 3 down (row + 1), 4 left (col - 1); a move into a wall leaves the agent in place.
 
@@ -42,12 +42,12 @@ class StepOut(NamedTuple):
 
 def start_pos(cfg: EnvConfig) -> tuple[int, int]:
     """The fixed start cell: the centre."""
-    return cfg.size // 2, cfg.size // 2
+    return cfg.grid_size // 2, cfg.grid_size // 2
 
 
 def all_goals(cfg: EnvConfig) -> torch.Tensor:
-    """Every cell but the start cell, in row-major order: [size*size - 1, 2] long."""
-    rows, cols = torch.meshgrid(torch.arange(cfg.size), torch.arange(cfg.size), indexing="ij")
+    """Every cell but the start cell, in row-major order: [grid_size**2 - 1, 2] long."""
+    rows, cols = torch.meshgrid(torch.arange(cfg.grid_size), torch.arange(cfg.grid_size), indexing="ij")
     cells = torch.stack([rows.flatten(), cols.flatten()], -1)
     sr, sc = start_pos(cfg)
     keep = ~((cells[:, 0] == sr) & (cells[:, 1] == sc))
@@ -56,14 +56,14 @@ def all_goals(cfg: EnvConfig) -> torch.Tensor:
 
 def goal_to_index(cfg: EnvConfig, goal: torch.Tensor) -> torch.Tensor:
     """Goal id (index into :func:`all_goals`) of goals ``[..., 2]``."""
-    cell = goal[..., 0] * cfg.size + goal[..., 1]
-    centre = start_pos(cfg)[0] * cfg.size + start_pos(cfg)[1]
+    cell = goal[..., 0] * cfg.grid_size + goal[..., 1]
+    centre = start_pos(cfg)[0] * cfg.grid_size + start_pos(cfg)[1]
     return cell - (cell > centre).long()
 
 
 def obs_of(cfg: EnvConfig, pos: torch.Tensor) -> torch.Tensor:
     """State index of positions ``[..., 2]``."""
-    return pos[..., 0] * cfg.size + pos[..., 1]
+    return pos[..., 0] * cfg.grid_size + pos[..., 1]
 
 
 def _start_positions(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
@@ -73,10 +73,10 @@ def _start_positions(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None)
         return torch.tensor([sr, sc], device=goal.device).expand_as(goal).clone()
     if u is None:
         raise ValueError("random_start needs uniforms u [B] in [0, 1)")
-    n = cfg.size * cfg.size
+    n = cfg.grid_size * cfg.grid_size
     idx = (u * (n - 1)).long().clamp_max(n - 2)
     idx = idx + (idx >= obs_of(cfg, goal)).long()  # skip the goal cell
-    return torch.stack([idx // cfg.size, idx % cfg.size], -1)
+    return torch.stack([idx // cfg.grid_size, idx % cfg.grid_size], -1)
 
 
 def reset(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None = None) -> tuple[EnvState, torch.Tensor]:
@@ -94,7 +94,7 @@ def step(cfg: EnvConfig, state: EnvState, action: torch.Tensor, u: torch.Tensor 
     the reward and the reached cell of the ending step are in ``reward`` and ``final_obs``.
     """
     deltas = ACTION_DELTAS.to(action.device)[action]                     # [B, 2]
-    new_pos = (state.pos + deltas).clamp(0, cfg.size - 1)                # walls stop moves
+    new_pos = (state.pos + deltas).clamp(0, cfg.grid_size - 1)                # walls stop moves
     at_goal = (new_pos == state.goal).all(-1)                            # [B]
     if cfg.reward_mode == "stand":
         reward = at_goal

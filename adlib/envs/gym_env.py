@@ -8,10 +8,10 @@ import gymnasium as gym
 import torch
 
 from adlib.config import EnvConfig
+from adlib.envs import ENV_ID, register
 from adlib.envs import darkroom as dr
 from adlib.envs.render import draw_frame
 
-ENV_ID = "adlib/DarkRoom-v0"
 
 
 class DarkRoomEnv(gym.Env):
@@ -24,13 +24,13 @@ class DarkRoomEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
 
-    def __init__(self, size: int = 9, terminate_on_goal: bool = True, random_start: bool = False,
+    def __init__(self, grid_size: int = 9, terminate_on_goal: bool = True, random_start: bool = False,
                  reward_mode: str = "reach", goal: tuple[int, int] | None = None,
                  render_mode: str | None = None, cell_px: int = 24):
         # the core's own step limit is disabled (huge); TimeLimit truncates instead
-        self.cfg = EnvConfig(size=size, max_episode_steps=10_000, terminate_on_goal=terminate_on_goal,
+        self.cfg = EnvConfig(grid_size=grid_size, max_episode_steps=10_000, terminate_on_goal=terminate_on_goal,
                              random_start=random_start, reward_mode=reward_mode)
-        self.observation_space = gym.spaces.Discrete(size * size)
+        self.observation_space = gym.spaces.Discrete(grid_size * grid_size)
         self.action_space = gym.spaces.Discrete(dr.N_ACTIONS)
         self.render_mode = render_mode
         self.cell_px = cell_px
@@ -58,7 +58,7 @@ class DarkRoomEnv(gym.Env):
         out = dr.step(self.cfg, self._state, torch.tensor([int(action)]), self._u())
         terminated = bool(out.terminated[0])
         # keep the pre-reset position: gymnasium's caller resets explicitly
-        row, col = divmod(int(out.final_obs[0]), self.cfg.size)
+        row, col = divmod(int(out.final_obs[0]), self.cfg.grid_size)
         self._state = dr.EnvState(pos=torch.tensor([[row, col]]), goal=self._state.goal,
                                   t=torch.tensor([prev_t + 1]))
         return int(out.final_obs[0]), float(out.reward[0]), terminated, False, {"step": prev_t + 1}
@@ -67,19 +67,13 @@ class DarkRoomEnv(gym.Env):
         if self.render_mode != "rgb_array" or self._state is None:
             return None
         pos = tuple(self._state.pos[0].tolist())
-        return draw_frame(self.cfg.size, pos, tuple(self._state.goal[0].tolist()), self.cell_px)
-
-
-def register() -> None:
-    """Register :data:`ENV_ID` (idempotent)."""
-    if ENV_ID not in gym.registry:
-        gym.register(id=ENV_ID, entry_point="adlib.envs.gym_env:DarkRoomEnv", max_episode_steps=20)
+        return draw_frame(self.cfg.grid_size, pos, tuple(self._state.goal[0].tolist()), self.cell_px)
 
 
 def make(cfg: EnvConfig, **kwargs: Any) -> gym.Env:
     """``gym.make`` of :data:`ENV_ID` with the settings of ``cfg``."""
     register()
-    return gym.make(ENV_ID, max_episode_steps=cfg.max_episode_steps, size=cfg.size,
+    return gym.make(ENV_ID, max_episode_steps=cfg.max_episode_steps, grid_size=cfg.grid_size,
                     terminate_on_goal=cfg.terminate_on_goal, random_start=cfg.random_start,
                     reward_mode=cfg.reward_mode, **kwargs)
 
