@@ -3,6 +3,7 @@ throwaway git + DVC repo holding a copy of the pipeline code, driven through sub
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import json
@@ -17,32 +18,112 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARDS = ("train_source_agents@0", "train_source_agents@1")
-ALL3 = {"split_tasks", *SHARDS, "build_history_dataset"}
 
 # Every key of the sections the first three stages read, laid over the real params.yaml; its
 # other sections (dt, eval, ...) come as they are unless TINY_DT_EVAL is laid over them too.
 TINY = {
-    "env": {"size": 5, "max_episode_steps": 20, "terminate_on_goal": True, "random_start": False,
+    "env": {"grid_size": 5, "max_episode_steps": 20, "terminate_on_goal": True, "random_start": False,
             "reward_mode": "reach"},
     "split": {"seed": 0, "n_train": 16},
-    "source": {"hidden_size": 128, "nenvs": 4, "nsteps": 5, "env_steps": 20000, "seeds_per_goal": 1,
+    "source": {"hidden_size": 128, "nenvs": 4, "nsteps": 5, "env_steps": 8000, "seeds_per_goal": 1,
                "lr": 1.0e-4, "betas": [0.9, 0.999], "eps": 1.0e-6, "clip_grad_norm": 0.5, "value_coef": 0.99,
-               "entropy_coef": 0.01, "gamma": 0.99, "seed": 0, "shards": [0, 1], "log_every": 10,
-               "device": "cpu"},
-    "dataset": {"history_len": 20000, "subsample": 1,
+               "entropy_coef": 0.01, "gamma": 0.99, "seed": 0, "shards": [0, 1]},
+    "dataset": {"history_len": 8000, "subsample": 1,
                 "noise": {"streams_per_goal": 0, "episodes": 120, "decay_episodes": 80, "eps_start": 1.0,
                           "eps_end": 0.0, "seed": 0}},
+    "runtime": {"source": {"device": "cpu", "threads": 1, "log_every": 10, "checkpoint_every": 2000}},
 }
 
 # The stages after the dataset (transformer, evaluation, videos), small enough for a few
 # seconds each on one CPU core.
 TINY_DOWNSTREAM = {
     "dt": {"seq_len": 16, "embedding_dim": 16, "num_layers": 1, "num_heads": 2, "feed_forward_dim": 32,
-           "num_steps": 20, "batch_size": 4, "eval_step": 0, "warmup_steps": 2, "checkpoint_every": 10,
-           "device": "cpu", "amp": False, "threads": 1},
-    "eval": {"episodes": 5, "seeds": 2, "train_goals": 2, "device": "cpu"},
+           "num_steps": 20, "batch_size": 4, "warmup_steps": 2},
+    "eval": {"episodes": 5, "seeds": 2, "train_goals": 2},
     "render": {"source_goals": 1, "ad_goals": 1, "ad_episodes": 3, "fps": 4, "cell_px": 8},
+    "runtime": {"dt": {"device": "cpu", "amp": False, "threads": 1, "eval_step": 0, "checkpoint_every": 10},
+                "eval": {"device": "cpu"}},
 }
+
+
+# What each stage's outputs depend on, declared here independently of dvc.yaml (which the
+# tests check against it): whole params sections, or single keys. check_params depends on
+# every result section (so that it runs before any stage that a params edit reruns).
+RESULT_SECTIONS = ("env", "split", "source", "dataset", "dt", "eval", "render")
+STAGE_READS = {
+    "check_params": list(RESULT_SECTIONS),
+    "split_tasks": ["env.grid_size", "split"],          # the goal set depends on the room's side only
+    "train_source_agents": ["env", "source"],
+    "build_history_dataset": ["env", "dataset", "source.shards"],
+    "train_dt": ["env", "dt"],
+    "eval_dt": ["env", "eval", "source.shards"],
+    "render_videos": ["env", "render", "source.shards"],
+}
+# Modules imported by every stage that cannot change an output: validation (params.yaml sets
+# every key, so config.py's defaults never reach a stage) and progress bars / log lines.
+NOT_DEPS = {"adlib/config.py": "schema and validation only", "adlib/logs.py": "progress bars, log lines"}
+
+
+def stage_name(name: str) -> str:
+    """``train_source_agents@1`` -> ``train_source_agents``."""
+    return name.split("@")[0]
+
+
+def stage_reads(name: str) -> set[str]:
+    """Every params key (dotted, leaf) the outputs of stage ``name`` depend on."""
+    from adlib.config import param_keys
+
+    keys = param_keys()
+    out = set()
+    for r in STAGE_READS[stage_name(name)]:
+        out |= {k for k in keys if k == r or k.startswith(r + ".")}
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules imported anywhere in ``path`` (functions included; ``if TYPE_CHECKING:`` blocks excluded)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}   # `from pkg import module`
+    return out
+
+
+def import_closure(module: str, root: Path = REPO) -> set[str]:
+    """Files (relative to ``root``) of every project module that importing ``module`` can load,
+    package ``__init__`` files included, following imports inside functions too."""
+    def file_of(mod: str) -> Path | None:
+        p = root.joinpath(*mod.split("."))
+        for f in (p.with_suffix(".py"), p / "__init__.py"):
+            if f.is_file():
+                return f
+        return None
+
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        parts = todo.pop().split(".")
+        if parts[0] not in ("adlib", "stages"):
+            continue
+        for i in range(1, len(parts) + 1):
+            f = file_of(".".join(parts[:i]))
+            if f is not None and f not in seen:
+                seen.add(f)
+                todo += sorted(_imports(f))
+    return {str(f.relative_to(root)) for f in seen}
+
+
+def stage_module(cmd: str) -> str:
+    """``python -m stages.x ...`` -> ``stages.x``."""
+    m = re.search(r"python -m ([\w.]+)", cmd)
+    assert m, f"not a `python -m` command: {cmd}"
+    return m.group(1)
 
 
 def key_paths(d: dict, prefix: str = "") -> set[str]:
@@ -85,8 +166,8 @@ def _interpolate(x, item):
 
 
 def pipeline(params: dict, dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, dict]:
-    """The stages of dvc.yaml (``foreach`` expanded): name -> {"deps": [paths],
-    "outs": {path: options}} (metrics and plots count as outputs)."""
+    """The stages of dvc.yaml (``foreach`` expanded): name -> {"cmd": str, "deps": [paths],
+    "params": [keys], "outs": {path: options}} (metrics and plots count as outputs)."""
     stages = {}
     for name, st in yaml.safe_load(Path(dvc_yaml).read_text())["stages"].items():
         if "foreach" in st:
@@ -104,7 +185,8 @@ def pipeline(params: dict, dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, dict
                 for o in s.get(kind, []):
                     path, opts = (next(iter(o.items())) if isinstance(o, dict) else (o, None))
                     outs[path] = opts or {}
-            stages[n] = {"deps": list(s.get("deps", [])), "outs": outs}
+            stages[n] = {"cmd": " ".join(str(s["cmd"]).split()), "deps": list(s.get("deps", [])),
+                         "params": [str(p) for p in s.get("params", [])], "outs": outs}
     return stages
 
 
@@ -122,11 +204,6 @@ def downstream(stages: dict[str, dict], start: set[str]) -> set[str]:
         if not more:
             return out
         out |= more
-
-
-def unpushed(stages: dict[str, dict]) -> set[str]:
-    """Stages with an output that `dvc push` leaves out (``push: false``); a clone reruns them."""
-    return {n for n, st in stages.items() if any(o.get("push") is False for o in st["outs"].values())}
 
 
 def sha256(path: Path) -> str:
@@ -179,7 +256,7 @@ class Repo:
         assert p.returncode == 0, f"`dvc {' '.join(args)}` exited {p.returncode}:\n{(p.stdout + p.stderr)[-6000:]}"
         return p.stdout
 
-    def repro(self, *targets: str, expect: set[str] | None = ALL3) -> set[str]:
+    def repro(self, *targets: str, expect: set[str] | None = None) -> set[str]:
         """`dvc repro [targets]`; the set of stages that ran (all of ``expect`` ran or were skipped
         in the output; it is not checked when None)."""
         out = self.dvc("repro", *targets)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import yaml
 
-from adlib.config import (DatasetConfig, DTConfig, EnvConfig, EvalConfig, Params, SourceConfig, SplitConfig,
-                          parse_params, to_dict)
+from adlib.config import (DatasetConfig, DTConfig, DTRuntime, EnvConfig, EvalConfig, EvalRuntime, Params,
+                          RuntimeConfig, SourceConfig, SourceRuntime, SplitConfig, parse_params, to_dict)
 from adlib.dataset import HistoryDataset, build_dataset
 from adlib.envs import darkroom as dr
 from adlib.model import ADTransformer, ModelConfig
@@ -21,9 +21,9 @@ from adlib.sources import train_shard
 from adlib.tasks import split_goals, write_split
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = EnvConfig(size=5, max_episode_steps=10)
+ENV = EnvConfig(grid_size=5, max_episode_steps=10)
 SPLIT = SplitConfig(seed=0, n_train=16)
-SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0,), log_every=50)
+SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0,))
 DATA = DatasetConfig(history_len=2000)
 
 _built: dict[str, dict] = {}
@@ -37,7 +37,7 @@ def tiny_pipeline(root: Path) -> dict:
         split = split_goals(ENV, SPLIT)
         write_split(split, root / "split.json")
         train_shard(ENV, SRC, 0, root / "sources" / "shard_0")
-        meta = build_dataset(ENV, SRC, DATA, split, root / "sources", root / "dataset")
+        meta = build_dataset(ENV, DATA, split, root / "sources", len(SRC.shards), root / "dataset")
         _built["p"] = {"root": root, "split": split, "split_path": root / "split.json", "sources": root / "sources",
                        "data_dir": root / "dataset", "meta": meta}
     return _built["p"]
@@ -47,23 +47,30 @@ def tiny_dt(**kw) -> DTConfig:
     """A transformer small enough to train a few steps in well under a second on one CPU core."""
     base = dict(layout="transition", state_embedding="coords", seq_len=16, embedding_dim=16, num_layers=1,
                 num_heads=2, feed_forward_dim=32, lr=3e-3, min_lr=1e-4, warmup_steps=2, batch_size=4,
-                num_steps=6, eval_step=0, eval_episodes=3, checkpoint_every=1000, seed=0, device="cpu",
-                amp=False, threads=1, stream_start_frac=0.25)
+                num_steps=6, seed=0, stream_start_frac=0.25)
     base.update(kw)
     return DTConfig(**base)
 
 
+def tiny_rt(**kw) -> DTRuntime:
+    """How the tiny transformer trains: CPU, one thread, no in-training evaluation."""
+    return DTRuntime(**{**dict(device="cpu", amp=False, threads=1, eval_step=0, eval_episodes=3,
+                               checkpoint_every=1000), **kw})
+
+
 def tiny_model_cfg(layout: str = "transition", state_embedding: str = "coords", seq_len: int = 8,
                    d: int = 16, n_layers: int = 2, n_heads: int = 2) -> ModelConfig:
-    return ModelConfig(size=ENV.size, n_actions=dr.N_ACTIONS, max_timestep=ENV.max_episode_steps, layout=layout,
+    return ModelConfig(grid_size=ENV.grid_size, n_actions=dr.N_ACTIONS, max_timestep=ENV.max_episode_steps, layout=layout,
                        state_embedding=state_embedding, seq_len=seq_len, d=d, n_layers=n_layers, n_heads=n_heads,
                        ff=2 * d)
 
 
-def write_params(path: Path, dt: DTConfig, eval_cfg: EvalConfig | None = None) -> Path:
+def write_params(path: Path, dt: DTConfig, eval_cfg: EvalConfig | None = None, rt: DTRuntime | None = None) -> Path:
     """A complete, valid params.yaml of the tiny pipeline with ``dt`` (checked by parse_params)."""
     p = Params(env=ENV, split=SPLIT, source=SRC, dataset=DATA, dt=dt,
-               eval=eval_cfg or EvalConfig(episodes=4, seeds=2, train_goals=2, device="cpu"))
+               eval=eval_cfg or EvalConfig(episodes=4, seeds=2, train_goals=2),
+               runtime=RuntimeConfig(source=SourceRuntime(log_every=50), dt=rt or tiny_rt(),
+                                     eval=EvalRuntime(device="cpu")))
     raw = to_dict(p)
     parse_params(raw)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

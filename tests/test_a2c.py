@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from adlib import a2c, rng
-from adlib.config import EnvConfig, SourceConfig
+from adlib.config import EnvConfig, SourceConfig, SourceRuntime
 
 torch.set_num_threads(1)
 
-ENV = EnvConfig(size=5, max_episode_steps=20)
+ENV = EnvConfig(grid_size=5, max_episode_steps=20)
 HIST_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
 
 
@@ -101,7 +101,7 @@ def test_clip_grad_per_agent_clips_each_agent_independently():
 
 def test_train_agents_batch_equals_each_agent_alone():
     cfg = SourceConfig(hidden_size=16, nenvs=4, nsteps=5, env_steps=1000, lr=1e-2, seed=3)
-    env = EnvConfig(size=5, max_episode_steps=10, random_start=True)  # start uniforms are keyed per agent too
+    env = EnvConfig(grid_size=5, max_episode_steps=10, random_start=True)  # start uniforms are keyed per agent too
     goal_a, goal_b = 3, 17
     p_ab, h_ab = a2c.train_agents(env, cfg, [goal_a, goal_b], [0, 1])
     p_a, h_a = a2c.train_agents(env, cfg, [goal_a], [0])
@@ -129,10 +129,10 @@ def test_train_agents_history_shape_and_consistency():
 
 
 def test_a2c_learns_on_small_room():
-    cfg = SourceConfig(hidden_size=32, nenvs=10, nsteps=10, env_steps=10_000, lr=1e-2, log_every=5, seed=0)
+    cfg = SourceConfig(hidden_size=32, nenvs=10, nsteps=10, env_steps=10_000, lr=1e-2, seed=0)
     logs: list[a2c.AgentLog] = []
     corners = [0, 4, 19, 23]  # (0,0), (0,4), (4,0), (4,4): 4 steps from the centre
-    a2c.train_agents(ENV, cfg, corners, [0] * 4, on_log=logs.append)
+    a2c.train_agents(ENV, cfg, corners, [0] * 4, rt=SourceRuntime(log_every=5), on_log=logs.append)
     first = logs[0].stats["charts/success_rate"]
     last = logs[-1].stats["charts/success_rate"]
     assert first.mean() < 0.5

@@ -13,17 +13,17 @@ import pytest
 import torch
 
 from adlib.config import DatasetConfig, EnvConfig, NoiseConfig, SourceConfig, SplitConfig
-from adlib.dataset import DATA_FILE, KIND_A2C, KIND_NOISE, HistoryDataset, build_dataset, find_source_goals
-from adlib.histories import (COLUMNS, SCHEMA, DataError, cut_and_subsample, episode_index, read_table, to_table,
-                             write_table)
+from adlib.dataset import DATA_FILE, KIND_A2C, KIND_NOISE, HistoryDataset, build_dataset
+from adlib.histories import (COLUMNS, SCHEMA, DataError, cut_and_subsample, episode_index, find_source_goals,
+                             goal_dir, read_table, to_table, write_table)
 from adlib.noise import noise_histories
-from adlib.sources import goal_dir, train_shard
+from adlib.sources import train_shard
 from adlib.tasks import split_goals
 
 torch.set_num_threads(1)
 
-ENV = EnvConfig(size=5, max_episode_steps=10)
-SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0, 1), log_every=50)
+ENV = EnvConfig(grid_size=5, max_episode_steps=10)
+SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0, 1))
 NOISE = NoiseConfig(streams_per_goal=2, episodes=30, decay_episodes=20, eps_start=1.0, eps_end=0.0, seed=0)
 DATA = DatasetConfig(history_len=1000, subsample=1, noise=NOISE)
 PER_STREAM = DATA.history_len // SRC.nenvs
@@ -37,7 +37,7 @@ def pipeline(tmp_path_factory) -> dict:
     sources = root / "sources"
     for shard in SRC.shards:
         train_shard(ENV, SRC, shard, sources / f"shard_{shard}")
-    meta = build_dataset(ENV, SRC, DATA, split, sources, root / "dataset")
+    meta = build_dataset(ENV, DATA, split, sources, 2, root / "dataset")
     return {"root": root, "split": split, "sources": sources, "data_dir": root / "dataset", "meta": meta}
 
 
@@ -75,7 +75,7 @@ def test_dataset_parquet_has_compact_types_and_zstd(pipeline):
 
 
 def test_source_history_files_have_env_metadata_and_all_streams(pipeline):
-    found = find_source_goals(pipeline["sources"])
+    found = find_source_goals(pipeline["sources"], 2)
     assert sorted(found) == list(range(len(pipeline["split"]["cells"])))  # both shards: every goal
     table = read_table(found[3] / "history.parquet")
     assert b"env" in table.schema.metadata
@@ -141,7 +141,7 @@ def test_missing_shard_names_missing_goals(pipeline, tmp_path):
     train = pipeline["split"]["train"]
     missing = [g for g in train if g % 2 == 1]
     with pytest.raises(DataError) as e:
-        build_dataset(ENV, SRC, DATA, pipeline["split"], sources, tmp_path / "out")
+        build_dataset(ENV, DATA, pipeline["split"], sources, 2, tmp_path / "out")
     assert str(missing) in str(e.value)
     assert not (tmp_path / "out" / DATA_FILE).exists()
 
@@ -151,25 +151,25 @@ def test_missing_goal_folder_names_that_goal(pipeline, tmp_path):
     goal = pipeline["split"]["train"][3]
     shutil.rmtree(goal_dir(sources / f"shard_{goal % 2}", goal))
     with pytest.raises(DataError, match=rf"training goals \[{goal}\] are missing"):
-        build_dataset(ENV, SRC, DATA, pipeline["split"], sources, tmp_path / "out")
+        build_dataset(ENV, DATA, pipeline["split"], sources, 2, tmp_path / "out")
 
 
 def test_empty_sources_folder_raises(pipeline, tmp_path):
     (tmp_path / "sources").mkdir()
     with pytest.raises(DataError, match="0 goal folders found"):
-        build_dataset(ENV, SRC, DATA, pipeline["split"], tmp_path / "sources", tmp_path / "out")
+        build_dataset(ENV, DATA, pipeline["split"], tmp_path / "sources", 2, tmp_path / "out")
 
 
 def test_env_mismatch_with_sources_raises(pipeline, tmp_path):
     other = dataclasses.replace(ENV, max_episode_steps=11)
     with pytest.raises(DataError, match="rerun train_source_agents"):
-        build_dataset(other, SRC, DATA, pipeline["split"], pipeline["sources"], tmp_path / "out")
+        build_dataset(other, DATA, pipeline["split"], pipeline["sources"], 2, tmp_path / "out")
 
 
 def test_history_len_longer_than_sources_raises(pipeline, tmp_path):
     too_long = dataclasses.replace(DATA, history_len=SRC.env_steps * 2)
     with pytest.raises(DataError, match="fewer than"):
-        build_dataset(ENV, SRC, too_long, pipeline["split"], pipeline["sources"], tmp_path / "out")
+        build_dataset(ENV, too_long, pipeline["split"], pipeline["sources"], 2, tmp_path / "out")
 
 
 def test_a2c_streams_are_cut_at_history_len(pipeline):
@@ -187,7 +187,7 @@ def test_a2c_rows_match_source_history(pipeline):
     """The dataset's first stream of a goal is the first PER_STREAM rows of that goal's env 0."""
     ds = HistoryDataset(pipeline["data_dir"])
     goal = pipeline["split"]["train"][0]
-    src = read_table(find_source_goals(pipeline["sources"])[goal] / "history.parquet")
+    src = read_table(find_source_goals(pipeline["sources"], 2)[goal] / "history.parquet")
     s0 = src.column("stream").to_numpy() == 0
     first = ds.starts[0]
     assert ds.cols["goal"][first] == goal
@@ -199,10 +199,10 @@ def test_a2c_rows_match_source_history(pipeline):
 def test_subsample_keeps_every_kth_episode_in_dataset(pipeline, tmp_path):
     k = 3
     cfg = dataclasses.replace(DATA, subsample=k, noise=dataclasses.replace(NOISE, streams_per_goal=0))
-    build_dataset(ENV, SRC, cfg, pipeline["split"], pipeline["sources"], tmp_path / "sub")
+    build_dataset(ENV, cfg, pipeline["split"], pipeline["sources"], 2, tmp_path / "sub")
     table = read_table(tmp_path / "sub" / DATA_FILE, columns=[*COLUMNS, "goal"])
     goal = pipeline["split"]["train"][0]
-    src = read_table(find_source_goals(pipeline["sources"])[goal] / "history.parquet")
+    src = read_table(find_source_goals(pipeline["sources"], 2)[goal] / "history.parquet")
     scols = {c: src.column(c).to_numpy() for c in COLUMNS}
     ep = episode_index(scols["terminated"], scols["truncated"], scols["stream"])
     want = (scols["stream"] == 0) & (scols["step"] < PER_STREAM) & (ep % k == 0)
@@ -318,7 +318,7 @@ def test_windows_prev_fields_are_none_at_stream_start(pipeline):
     ds = HistoryDataset(pipeline["data_dir"])
     L = 8
     w = ds.windows(ds.starts, L)
-    n_states = ENV.size ** 2
+    n_states = ENV.grid_size ** 2
     assert (w["prev_action"][:, 0] == 5).all()
     assert (w["prev_reward"][:, 0] == 2).all()
     assert (w["prev_next_state"][:, 0] == n_states).all()
@@ -343,4 +343,4 @@ def test_window_longer_than_every_stream_raises(pipeline):
 
 def test_history_dataset_rejects_other_env(pipeline):
     with pytest.raises(DataError, match="rerun build_history_dataset"):
-        HistoryDataset(pipeline["data_dir"], env_cfg=dataclasses.replace(ENV, size=7))
+        HistoryDataset(pipeline["data_dir"], env_cfg=dataclasses.replace(ENV, grid_size=7))

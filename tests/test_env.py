@@ -13,7 +13,7 @@ CENTRE = (2, 2)
 
 
 def cfg(**kw) -> EnvConfig:
-    return EnvConfig(**{"size": SIZE, "max_episode_steps": 20, **kw})
+    return EnvConfig(**{"grid_size": SIZE, "max_episode_steps": 20, **kw})
 
 
 def state_at(pos: list[tuple[int, int]], goal: list[tuple[int, int]], t: list[int] | None = None) -> dr.EnvState:
@@ -194,7 +194,7 @@ def test_random_start_requires_uniforms():
 
 def test_all_goals_excludes_centre_and_has_size_squared_minus_one():
     for size in (3, 5, 9):
-        c = EnvConfig(size=size)
+        c = EnvConfig(grid_size=size)
         goals = dr.all_goals(c)
         assert goals.shape == (size * size - 1, 2)
         cells = {tuple(g) for g in goals.tolist()}
@@ -205,7 +205,7 @@ def test_all_goals_excludes_centre_and_has_size_squared_minus_one():
 
 def test_goal_to_index_inverts_all_goals():
     for size in (3, 5, 9):
-        c = EnvConfig(size=size)
+        c = EnvConfig(grid_size=size)
         goals = dr.all_goals(c)
         assert dr.goal_to_index(c, goals).tolist() == list(range(len(goals)))
 

@@ -14,15 +14,16 @@ from adlib.config import EnvConfig, EvalConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluate import oracle_policy, play, random_policy, rollout
 from adlib.tasks import spread
-from adlib.report import (evaluate_checkpoint, explorer_curve, optimum_return, random_return, report_points,
+from adlib.report import (evaluate_checkpoint, explorer_curve, headline, optimum_return, random_return, report_points,
                           source_curve, summarize, write_curves_csv)
-from adlib.train import load_model, train
-from helpers_dt import ENV, tiny_dt, tiny_pipeline
+from adlib.model import load_model
+from adlib.train import train
+from helpers_dt import ENV, tiny_dt, tiny_pipeline, tiny_rt
 
 torch.set_num_threads(1)
 
-ROOM9 = EnvConfig(size=9, max_episode_steps=20)                                          # original
-PAPER9 = EnvConfig(size=9, max_episode_steps=20, terminate_on_goal=False, reward_mode="stand")
+ROOM9 = EnvConfig(grid_size=9, max_episode_steps=20)                                          # original
+PAPER9 = EnvConfig(grid_size=9, max_episode_steps=20, terminate_on_goal=False, reward_mode="stand")
 ALL9 = list(range(80))
 
 
@@ -124,7 +125,7 @@ def test_write_curves_csv_round_trip(tmp_path):
 def model_run(tmp_path_factory) -> dict:
     pipe = tiny_pipeline(tmp_path_factory.mktemp("pipe"))
     out = tmp_path_factory.mktemp("model")
-    train(ENV, tiny_dt(num_steps=8), pipe["split"], pipe["data_dir"], out)
+    train(ENV, tiny_dt(num_steps=8), pipe["split"], pipe["data_dir"], out, rt=tiny_rt())
     return {**pipe, "model_path": out / "model.pt"}
 
 
@@ -148,12 +149,15 @@ def test_play_is_reproducible_with_same_seed(model_run):
 
 def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     E = 12
-    ev = EvalConfig(episodes=E, seeds=2, train_goals=3, temperature=1.0, seed=0, device="cpu")
+    ev = EvalConfig(episodes=E, seeds=2, train_goals=3, temperature=1.0, seed=0)
     split = model_run["split"]
-    metrics_path, curves, tb = tmp_path / "metrics" / "eval.json", tmp_path / "curves", tmp_path / "tb"
-    m = evaluate_checkpoint(model_run["model_path"], ENV, ev, split, model_run["sources"], metrics_path, curves, tb)
+    metrics_path, detail_path = tmp_path / "metrics" / "eval.json", tmp_path / "metrics" / "eval_detail.json"
+    curves, tb = tmp_path / "curves", tmp_path / "tb"
+    m = evaluate_checkpoint(model_run["model_path"], ENV, ev, split, model_run["sources"], 1, metrics_path,
+                            detail_path, curves, tb)
 
-    assert json.loads(metrics_path.read_text()) == m
+    assert json.loads(detail_path.read_text()) == m
+    assert json.loads(metrics_path.read_text()) == headline(m, "success")
     assert m["variant"].startswith("original")
     assert set(m) == {"variant", "heldout", "train_goals"}
     held, trg = split["test"], spread(split["train"], 3)
@@ -174,7 +178,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
                                          "explorer"]
         assert len(csv) == E
         np.testing.assert_allclose(csv["ad_greedy"], res.returns.mean(0), atol=5e-6)
-        np.testing.assert_allclose(csv["a2c_source"], source_curve(model_run["sources"], goals, E), atol=5e-6)
+        np.testing.assert_allclose(csv["a2c_source"], source_curve(model_run["sources"], 1, goals, E), atol=5e-6)
         np.testing.assert_allclose(csv["explorer"], explorer_curve(ENV, E), atol=5e-6)
         png = curves / f"{group}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -183,12 +187,4 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
 
     with pytest.raises(ValueError, match="another env"):
         evaluate_checkpoint(model_run["model_path"], dataclasses.replace(ENV, max_episode_steps=11), ev, split,
-                            model_run["sources"], tmp_path / "m2.json", tmp_path / "c2")
-
-
-def test_evaluate_checkpoint_without_train_goals(model_run, tmp_path):
-    ev = EvalConfig(episodes=3, seeds=1, train_goals=0, device="cpu")
-    m = evaluate_checkpoint(model_run["model_path"], ENV, ev, model_run["split"], model_run["sources"],
-                            tmp_path / "eval.json", tmp_path / "curves")
-    assert set(m) == {"variant", "heldout"}
-    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["heldout.csv", "heldout.png"]
+                            model_run["sources"], 1, tmp_path / "m2.json", tmp_path / "d2.json", tmp_path / "c2")

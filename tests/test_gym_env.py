@@ -20,14 +20,14 @@ SIZE = 5
 def test_check_env_passes_on_unwrapped_env():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a checker warning is a failure here
-        check_env(gym_env.DarkRoomEnv(size=SIZE), skip_render_check=True)
-        check_env(gym_env.DarkRoomEnv(size=SIZE, terminate_on_goal=False, reward_mode="stand", random_start=True),
+        check_env(gym_env.DarkRoomEnv(grid_size=SIZE), skip_render_check=True)
+        check_env(gym_env.DarkRoomEnv(grid_size=SIZE, terminate_on_goal=False, reward_mode="stand", random_start=True),
                   skip_render_check=True)
 
 
 def test_registered_id_truncates_at_20_steps_with_step_info():
     gym_env.register()
-    env = gym.make(gym_env.ENV_ID, size=SIZE, goal=(0, 0))
+    env = gym.make(gym_env.ENV_ID, grid_size=SIZE, goal=(0, 0))
     obs, info = env.reset(seed=0)
     assert info["step"] == 0
     for k in range(1, 21):
@@ -39,14 +39,14 @@ def test_registered_id_truncates_at_20_steps_with_step_info():
 
 
 def test_make_uses_cfg_max_episode_steps():
-    env = gym_env.make(EnvConfig(size=SIZE, max_episode_steps=3), goal=(0, 0))
+    env = gym_env.make(EnvConfig(grid_size=SIZE, max_episode_steps=3), goal=(0, 0))
     env.reset(seed=0)
     truncs = [env.step(0)[3] for _ in range(3)]
     assert truncs == [False, False, True]
 
 
 def test_render_rgb_array_is_uint8_frame():
-    env = gym_env.DarkRoomEnv(size=SIZE, render_mode="rgb_array", cell_px=8, goal=(0, 0))
+    env = gym_env.DarkRoomEnv(grid_size=SIZE, render_mode="rgb_array", cell_px=8, goal=(0, 0))
     env.reset(seed=0)
     frame = env.render()
     assert isinstance(frame, np.ndarray)
@@ -57,7 +57,7 @@ def test_render_rgb_array_is_uint8_frame():
 
 
 def test_reset_options_goal_and_seeded_goal_draw():
-    env = gym_env.DarkRoomEnv(size=SIZE)
+    env = gym_env.DarkRoomEnv(grid_size=SIZE)
     _, info = env.reset(options={"goal": (4, 1)})
     assert info["goal"] == (4, 1)
     goals = {env.reset(seed=s)[1]["goal"] for s in range(30)}
@@ -66,7 +66,7 @@ def test_reset_options_goal_and_seeded_goal_draw():
 
 
 def test_step_before_reset_and_invalid_action_raise():
-    env = gym_env.DarkRoomEnv(size=SIZE)
+    env = gym_env.DarkRoomEnv(grid_size=SIZE)
     with pytest.raises(RuntimeError):
         env.step(0)
     env.reset(seed=0)
@@ -91,7 +91,7 @@ def test_gym_env_matches_batched_core_on_random_actions(variant):
     """
     kw = VARIANTS[variant]
     max_steps, n_steps = 8, 400
-    cfg = EnvConfig(size=SIZE, max_episode_steps=max_steps, **kw)
+    cfg = EnvConfig(grid_size=SIZE, max_episode_steps=max_steps, **kw)
     gen = np.random.default_rng(0)
     goal_ids = [0, 4, 7, 11, 12, 19, 23]  # corners, a neighbour of the centre, others
     goals = dr.all_goals(cfg)[goal_ids]

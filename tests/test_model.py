@@ -16,7 +16,7 @@ from helpers_dt import ENV, tiny_model_cfg, tiny_pipeline
 
 torch.set_num_threads(1)
 
-N_STATES = ENV.size ** 2
+N_STATES = ENV.grid_size ** 2
 LAYOUTS = ("transition", "triplet")
 EMBEDDINGS = ("coords", "table")
 
@@ -115,14 +115,14 @@ def test_logits_are_causal(layout):
 def test_state_embeddings_differ_in_parameters():
     coords = make_model("transition", "coords")
     table = make_model("transition", "table")
-    assert coords.state_emb.row.weight.shape == (ENV.size + 1, 16)
+    assert coords.state_emb.row.weight.shape == (ENV.grid_size + 1, 16)
     assert table.state_emb.table.weight.shape == (N_STATES + 1, 16)
     # coords: cells of one row share the row vector
     s = torch.tensor([[0, 1, 5]])
     e = coords.state_emb(s)
     torch.testing.assert_close(e[0, 0] - e[0, 1], coords.state_emb.col.weight[0] - coords.state_emb.col.weight[1])
     none = coords.state_emb(torch.tensor([[N_STATES]]))
-    torch.testing.assert_close(none[0, 0], coords.state_emb.row.weight[ENV.size] + coords.state_emb.col.weight[ENV.size])
+    torch.testing.assert_close(none[0, 0], coords.state_emb.row.weight[ENV.grid_size] + coords.state_emb.col.weight[ENV.grid_size])
 
 
 # ---------------------------------------------------------------- (b) terminal-reward carry-over
@@ -157,12 +157,12 @@ def test_dataset_windows_carry_terminal_reward_into_next_episode(tmp_path_factor
     rows = rows[rows + L <= len(stream)]
     w = ds.windows(rows, L)
     goal_cells = dr.all_goals(ENV)[torch.from_numpy(ds.cols["goal"][rows].astype(np.int64))]
-    goal_idx = (goal_cells[:, 0] * ENV.size + goal_cells[:, 1]).numpy()
+    goal_idx = (goal_cells[:, 0] * ENV.grid_size + goal_cells[:, 1]).numpy()
     assert (w["t"][:, 0] == 0).all()                       # a new episode ...
     assert (w["prev_reward"][:, 0] == 1).all()              # ... carries the last reward
     np.testing.assert_array_equal(w["prev_next_state"][:, 0], goal_idx)   # and the reached goal cell
     np.testing.assert_array_equal(w["prev_action"][:, 0], ds.cols["action"][rows - 1])
-    assert (w["state"][:, 0] == (ENV.size // 2) * ENV.size + ENV.size // 2).all()   # back at the start
+    assert (w["state"][:, 0] == (ENV.grid_size // 2) * ENV.grid_size + ENV.grid_size // 2).all()   # back at the start
     # inside a window too: the token after a terminated transition sees reward 1 and the goal
     starts = rows - 2
     starts = starts[(starts >= 0) & (stream[np.maximum(starts, 0)] == stream[rows])]

@@ -1,18 +1,22 @@
-"""Smoke test of the DVC pipeline's first three stages on tiny params, in a throwaway git repo.
+"""`dvc repro` reruns exactly what an edit touched, never restores stale outputs, and never
+deletes outputs over a bad params.yaml: real DVC runs of the tiny pipeline (tests/conftest.py
+reproduces it once; every test works on its own copy).
 
-split_tasks -> train_source_agents@{0,1} -> build_history_dataset are reproduced with
-`dvc repro build_history_dataset` (so stages added later downstream are never run), then
-single edits check that DVC reruns exactly the stages that depend on what changed:
-
-    a dataset param         -> build_history_dataset only
-    an A2C param            -> both shards and the dataset
-    adlib/dataset.py        -> build_history_dataset only
-    the split seed          -> split_tasks and the dataset, no source agent
+    the room size            -> everything from split_tasks (DVC's run cache ignores keys
+                                named `size`: the key is env.grid_size)
+    a code edit              -> the stages that import the module; DVC stops early where an
+                                output comes out byte-identical
+    a params edit            -> the stages that read the key, then what their outputs feed
+    a runtime key            -> nothing (`dvc status` stays clean)
+    `dvc repro -f`           -> byte-identical outputs (logs aside)
+    a bad params.yaml        -> check_params fails first; no output is removed
+    source.shards [0,1]->[0] -> just works; the stale shard folder is removed
 """
 
 from __future__ import annotations
 
-import shutil
+import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,23 +24,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_helpers import ALL3, SHARDS, Repo, make_repo, merge, tiny_params
+from adlib.config import param_keys
+from dvc_helpers import (TINY_DOWNSTREAM, Repo, downstream, pipeline, ran_stages, stage_reads, tiny_params)
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Repo:
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    return make_repo(tmp_path / "repo", tiny_params())
+STAGES = pipeline(tiny_params(TINY_DOWNSTREAM))   # dvc.yaml's stages, foreach expanded
+ALL = set(STAGES)
+SHARDS = {n for n in ALL if n.startswith("train_source_agents@")}
+UPSTREAM = {"check_params", "split_tasks", *SHARDS, "build_history_dataset"}
 
 
 def test_tiny_params_are_valid():
     from adlib.config import parse_params
 
-    p = parse_params(tiny_params())
-    assert p.env.size == 5 and p.split.n_train == 16 and list(p.source.shards) == [0, 1]
+    p = parse_params(tiny_params(TINY_DOWNSTREAM))
+    assert p.env.grid_size == 5 and p.split.n_train == 16 and list(p.source.shards) == [0, 1]
 
 
 def test_check_cli(tmp_path: Path):
@@ -44,67 +47,209 @@ def test_check_cli(tmp_path: Path):
     ok.write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     p = subprocess.run([sys.executable, "-m", "adlib.check", str(ok)], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == f"{ok}: OK", p.stdout + p.stderr
+    raw = tiny_params()
+    raw["source"]["lr"] = 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(merge(tiny_params(), {"source": {"lr": 0}}), sort_keys=False))
+    bad.write_text(yaml.safe_dump(raw, sort_keys=False))
     p = subprocess.run([sys.executable, "-m", "adlib.check", str(bad)], capture_output=True, text=True)
     assert p.returncode == 1, p.stdout + p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
     assert "source.lr" in p.stderr and str(bad) in p.stderr
 
 
-def test_dvc_repro_first_three_stages(repo: Repo):
-    # --- a full run --------------------------------------------------------------------------
-    assert repo.repro("build_history_dataset") == ALL3
+# ---------------------------------------------------------------- 1. the room size
+
+def test_room_size_change_reruns_from_split_tasks(repo: Repo):
+    before = repo.hashes("data")
+    repo.set_param("env.grid_size", 7)
+    out = repo.dvc("repro", "build_history_dataset")
+    assert "is cached - skipping run" not in out, out
+    assert ran_stages(out) == UPSTREAM, out
     split = repo.json("data/split.json")
-    assert len(split["train"]) == 16 and len(split["test"]) == 8
-    for shard in (0, 1):
-        sdir = repo.root / f"data/sources/shard_{shard}"
-        goals = sorted(sdir.glob("goal_*"))
-        assert [int(g.name[5:]) for g in goals] == list(range(shard, 24, 2))
-        for g in goals:
-            for f in ("history.parquet", "agent.pt", "summary.json"):
-                assert (g / f).is_file(), g / f
-            assert list((g / "tb").glob("events.out.tfevents.*")), f"{g}/tb: no TensorBoard event file"
-        assert repo.json(f"data/sources/shard_{shard}/shard.json")["complete"] is True
-    meta = repo.json("data/dataset/meta.json")
-    assert (repo.root / "data/dataset/histories.parquet").is_file()
-    assert meta["train_goals"] == split["train"] and meta["held_out_goals"] == split["test"]
-    assert meta["transitions"] == 16 * 20000   # 16 goals x history_len, no subsampling
-    full = meta["transitions"]
+    assert split["grid_size"] == 7 and split["n_goals"] == 48
+    assert repo.json("data/dataset/meta.json")["grid_size"] == 7
+    assert "up to date" in repo.dvc("status", "build_history_dataset")
 
-    # --- nothing changed: nothing runs -------------------------------------------------------
-    sources, dataset = repo.mtimes("data/sources"), repo.mtimes("data/dataset")
-    assert repo.repro("build_history_dataset") == set()
-    assert repo.mtimes("data/sources") == sources and repo.mtimes("data/dataset") == dataset
+    # back to 5: now the run cache may (and does) restore the 5x5 outputs, byte for byte
+    repo.set_param("env.grid_size", 5)
+    out = repo.dvc("repro", "build_history_dataset")
+    assert not ran_stages(out), out
+    assert repo.hashes("data") == before
 
-    # --- a dataset param: only the dataset is rebuilt ----------------------------------------
-    repo.set_param("dataset.subsample", 2)
-    assert repo.repro("build_history_dataset") == {"build_history_dataset"}
-    assert repo.mtimes("data/sources") == sources, "source agents were retrained"
-    meta = repo.json("data/dataset/meta.json")
-    assert meta["subsample"] == 2 and 0 < meta["transitions"] < full
 
-    # --- an A2C param: both shards retrain, then the dataset ---------------------------------
-    agent = (repo.root / "data/sources/shard_0/goal_000/agent.pt").read_bytes()
-    repo.set_param("source.lr", 3.0e-4)
-    assert repo.repro("build_history_dataset") == {*SHARDS, "build_history_dataset"}
-    now = repo.mtimes("data/sources")
-    stale = [f for f in sources if now.get(f) == sources[f]]
-    assert not stale, f"shard outputs not rewritten: {stale[:5]}"
-    assert (repo.root / "data/sources/shard_0/goal_000/agent.pt").read_bytes() != agent
-    assert repo.json("data/dataset/meta.json")["source"]["lr"] == 3.0e-4
-    sources = now
+# ---------------------------------------------------------------- 2. code edits
 
-    # --- a library module only the dataset stage uses ----------------------------------------
-    with open(repo.root / "adlib/dataset.py", "a") as f:
+def test_code_edit_flags_exactly_the_stages_that_import_it(repo: Repo):
+    for module in ("adlib/tasks.py", "adlib/noise.py", "adlib/model.py", "adlib/video.py", "adlib/a2c.py"):
+        path = repo.root / module
+        original = path.read_text()
+        path.write_text(original + "# an edit that changes no behaviour\n")
+        status = json.loads(repo.dvc_stdout("status", "--json"))
+        readers = {n for n, st in STAGES.items() if module in st["deps"]}
+        assert "check_params" in readers and len(readers) >= 2, module
+        assert set(status) == readers, (module, sorted(status))
+        path.write_text(original)
+    assert "up to date" in repo.dvc("status")
+
+
+def test_dvc_stops_early_where_an_edit_leaves_an_output_unchanged(repo: Repo):
+    """noise.py is imported by build_history_dataset and train_dt only: both rerun, write the
+    same bytes, and eval_dt / render_videos (which read their outputs) do not rerun."""
+    with open(repo.root / "adlib/noise.py", "a") as f:
         f.write("# an edit that changes no behaviour\n")
-    assert repo.repro("build_history_dataset") == {"build_history_dataset"}
-    assert repo.mtimes("data/sources") == sources, "source agents were retrained"
+    dataset, model = repo.hashes("data/dataset"), repo.hashes("models/dt")
+    out = repo.dvc("repro")
+    assert ran_stages(out) == {"check_params", "build_history_dataset", "train_dt"}, out
+    assert repo.hashes("data/dataset") == dataset and repo.hashes("models/dt") == model
+    assert "up to date" in repo.dvc("status")
 
-    # --- the split seed: split and dataset, no source agent ----------------------------------
-    repo.set_param("split.seed", 1)
-    assert repo.repro("build_history_dataset") == {"split_tasks", "build_history_dataset"}
+
+# ---------------------------------------------------------------- 3. params edits
+
+def test_params_edits_rerun_their_readers_then_what_they_feed(repo: Repo):
+    sources = repo.mtimes("data/sources")
+    # a dataset param: the dataset, not the source agents
+    repo.set_param("dataset.subsample", 2)
+    assert repo.repro("build_history_dataset", expect=UPSTREAM) == {"check_params", "build_history_dataset"}
     assert repo.mtimes("data/sources") == sources, "source agents were retrained"
-    new_split = repo.json("data/split.json")
-    assert new_split["seed"] == 1 and new_split["train"] != split["train"]
-    assert repo.json("data/dataset/meta.json")["train_goals"] == new_split["train"]
+    assert repo.json("data/dataset/meta.json")["subsample"] == 2
+
+    # the split seed: split and dataset, no source agent (they train every goal)
+    repo.set_param("split.seed", 1)
+    assert repo.repro("build_history_dataset", expect=UPSTREAM) == {"check_params", "split_tasks",
+                                                                     "build_history_dataset"}
+    assert repo.mtimes("data/sources") == sources, "source agents were retrained"
+    assert repo.json("data/dataset/meta.json")["train_goals"] == repo.json("data/split.json")["train"]
+
+    # an A2C param: both shards, then the dataset
+    repo.set_param("source.lr", 3.0e-4)
+    assert repo.repro("build_history_dataset", expect=UPSTREAM) == UPSTREAM - {"split_tasks"}
+    assert repo.json("data/dataset/meta.json")["source"]["lr"] == 3.0e-4
+    now = repo.mtimes("data/sources")
+    assert not [f for f in sources if now.get(f) == sources[f]], "shard outputs not rewritten"
+
+
+# ---------------------------------------------------------------- 4. identical results, identical bytes
+
+def runtime_edit(raw: dict) -> dict:
+    """Every runtime key changed, except torch's thread counts (they change float rounding)."""
+    raw = copy.deepcopy(raw)
+    rt = raw["runtime"]
+    rt["source"].update(device="auto", log_every=5, checkpoint_every=20)
+    rt["dt"].update(device="auto", amp=not rt["dt"]["amp"], eval_step=10, eval_episodes=2, checkpoint_every=3)
+    rt["eval"].update(device="auto")
+    return raw
+
+
+def test_forced_rerun_with_other_runtime_keys_writes_identical_outputs(repo: Repo):
+    lock = yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]
+    metrics = repo.hashes("metrics")
+    (repo.root / "params.yaml").write_text(yaml.safe_dump(runtime_edit(repo.params), sort_keys=False))
+    assert "up to date" in repo.dvc("status")
+    out = repo.dvc("repro", "-f")
+    assert ran_stages(out) == ALL
+    after = yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]
+    logs_changed = 0
+    for name, st in lock.items():
+        for old, new in zip(st["outs"], after[name]["outs"]):
+            if old["path"].startswith("logs/"):
+                logs_changed += old["md5"] != new["md5"]
+            else:
+                assert old["md5"] == new["md5"], f"{name}: {old['path']} changed on a forced rerun"
+    assert logs_changed >= 3   # event files carry host, pid and time: the reason they live in logs/
+    assert repo.hashes("metrics") == metrics
+
+
+def mutate(value):
+    """Another valid-looking value of the same type (DVC does not validate: any change will do)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.125 if value < 0.5 else value / 2
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return value[:-1] if len(value) > 1 and all(isinstance(v, int) for v in value) else [*value[:-1], value[-1] / 2]
+    raise TypeError(value)
+
+
+def test_runtime_keys_leave_status_clean_and_result_keys_flag_their_readers(repo: Repo):
+    from dvc.repo import Repo as DvcRepo
+
+    path = repo.root / "params.yaml"
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+
+    def status_after(key: str) -> set[str]:
+        new = copy.deepcopy(raw)
+        *parents, leaf = key.split(".")
+        d = new
+        for k in parents:
+            d = d[k]
+        d[leaf] = mutate(d[leaf])
+        path.write_text(yaml.safe_dump(new, sort_keys=False))
+        with DvcRepo(str(repo.root)) as dvc:
+            return {name.split(":")[-1] for name in dvc.status()}   # "<path>/dvc.yaml:<stage>" -> stage
+
+    try:
+        keys = param_keys()
+        for key in [k for k in keys if k.startswith("runtime.")]:
+            assert status_after(key) == set(), f"runtime key {key} flags stages"
+        for key in [k for k in keys if not k.startswith("runtime.")]:
+            readers = {n for n in ALL if key in stage_reads(n)}
+            if key == "source.shards":   # [0, 1] -> [0]: the stage train_source_agents@1 is gone
+                readers -= {"train_source_agents@1"}
+            assert status_after(key) == readers, key
+    finally:
+        path.write_text(original)
+
+
+# ---------------------------------------------------------------- 5. a bad params.yaml
+
+BAD_EDITS = [
+    ("dt.num_heads", 3),             # does not divide embedding_dim: a cross-check
+    ("env.grid_size", 40),           # out of range
+    ("dt.num_layer", 2),             # a typo: unknown key (DVC tracks the whole dt section)
+    ("eval.episodes", 0),
+]
+
+
+@pytest.mark.parametrize("key,value", BAD_EDITS, ids=[k for k, _ in BAD_EDITS])
+def test_bad_params_stop_repro_before_any_output_is_removed(repo: Repo, key, value):
+    before = {d: repo.hashes(d) for d in ("data", "models", "metrics", "videos")}
+    lock = (repo.root / "dvc.lock").read_bytes()
+    raw = repo.params
+    *parents, leaf = key.split(".")
+    d = raw
+    for k in parents:
+        d = d[k]
+    d[leaf] = value
+    (repo.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = repo.run_raw(sys.executable, "-m", "dvc", "repro")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert ran_stages(out) == {"check_params"}, out
+    assert f"error: params.yaml: {key}" in out, out
+    after = {d: repo.hashes(d) for d in before}
+    for d in before:   # everything there, byte for byte, except check_params' own (constant) stamp
+        assert {k: v for k, v in after[d].items() if k != "params.ok"} == \
+               {k: v for k, v in before[d].items() if k != "params.ok"}, d
+    assert (repo.root / "dvc.lock").read_bytes() == lock
+
+
+# ---------------------------------------------------------------- 6. the shard count
+
+def test_shard_count_change_just_works(repo: Repo):
+    split = repo.json("data/split.json")
+    repo.set_param("source.shards", [0])
+    out = repo.dvc("repro")
+    ran = ran_stages(out)
+    assert {"train_source_agents@0", "build_history_dataset"} <= ran and "train_source_agents@1" not in ran
+    assert not (repo.root / "data/sources/shard_1").exists(), "the stale shard folder is left behind"
+    assert not (repo.root / "logs/sources/shard_1").exists()
+    goals = sorted(int(p.name[5:]) for p in (repo.root / "data/sources/shard_0").glob("goal_*"))
+    assert goals == list(range(24))
+    assert repo.json("data/dataset/meta.json")["train_goals"] == split["train"]
+    assert "up to date" in repo.dvc("status")

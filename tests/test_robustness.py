@@ -35,22 +35,25 @@ import pytest
 import torch
 import yaml
 
-from adlib.config import EvalConfig, Params, parse_params, to_dict
-from adlib.dataset import DATA_FILE, META_FILE, HistoryDataset, build_dataset, find_source_goals
+from adlib.config import EvalConfig, EvalRuntime, Params, RuntimeConfig, SourceRuntime, parse_params, to_dict
+from adlib.dataset import DATA_FILE, META_FILE, HistoryDataset, build_dataset
+from adlib.histories import find_source_goals
 from adlib.histories import DataError, write_table
 from adlib.io import atomic_dir, atomic_path, load_torch, save_torch, write_json
 from adlib.report import evaluate_checkpoint
 from adlib.tasks import read_split
 from adlib.train import train
-from helpers_dt import DATA, ENV, REPO, SPLIT, SRC, stage_env, tiny_dt
+from helpers_dt import DATA, ENV, REPO, SPLIT, SRC, stage_env, tiny_dt, tiny_rt
 
 torch.set_num_threads(1)
 
 # The tiny pipeline of these tests: one shard of all 24 goals of a 5x5 room. 4000 A2C steps
 # per agent keep the shard's training phase ~2 s long: long enough to SIGKILL it mid-training.
 TINY = Params(env=ENV, split=SPLIT, source=dataclasses.replace(SRC, env_steps=4000), dataset=DATA,
-              dt=tiny_dt(num_steps=8, eval_step=4, eval_episodes=3, checkpoint_every=4),
-              eval=EvalConfig(episodes=4, seeds=2, train_goals=2, device="cpu"))
+              dt=tiny_dt(num_steps=8), eval=EvalConfig(episodes=4, seeds=2, train_goals=2),
+              runtime=RuntimeConfig(source=SourceRuntime(log_every=50),
+                                    dt=tiny_rt(eval_step=4, eval_episodes=3, checkpoint_every=4),
+                                    eval=EvalRuntime(device="cpu")))
 
 
 def write_params(path: Path, params: Params = TINY) -> Path:
@@ -85,14 +88,15 @@ import runpy, sys
 root, params = sys.argv[1], sys.argv[2]
 steps = [
     ("split_tasks", ["--out", f"{root}/split.json"]),
-    ("train_source_agents", ["--shard", "0", "--out", f"{root}/sources/shard_0"]),
+    ("train_source_agents", ["--shard", "0", "--out", f"{root}/sources/shard_0",
+                             "--resume-dir", f"{root}/.cache/sources"]),
     ("build_history_dataset", ["--split", f"{root}/split.json", "--sources", f"{root}/sources",
                                "--out", f"{root}/dataset"]),
     ("train_dt", ["--split", f"{root}/split.json", "--data", f"{root}/dataset", "--out", f"{root}/models/dt",
                   "--resume-dir", f"{root}/.cache/train_dt"]),
     ("eval_dt", ["--split", f"{root}/split.json", "--model", f"{root}/models/dt/model.pt",
                  "--sources", f"{root}/sources", "--metrics", f"{root}/metrics/eval.json",
-                 "--curves", f"{root}/metrics/curves", "--tb", f"{root}/models/eval_tb"]),
+                 "--detail", f"{root}/metrics/eval_detail.json", "--curves", f"{root}/metrics/curves"]),
 ]
 for name, args in steps:
     sys.argv = [f"stages.{name}", "--params", params, *args]
@@ -131,7 +135,8 @@ def kill_source_stage_mid_training(params: Path, out: Path, log: Path) -> None:
     """Start ``python -m stages.train_source_agents``, SIGKILL it once it is training."""
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "stages.train_source_agents", "--params", str(params),
-                                 "--shard", "0", "--out", str(out)], cwd=REPO, env=stage_env(),
+                                 "--shard", "0", "--out", str(out), "--resume-dir", str(out.parent / ".resume")],
+                                cwd=REPO, env=stage_env(),
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.time() + 120
@@ -181,15 +186,17 @@ def bad_params(tmp: Path, path: str, value) -> Path:
 def stage_args(stage: str, tmp: Path) -> list[str]:
     """CLI of ``stage`` with every input and output inside ``tmp`` (inputs do not exist)."""
     return {
-        "train_source_agents": ["--shard", "0", "--out", str(tmp / "sources" / "shard_0")],
+        "check_params": ["--out", str(tmp / "params.ok")],
+        "train_source_agents": ["--shard", "0", "--out", str(tmp / "sources" / "shard_0"),
+                                "--resume-dir", str(tmp / "resume")],
         "build_history_dataset": ["--split", str(tmp / "split.json"), "--sources", str(tmp / "sources"),
                                   "--out", str(tmp / "dataset")],
         "train_dt": ["--split", str(tmp / "split.json"), "--data", str(tmp / "dataset"),
                      "--out", str(tmp / "models" / "dt"), "--resume-dir", str(tmp / "resume")],
         "split_tasks": ["--out", str(tmp / "split.json")],
         "eval_dt": ["--split", str(tmp / "split.json"), "--model", str(tmp / "model.pt"), "--sources",
-                    str(tmp / "sources"), "--metrics", str(tmp / "eval.json"), "--curves", str(tmp / "curves"),
-                    "--tb", str(tmp / "eval_tb")],
+                    str(tmp / "sources"), "--metrics", str(tmp / "eval.json"), "--detail", str(tmp / "detail.json"),
+                    "--curves", str(tmp / "curves"), "--tensorboard", str(tmp / "eval_tb")],
         "render_videos": ["--split", str(tmp / "split.json"), "--sources", str(tmp / "sources"),
                           "--model", str(tmp / "model.pt"), "--out", str(tmp / "videos")],
     }[stage]
@@ -200,7 +207,7 @@ def stage_args(stage: str, tmp: Path) -> list[str]:
 BAD_STAGE_PARAMS = [
     ("train_source_agents", "source.gamma", 1.5),
     ("train_source_agents", "dt.num_heads", 3),              # not read by this stage, still fatal
-    ("train_source_agents", "env.size", 10),                 # cross-check: even size, fixed start
+    ("train_source_agents", "env.grid_size", 10),            # cross-check: even size, fixed start
     ("build_history_dataset", "dataset.history_len", 10**9),  # cross-check: > source.env_steps
     ("build_history_dataset", "env.reward_mode", "dense"),
     ("build_history_dataset", "eval.temperature", 0),
@@ -242,7 +249,7 @@ def test_stage_with_bad_shard_or_missing_params_file_fails_with_one_line(tmp_pat
 def test_every_stage_validates_params_before_importing_torch(tmp_path):
     """What makes a bad key cost a fraction of a second: no stage imports torch (seconds)
     or touches its inputs before params.yaml has been validated."""
-    params = bad_params(tmp_path, "env.size", 2)
+    params = bad_params(tmp_path, "env.grid_size", 2)
     stages = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
     assert {"split_tasks", "train_source_agents", "build_history_dataset", "train_dt", "eval_dt"} <= set(stages)
     code = r"""
@@ -374,10 +381,10 @@ def test_kill_while_writing_a_shard_leaves_only_ignored_leftovers(runs, tmp_path
     assert {k: v for k, v in digests(sources).items() if k.startswith("shard_0/")} == before
 
     # the next stage does not read the leftover ...
-    found = find_source_goals(sources)
+    found = find_source_goals(sources, 1)
     assert sorted(found) == list(range(24)) and all(p.parent.name == "shard_0" for p in found.values())
     split = read_split(runs["A"] / "split.json")
-    build_dataset(ENV, TINY.source, TINY.dataset, split, sources, tmp_path / "dataset")
+    build_dataset(ENV, TINY.dataset, split, sources, 1, tmp_path / "dataset")
     assert (tmp_path / "dataset" / DATA_FILE).read_bytes() == (runs["A"] / "dataset" / DATA_FILE).read_bytes()
     # ... and DVC does not hash it into the data/sources dependency
     shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
@@ -394,10 +401,9 @@ def test_stale_hidden_shard_alone_is_not_taken_for_data(runs, tmp_path):
     sources = tmp_path / "sources"
     shutil.copytree(runs["A"] / "sources" / "shard_0", sources / ".shard_0.abc123.tmp")
     shutil.copytree(runs["A"] / "sources" / "shard_0", sources / ".shard_0.old")
-    assert find_source_goals(sources) == {}
+    assert find_source_goals(sources, 1) == {}
     with pytest.raises(DataError, match="are missing"):
-        build_dataset(ENV, TINY.source, TINY.dataset, read_split(runs["A"] / "split.json"), sources,
-                      tmp_path / "dataset")
+        build_dataset(ENV, TINY.dataset, read_split(runs["A"] / "split.json"), sources, 1, tmp_path / "dataset")
     assert not (tmp_path / "dataset").exists()
 
 
@@ -449,8 +455,7 @@ def copy_of(runs: dict, tmp: Path, *parts: str) -> Path:
 
 
 def train_on(runs: dict, data_dir: Path, out: Path, split: dict | None = None) -> None:
-    train(ENV, dataclasses.replace(TINY.dt, eval_step=0), split or read_split(runs["A"] / "split.json"),
-          data_dir, out)
+    train(ENV, TINY.dt, split or read_split(runs["A"] / "split.json"), data_dir, out, rt=tiny_rt())
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
@@ -461,7 +466,7 @@ def test_corrupt_source_history_raises_data_error_naming_it(runs, tmp_path, dama
     raw = path.read_bytes()
     path.write_bytes({"truncated": raw[: len(raw) * 2 // 3], "garbage": b"\x00" * len(raw), "empty": b""}[damage])
     with pytest.raises(DataError, match=re.escape(str(path))):
-        build_dataset(ENV, TINY.source, TINY.dataset, split, sources, tmp_path / "dataset")
+        build_dataset(ENV, TINY.dataset, split, sources, 1, tmp_path / "dataset")
     assert not (tmp_path / "dataset").exists()
 
 
@@ -477,7 +482,7 @@ def test_truncated_dataset_parquet_fails_train_dt_naming_it(runs, tmp_path):
 def test_dataset_meta_for_another_env_raises_naming_meta_json(runs, tmp_path):
     data = copy_of(runs, tmp_path, "dataset")
     meta = json.loads((data / META_FILE).read_text())
-    meta["env"]["size"] = 7
+    meta["env"]["grid_size"] = 7
     (data / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(DataError, match=re.escape(str(data / META_FILE))):
         train_on(runs, data, tmp_path / "model")
@@ -528,22 +533,28 @@ def test_history_of_another_env_raises_naming_the_file(runs, tmp_path):
     meta["env"] = json.dumps(env)
     write_table(table.replace_schema_metadata(meta), path)
     with pytest.raises(DataError, match=re.escape(str(path))):
-        build_dataset(ENV, TINY.source, TINY.dataset, split, sources, tmp_path / "dataset")
+        build_dataset(ENV, TINY.dataset, split, sources, 1, tmp_path / "dataset")
     write_table(table.replace_schema_metadata({}), path)      # no metadata at all: a foreign file
     with pytest.raises(DataError, match=re.escape(str(path))):
-        build_dataset(ENV, TINY.source, TINY.dataset, split, sources, tmp_path / "dataset")
+        build_dataset(ENV, TINY.dataset, split, sources, 1, tmp_path / "dataset")
     assert not (tmp_path / "dataset").exists()
 
 
-def test_goal_in_two_shard_folders_raises_naming_both(runs, tmp_path):
-    """A stale shard folder (source.shards changed from 2 to 1) must not silently win."""
+def test_stale_shard_folder_of_a_larger_shard_count_is_never_read(runs, tmp_path):
+    """source.shards shrank from [0, 1] to [0]: the old shard_1 folder (no stage owns it any
+    more) is not read, so no goal is found twice and the dataset is the same."""
     sources = copy_of(runs, tmp_path, "sources")
-    stale = sources / "shard_1" / "goal_003"
-    shutil.copytree(sources / "shard_0" / "goal_003", stale)
-    with pytest.raises(DataError, match=re.escape(str(stale))) as e:
-        build_dataset(ENV, TINY.source, TINY.dataset, read_split(runs["A"] / "split.json"), sources,
-                      tmp_path / "dataset")
-    assert str(sources / "shard_0" / "goal_003") in str(e.value)
+    shutil.copytree(sources / "shard_0", sources / "shard_1")
+    build_dataset(ENV, TINY.dataset, read_split(runs["A"] / "split.json"), sources, 1, tmp_path / "dataset")
+    assert (tmp_path / "dataset" / DATA_FILE).read_bytes() == (runs["A"] / "dataset" / DATA_FILE).read_bytes()
+
+
+def test_shard_folder_of_another_shard_count_raises_naming_it(runs, tmp_path):
+    """A shard made for 1 shard read as shard 0 of 2 (a missing rerun) is refused, not mixed in."""
+    sources = copy_of(runs, tmp_path, "sources")
+    with pytest.raises(DataError, match=re.escape(str(sources / "shard_0")) + ".*made for 1 shards"):
+        build_dataset(ENV, TINY.dataset, read_split(runs["A"] / "split.json"), sources, 2, tmp_path / "dataset")
+    assert not (tmp_path / "dataset").exists()
 
 
 def _checkpoint_variant(runs: dict, tmp: Path, name: str, edit) -> Path:
@@ -561,8 +572,8 @@ def test_checkpoint_not_matching_its_config_or_env_fails_eval_naming_it(runs, tm
                                     lambda c: dict(c, env={**c["env"], "max_episode_steps": 20}))
     for path in (bad_d, other_env):
         with pytest.raises(ValueError, match=re.escape(str(path))):
-            evaluate_checkpoint(path, ENV, TINY.eval, split, runs["A"] / "sources", tmp_path / "eval.json",
-                                tmp_path / "curves", tmp_path / "tb")
+            evaluate_checkpoint(path, ENV, TINY.eval, split, runs["A"] / "sources", 1, tmp_path / "eval.json",
+                                tmp_path / "detail.json", tmp_path / "curves", tmp_path / "tb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_d.pt", "other_env.pt"]   # no metrics written
 
 
@@ -636,8 +647,8 @@ def test_checkpoints_hold_only_tensors_and_plain_data(runs, tmp_path, monkeypatc
         real(path, obj)
 
     monkeypatch.setattr(T, "save_torch", spy)
-    train(ENV, dataclasses.replace(TINY.dt, eval_step=0), read_split(runs["A"] / "split.json"),
-          runs["A"] / "dataset", tmp_path / "model", resume_dir=tmp_path / "resume")
+    train(ENV, TINY.dt, read_split(runs["A"] / "split.json"), runs["A"] / "dataset", tmp_path / "model",
+          resume_dir=tmp_path / "resume", rt=tiny_rt(checkpoint_every=4))
     assert {"last.pt", "model.pt"} <= set(saved)
     for name, obj in saved.items():
         torch.save(obj, tmp_path / f"copy_{name}")

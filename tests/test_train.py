@@ -19,9 +19,10 @@ import torch.multiprocessing as mp
 from adlib.config import DTConfig
 from adlib.io import load_torch
 from adlib.model import ADTransformer, ModelConfig
-from adlib.train import build_model, load_model, lr_at, train
+from adlib.model import load_model
+from adlib.train import build_model, lr_at, train
 from helpers_dt import (ENV, REPO, ddp_grad_worker, run_stage, stage_env, tiny_dt, tiny_model_cfg, tiny_pipeline,
-                        train_cmd, windows_batch, write_params)
+                        tiny_rt, train_cmd, windows_batch, write_params)
 
 torch.set_num_threads(1)
 
@@ -66,10 +67,10 @@ NUM_STEPS, EVAL_STEP = 12, 4
 @pytest.fixture(scope="module")
 def trained(pipe, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("trained")
-    dt = tiny_dt(num_steps=NUM_STEPS, eval_step=EVAL_STEP, eval_episodes=3)
+    dt = tiny_dt(num_steps=NUM_STEPS)
     summary = train(ENV, dt, pipe["split"], pipe["data_dir"], out / "model", resume_dir=out / "resume",
-                    eval_train_goals=2)
-    return {"dt": dt, "out": out / "model", "summary": summary, "resume": out / "resume"}
+                    log_dir=out / "tb", rt=tiny_rt(eval_step=EVAL_STEP, eval_episodes=3), eval_train_goals=2)
+    return {"dt": dt, "out": out / "model", "summary": summary, "resume": out / "resume", "tb": out / "tb"}
 
 
 def test_train_writes_model_and_removes_resume_checkpoint(trained):
@@ -86,7 +87,7 @@ def test_checkpoint_round_trip_rebuilds_identical_model(trained, pipe):
     assert raw["step"] == NUM_STEPS
     assert raw["train_goals"] == pipe["split"]["train"] and raw["held_out_goals"] == pipe["split"]["test"]
     dt = trained["dt"]
-    assert raw["model_config"] == ModelConfig.from_dt(dt, ENV.size, 5, ENV.max_episode_steps).to_dict()
+    assert raw["model_config"] == ModelConfig.from_dt(dt, ENV.grid_size, 5, ENV.max_episode_steps).to_dict()
 
     model, ckpt = load_model(path)
     assert not model.training
@@ -129,7 +130,7 @@ def test_checkpoint_with_mismatched_config_raises_naming_file(trained, tmp_path)
 def test_tensorboard_tags_and_steps(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(trained["out"] / "tb"))
+    acc = EventAccumulator(str(trained["tb"]))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     for tag in ("losses/train_loss", "losses/accuracy", "losses/grad_norm", "charts/lr",
@@ -157,8 +158,8 @@ def _final_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_after_kill_equals_uninterrupted_run(pipe, tmp_path):
-    dt = tiny_dt(num_steps=120, checkpoint_every=10, eval_step=0, batch_size=4, seq_len=16)
-    params = write_params(tmp_path / "params.yaml", dt)
+    dt, rt = tiny_dt(num_steps=120, batch_size=4, seq_len=16), tiny_rt(checkpoint_every=10)
+    params = write_params(tmp_path / "params.yaml", dt, rt=rt)
 
     ref = run_stage(train_cmd(params, pipe, tmp_path / "ref", tmp_path / "ref_resume"))
     assert ref.returncode == 0, ref.stderr[-2000:]
@@ -179,7 +180,7 @@ def test_resume_after_kill_equals_uninterrupted_run(pipe, tmp_path):
         proc.wait()
     assert not (out / "model.pt").exists()
     killed_at = int(load_torch(resume / "last.pt")["step"])
-    assert 0 < killed_at < dt.num_steps and killed_at % dt.checkpoint_every == 0
+    assert 0 < killed_at < dt.num_steps and killed_at % rt.checkpoint_every == 0
 
     again = run_stage(train_cmd(params, pipe, out, resume))
     assert again.returncode == 0, again.stderr[-2000:]
@@ -194,14 +195,14 @@ def test_resume_after_kill_equals_uninterrupted_run(pipe, tmp_path):
 
 def test_resume_checkpoint_of_other_params_is_ignored(pipe, tmp_path):
     """A stale last.pt (other params) must not be resumed from."""
-    dt = tiny_dt(num_steps=4, checkpoint_every=2)
+    dt, rt = tiny_dt(num_steps=4), tiny_rt(checkpoint_every=2)
     resume = tmp_path / "resume"
     resume.mkdir()
     torch.manual_seed(0)
     other = build_model(tiny_dt(), ENV)
     torch.save({"model": other.state_dict(), "optimizer": {}, "step": 2, "fingerprint": "0" * 16}, resume / "last.pt")
-    train(ENV, dt, pipe["split"], pipe["data_dir"], tmp_path / "a", resume_dir=resume)
-    train(ENV, dt, pipe["split"], pipe["data_dir"], tmp_path / "b", resume_dir=None)
+    train(ENV, dt, pipe["split"], pipe["data_dir"], tmp_path / "a", resume_dir=resume, rt=rt)
+    train(ENV, dt, pipe["split"], pipe["data_dir"], tmp_path / "b", resume_dir=None, rt=rt)
     a, b = _final_weights(tmp_path / "a" / "model.pt"), _final_weights(tmp_path / "b" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -209,20 +210,20 @@ def test_resume_checkpoint_of_other_params_is_ignored(pipe, tmp_path):
 # ---------------------------------------------------------------- (e) DDP
 
 def test_torchrun_two_process_cpu_training(pipe, tmp_path):
-    dt = tiny_dt(num_steps=4, batch_size=4, eval_step=2, eval_episodes=2, checkpoint_every=2)
-    params = write_params(tmp_path / "params.yaml", dt)
+    dt = tiny_dt(num_steps=4, batch_size=4)
+    params = write_params(tmp_path / "params.yaml", dt, rt=tiny_rt(eval_step=2, eval_episodes=2, checkpoint_every=2))
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--nproc_per_node", "2", "--standalone",
-           *train_cmd(params, pipe, tmp_path / "out", tmp_path / "resume")]
+           *train_cmd(params, pipe, tmp_path / "out", tmp_path / "resume"), "--tensorboard", str(tmp_path / "tb")]
     r = subprocess.run(cmd, cwd=REPO, env=stage_env(), capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "2 process(es)" in r.stderr
     model, ckpt = load_model(tmp_path / "out" / "model.pt")
     assert ckpt["step"] == 4
-    assert list((tmp_path / "out" / "tb").iterdir())
+    assert list((tmp_path / "tb").iterdir())
     # rank 0 alone sees what a single process with its half of the batch sees (same sampler keys);
     # with gradients all-reduced across ranks, the DDP model must differ from that run
-    train(ENV, dataclasses.replace(dt, batch_size=2, eval_step=0), pipe["split"], pipe["data_dir"], tmp_path / "half")
+    train(ENV, dataclasses.replace(dt, batch_size=2), pipe["split"], pipe["data_dir"], tmp_path / "half", rt=tiny_rt())
     half = load_torch(tmp_path / "half" / "model.pt")["model"]
     ddp = load_torch(tmp_path / "out" / "model.pt")["model"]
     assert any(not torch.equal(half[k], ddp[k]) for k in half)

@@ -15,11 +15,12 @@ from PIL import Image
 from adlib.config import RenderConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluate import oracle_policy, rollout
+from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.train import train
 from adlib.tasks import spread
 from adlib.video import (SHEET_PAD, Trajectory, contact_sheet, episode_frames, render_videos, sheet_episodes,
-                         source_dirs, source_rollout, trajectories, write_gif, write_mp4)
-from helpers_dt import ENV, run_stage, tiny_dt, tiny_pipeline, write_params
+                         source_rollout, trajectories, write_gif, write_mp4)
+from helpers_dt import ENV, run_stage, tiny_dt, tiny_pipeline, tiny_rt, write_params
 
 torch.set_num_threads(1)
 CELL = 8
@@ -38,7 +39,7 @@ def test_frames_have_one_shape_and_are_one_per_step_plus_start():
     assert [len(e) for e in eps] == [4, 3]
     frames = [f for e in eps for f in e]
     h, w, _ = frames[0].shape
-    assert h == BAND + ENV.size * CELL and w >= ENV.size * CELL   # widened to fit the text band
+    assert h == BAND + ENV.grid_size * CELL and w >= ENV.grid_size * CELL   # widened to fit the text band
     assert all(f.shape == (h, w, 3) and f.dtype == np.uint8 for f in frames)
 
 
@@ -126,20 +127,20 @@ def trained(tmp_path_factory) -> dict:
     pipe = tiny_pipeline(tmp_path_factory.mktemp("pipe"))
     out = tmp_path_factory.mktemp("ad")
     dt = tiny_dt(num_steps=4)
-    train(ENV, dt, pipe["split"], pipe["data_dir"], out / "model")
+    train(ENV, dt, pipe["split"], pipe["data_dir"], out / "model", rt=tiny_rt())
     return {**pipe, "model": out / "model" / "model.pt", "dt": dt}
 
 
 def test_source_agent_rollout_is_its_own_goal(trained):
     goal = trained["split"]["train"][0]
-    res = source_rollout(source_dirs(trained["sources"])[goal] / "agent.pt", ENV, episodes=2)
+    res = source_rollout(find_source_goals(trained["sources"], 1)[goal] / AGENT_FILE, ENV, episodes=2)
     assert res.goal_ids.tolist() == [goal] and res.positions.shape[0] == 1
 
 
 def test_render_videos_writes_every_file(trained, tmp_path):
     cfg = RenderConfig(source_goals=1, ad_goals=2, ad_episodes=4, fps=4, cell_px=CELL)
     split = trained["split"]
-    s = render_videos(ENV, cfg, split, trained["sources"], trained["model"], tmp_path / "videos",
+    s = render_videos(ENV, cfg, split, trained["sources"], 1, trained["model"], tmp_path / "videos",
                       source_episodes=2)
     (tr,), (te,), ad = spread(split["train"], 1), spread(split["test"], 1), spread(split["test"], 2)
     want = {f"source_train_goal_{tr:03d}.mp4", f"source_heldout_goal_{te:03d}.mp4", "ad_contact_sheet.png",
@@ -147,7 +148,7 @@ def test_render_videos_writes_every_file(trained, tmp_path):
     assert {p.name for p in (tmp_path / "videos").iterdir()} == want == set(s["files"])
     assert sorted(s["ad_returns"]) == sorted(ad) and all(len(r) == 4 for r in s["ad_returns"].values())
     with Image.open(tmp_path / "videos" / "ad_contact_sheet.png") as im:   # 2 goals x episodes 1, 2, 3, 4
-        frame_w = ENV.size * CELL
+        frame_w = ENV.grid_size * CELL
         assert im.size[0] >= 4 * frame_w + 5 * SHEET_PAD and im.size[1] > 2 * (BAND + frame_w)
 
 
@@ -167,7 +168,7 @@ def test_model_of_other_env_raises(trained, tmp_path):
     other = dataclasses.replace(ENV, max_episode_steps=11)
     with pytest.raises(ValueError, match="params.yaml has env"):
         render_videos(other, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), trained["split"],
-                      trained["sources"], trained["model"], tmp_path / "v")
+                      trained["sources"], 1, trained["model"], tmp_path / "v")
     assert not (tmp_path / "v").exists()
 
 
@@ -177,4 +178,4 @@ def test_model_trained_on_another_split_raises(trained, tmp_path):
     split = {**trained["split"], "test": test}
     with pytest.raises(ValueError, match="held out in the split but not by this model"):
         render_videos(ENV, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), split,
-                      trained["sources"], trained["model"], tmp_path / "v")
+                      trained["sources"], 1, trained["model"], tmp_path / "v")
