@@ -305,19 +305,37 @@ def parse_section(cls: type, raw: Any, prefix: str, complete: bool = True) -> An
     return cls(**kwargs)
 
 
+def _check_env(env: EnvConfig) -> None:
+    if env.grid_size % 2 == 0 and not env.random_start:
+        raise ParamError(f"env.grid_size = {env.grid_size}: must be odd when env.random_start is false "
+                         f"(the start is the centre)")
+
+
+def env_config(**settings: Any) -> EnvConfig:
+    """An :class:`EnvConfig` from keyword settings, checked with params.yaml's rules and
+    messages (what the gymnasium env builds its config with); unset keys keep their defaults."""
+    env = parse_section(EnvConfig, settings, "env", complete=False)
+    _check_env(env)
+    return env
+
+
 def _cross_checks(p: Params) -> None:
+    _check_env(p.env)
     n_goals = p.env.grid_size * p.env.grid_size - 1
     if p.split.n_train >= n_goals:
         raise ParamError(f"split.n_train = {p.split.n_train}: out of range, must be <= {n_goals - 1} "
                          f"(grid_size {p.env.grid_size} has {n_goals} goals and at least one must be held out)")
-    if p.env.grid_size % 2 == 0 and not p.env.random_start:
-        raise ParamError(f"env.grid_size = {p.env.grid_size}: must be odd when env.random_start is false (the start is the centre)")
     if p.dt.embedding_dim % p.dt.num_heads:
         raise ParamError(f"dt.num_heads = {p.dt.num_heads}: must divide dt.embedding_dim = {p.dt.embedding_dim}")
     if p.dt.min_lr > p.dt.lr:
         raise ParamError(f"dt.min_lr = {p.dt.min_lr}: must be <= dt.lr = {p.dt.lr}")
     if p.dt.warmup_steps >= p.dt.num_steps:
         raise ParamError(f"dt.warmup_steps = {p.dt.warmup_steps}: must be < dt.num_steps = {p.dt.num_steps}")
+    rollout = p.source.nenvs * p.source.nsteps
+    if p.source.env_steps % rollout:
+        up = -(-p.source.env_steps // rollout) * rollout
+        raise ParamError(f"source.env_steps = {p.source.env_steps}: must be a multiple of source.nenvs x source.nsteps "
+                         f"= {rollout} (each A2C update takes that many env steps), e.g. {up}")
     if p.dataset.history_len > p.source.env_steps:
         raise ParamError(f"dataset.history_len = {p.dataset.history_len}: must be <= source.env_steps = "
                          f"{p.source.env_steps} (histories cannot be longer than what was trained)")

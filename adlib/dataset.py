@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from adlib.config import DatasetConfig, EnvConfig, to_dict
+from adlib.config import DatasetConfig, EnvConfig, ParamError, to_dict
 from adlib.envs import darkroom as dr
 from adlib.histories import (COLUMNS, HISTORY_FILE, DataError, cut_and_subsample, find_source_goals, read_columns,
                              read_table, to_table, write_table)
@@ -17,6 +17,7 @@ from adlib.io import check_env, read_json, write_json
 
 KIND_A2C, KIND_NOISE = 0, 1
 DATA_FILE, META_FILE = "histories.parquet", "meta.json"
+FORMAT = "adlib-histories-v2"
 
 
 def _source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> dict:
@@ -84,7 +85,7 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
     assert not held_out & set(np.unique(data["goal"]).tolist()), "held-out goal in training data"
 
     meta = {
-        "format": "adlib-histories-v2",
+        "format": FORMAT,
         "grid_size": env_cfg.grid_size, "n_states": env_cfg.grid_size ** 2, "n_actions": dr.N_ACTIONS,
         "env": to_dict(env_cfg), "source": source, "dataset": to_dict(cfg),
         "train_goals": train, "held_out_goals": sorted(held_out),
@@ -92,6 +93,7 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
         "noise_streams": int(data["stream"].max()) + 1 - n_a2c_streams,
         "transitions": int(len(data["state"])),
         "history_len_per_agent": cfg.history_len, "subsample": cfg.subsample,
+        "longest_stream": int(np.bincount(data["stream"]).max()),
     }
     table = to_table(data, extra={"goal": pa.uint16(), "kind": pa.uint8()},
                      metadata={"adlib": json.dumps(meta)})
@@ -109,13 +111,29 @@ class HistoryDataset:
 
     FIELDS = ("t", "state", "action", "reward", "next_state")
 
-    def __init__(self, data_dir: str | Path, env_cfg: EnvConfig | None = None, held_out: list[int] | None = None):
+    def __init__(self, data_dir: str | Path, env_cfg: EnvConfig | None = None, held_out: list[int] | None = None,
+                 seq_len: int | None = None):
+        """Checks the metadata first (cheap): the format, the environment, its own grid size,
+        and, given ``seq_len``, that some stream is long enough for one window; then loads."""
         data_dir = Path(data_dir)
-        self.meta = read_json(data_dir / META_FILE)
-        if self.meta.get("format") != "adlib-histories-v2":
-            raise DataError(f"{data_dir / META_FILE}: unknown dataset format {self.meta.get('format')!r}")
+        meta_path = data_dir / META_FILE
+        self.meta = read_json(meta_path)
+        if self.meta.get("format") != FORMAT:
+            raise DataError(f"{meta_path}: unknown dataset format {self.meta.get('format')!r}")
+        try:
+            inner = self.meta["env"]["grid_size"]
+            consistent = self.meta["grid_size"] == inner and self.meta["n_states"] == inner ** 2
+        except (KeyError, TypeError):
+            raise DataError(f"{meta_path}: no grid_size / n_states / env record; rerun build_history_dataset") from None
+        if not consistent:
+            raise DataError(f"{meta_path}: grid_size {self.meta['grid_size']} and n_states {self.meta['n_states']} "
+                            f"disagree with its env record (grid_size {inner}); the file was edited or damaged")
         if env_cfg is not None:
-            check_env(data_dir / META_FILE, self.meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
+            check_env(meta_path, self.meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
+        longest = self.meta.get("longest_stream", 0)
+        if seq_len is not None and seq_len > longest:
+            raise ParamError(f"dt.seq_len = {seq_len}: longer than every stream of {data_dir} (longest {longest} "
+                             f"transitions); lower dt.seq_len or dataset.subsample")
         self.cols = read_columns(data_dir / DATA_FILE, [*self.FIELDS, "stream", "goal", "kind"])
         goals = set(np.unique(self.cols["goal"]).tolist())
         bad = goals & set(held_out if held_out is not None else self.meta["held_out_goals"])

@@ -123,9 +123,10 @@ def to_table(cols: dict[str, np.ndarray], metadata: dict[str, str] | None = None
 
 
 def write_table(table: pa.Table, path: str | Path) -> None:
-    """Atomically write a Parquet file (zstd, row groups of 1M rows)."""
+    """Atomically write a Parquet file (zstd, row groups of 1M rows, a CRC32 per data page:
+    readers verify it, so a flipped bit inside the data is an error, not a silent change)."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20, write_page_checksum=True)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
@@ -134,7 +135,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     if not path.exists():
         raise DataError(f"{path}: history file missing")
     try:
-        table = pq.read_table(path, columns=columns)
+        table = pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: corrupt or truncated Parquet file ({str(e).splitlines()[0]})") from None
     missing = [c for c in (columns or COLUMNS) if c not in table.column_names]
@@ -150,7 +151,7 @@ def read_columns(path: str | Path, columns: list[str]) -> dict[str, np.ndarray]:
     if not path.exists():
         raise DataError(f"{path}: history file missing")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
         missing = [c for c in columns if c not in pf.schema_arrow.names]
         if missing:
             raise DataError(f"{path}: not a learning-history file (missing columns {missing})")

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -123,7 +124,25 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint missing")
+    if not zipfile.is_zipfile(path):   # torch checkpoints are zip archives
+        raise DataError(f"{path}: not a checkpoint (damaged, truncated or another kind of file)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many kinds on a damaged file
-        raise DataError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except Exception as e:  # torch raises many kinds; never pass on its advice to load unsafely
+        raise DataError(f"{path}: does not load as tensors and plain data (foreign objects in it, or damage); "
+                        f"refused ({type(e).__name__})") from None
+
+
+def load_resume(path: Path | None, fp: str, map_location: Any = "cpu") -> tuple[dict | None, str]:
+    """A resume checkpoint at ``path`` if it belongs to the run with fingerprint ``fp``, and a
+    line saying what was done with it. An unreadable or foreign checkpoint is never fatal:
+    resuming is an optimisation, so the run starts over (and overwrites it)."""
+    if path is None or not Path(path).exists():
+        return None, ""
+    try:
+        ckpt = load_torch(path, map_location)
+    except DataError as e:
+        return None, f"ignoring the resume checkpoint: {e}; starting from scratch (it will be overwritten)"
+    if ckpt.get("fingerprint") != fp:
+        return None, f"ignoring {path}: it belongs to other params or data; starting from scratch"
+    return ckpt, f"resuming from {path}"

@@ -42,14 +42,18 @@ def get_logger(name: str) -> logging.Logger:
     return log
 
 
-def pick_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+def pick_device(name: str, key: str = "device") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a
+    :class:`~adlib.config.ParamError` naming ``key`` (one ``error:`` line, exit 2)."""
     import torch
+
+    from adlib.config import ParamError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+        raise ParamError(f"{key} = 'cuda': torch sees no CUDA GPU on this machine (torch {torch.__version__}); "
+                         f"use 'auto' or 'cpu', or install a CUDA build of torch")
     return torch.device(name)
 
 

@@ -25,13 +25,10 @@ def report_points(episodes: int) -> list[int]:
     return [p for p in pts if p <= episodes] + ([episodes] if episodes not in pts else [])
 
 
-def source_curve(sources_dir: str | Path, n_shards: int, goals: list[int], episodes: int) -> np.ndarray:
+def source_curve(found: dict[int, Path], goals: list[int], episodes: int) -> np.ndarray:
     """Mean return per episode ``[episodes]`` of the source A2C agents on ``goals``, from
-    their own learning histories (every stream from its first episode)."""
-    found = find_source_goals(sources_dir, n_shards)
-    missing = [g for g in goals if g not in found]
-    if missing:
-        raise DataError(f"{sources_dir}: no source histories for goals {missing}")
+    their own learning histories (every stream from its first episode); ``found`` maps goal
+    ids to their source folders (:func:`adlib.histories.find_source_goals`)."""
     curves = []
     for g in goals:
         path = found[g] / HISTORY_FILE
@@ -204,10 +201,15 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
     greedy and sampled, from an empty context. Writes the headline metrics (``metrics_path``),
     the full report (``detail_path``), per-episode CSVs and PNGs (``curves_dir``) and, with
     ``log_dir``, the in-context curves as TensorBoard scalars. Returns the full report."""
-    device = pick_device(rt.device)
+    device = pick_device(rt.device, "runtime.eval.device")
     model, ckpt = load_model(model_path, device)
     check_env(model_path, ckpt.get("env"), to_dict(env_cfg), "train_dt (dvc repro)")
     held_out, train = list(split["test"]), spread(list(split["train"]), eval_cfg.train_goals)
+    found = find_source_goals(sources_dir, n_shards)   # checked before the (long) in-context play
+    missing = [g for g in held_out + train if g not in found]
+    if missing:
+        raise DataError(f"{sources_dir}: no source histories for goals {missing} (the A2C baseline); "
+                        f"run train_source_agents or dvc pull")
     E = eval_cfg.episodes
     metrics: dict = {"variant": "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"}
     curves: dict[str, dict[str, np.ndarray]] = {}
@@ -222,7 +224,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
                        seed=eval_cfg.seed, device=device)
             metrics[group][mode] = summarize(res, seeds, env_cfg)
             curves[group][f"ad_{mode}"] = res.returns.mean(0)
-        curves[group]["a2c_source"] = source_curve(sources_dir, n_shards, goals, E)
+        curves[group]["a2c_source"] = source_curve(found, goals, E)
         curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
         curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))
         curves[group]["explorer"] = explorer_curve(env_cfg, E)

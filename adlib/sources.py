@@ -15,7 +15,7 @@ from adlib.config import EnvConfig, SourceConfig, SourceRuntime, to_dict
 from adlib.envs import darkroom as dr
 from adlib.histories import (AGENT_FILE, HISTORY_FILE, SHARD_FILE, SUMMARY_FILE, agent_streams, episode_table,
                              goal_dir, shard_goals, stale_shards, to_table, write_table)
-from adlib.io import atomic_dir, fingerprint, load_torch, save_torch, write_json
+from adlib.io import atomic_dir, fingerprint, load_resume, save_torch, write_json
 from adlib.logs import bar, get_logger, pick_device
 
 log = get_logger("train_source_agents")
@@ -62,7 +62,7 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     goals = shard_goals(n_goals, shard, len(cfg.shards))
     goal_ids = [g for g in goals for _ in range(cfg.seeds_per_goal)]
     seeds = [s for _ in goals for s in range(cfg.seeds_per_goal)]
-    device = pick_device(rt.device)
+    device = pick_device(rt.device, "runtime.source.device")
     if rt.threads > 0:
         torch.set_num_threads(rt.threads)
     G = len(goal_ids)
@@ -73,14 +73,10 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     ckpt_path = Path(resume_dir) / f"shard_{shard}.pt" if resume_dir is not None else None
     # what the checkpointed state depends on: the params, and log_every (the logs it holds)
     fp = fingerprint(to_dict(env_cfg), to_dict(cfg), rt.log_every, goal_ids, seeds)
-    resume = None
-    if ckpt_path is not None and ckpt_path.exists():
-        saved = load_torch(ckpt_path)
-        if saved.get("fingerprint") == fp:
-            resume = saved["state"]
-            log.info(f"resuming shard {shard} from {ckpt_path} at update {resume['update']}/{n_updates}")
-        else:
-            log.info(f"ignoring {ckpt_path}: it belongs to other params")
+    saved, note = load_resume(ckpt_path, fp)
+    resume = saved["state"] if saved is not None else None
+    if note:
+        log.info(f"shard {shard}: {note}" + (f" at update {resume['update']}/{n_updates}" if resume else ""))
 
     def on_checkpoint(state: dict) -> None:
         save_torch(ckpt_path, {"fingerprint": fp, "state": state})

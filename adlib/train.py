@@ -19,7 +19,7 @@ from adlib.config import DTConfig, DTRuntime, EnvConfig, ParamError, to_dict
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.evaluate import play
-from adlib.io import DataError, fingerprint, load_torch, save_torch
+from adlib.io import fingerprint, load_resume, save_torch
 from adlib.logs import bar, get_logger, pick_device
 from adlib.model import ADTransformer, ModelConfig
 from adlib.tasks import spread
@@ -76,7 +76,7 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
     distributed = world > 1
     if distributed:
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if rt.device != "cpu" and torch.cuda.is_available():
+        if pick_device(rt.device, "runtime.dt.device").type == "cuda":
             torch.cuda.set_device(local)
             device = torch.device("cuda", local)
             dist.init_process_group("nccl")
@@ -85,7 +85,7 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
             dist.init_process_group("gloo")
         rank = dist.get_rank()
     else:
-        rank, device = 0, pick_device(rt.device)
+        rank, device = 0, pick_device(rt.device, "runtime.dt.device")
     if dt.batch_size % world:
         raise ParamError(f"dt.batch_size = {dt.batch_size}: must be divisible by the number of processes ({world})")
     if rt.threads > 0:
@@ -93,23 +93,21 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
     main = rank == 0
     out_dir = Path(out_dir)
 
-    data = HistoryDataset(data_dir, env_cfg, held_out=split["test"])
+    data = HistoryDataset(data_dir, env_cfg, held_out=split["test"], seq_len=dt.seq_len)
     torch.manual_seed(dt.seed)
     model = build_model(dt, env_cfg).to(device)
     opt = make_optimizer(model, dt)
     fp = fingerprint(to_dict(dt), to_dict(env_cfg), data.meta, world)
     start_step = 0
     ckpt_path = Path(resume_dir) / "last.pt" if resume_dir else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_torch(ckpt_path, device)
-        if ckpt.get("fingerprint") == fp:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            start_step = int(ckpt["step"])
-            if main:
-                log.info(f"resuming from {ckpt_path} at step {start_step}")
-        elif main:
-            log.info(f"ignoring {ckpt_path}: it belongs to other params or data")
+    ckpt, note = load_resume(ckpt_path, fp, device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_step = int(ckpt["step"])
+        note += f" at step {start_step}"
+    if main and note:
+        log.info(note)
     net = DDP(model) if distributed else model
     amp = rt.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
@@ -135,9 +133,12 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
         lr = lr_at(step, dt)
         for g in opt.param_groups:
             g["lr"] = lr
-        gen = np.random.default_rng([dt.seed, rank, step])   # resumable: depends on the step only
-        torch.manual_seed(dt.seed * 1_000_003 + step * 101 + rank)  # dropout masks
-        rows = data.sample_starts(gen, per_rank, dt.seq_len, dt.stream_start_frac)
+        # the global batch depends on (seed, step) only: resumable, and the same batch whatever
+        # the number of DDP ranks (each takes its slice), so the gradient is the same too
+        gen = np.random.default_rng([dt.seed, step])
+        rows = data.sample_starts(gen, dt.batch_size, dt.seq_len, dt.stream_start_frac)
+        rows = rows[rank * per_rank:(rank + 1) * per_rank]
+        torch.manual_seed(dt.seed * 1_000_003 + step * 101 + rank)  # dropout masks, resumable too
         batch = to_tensors(data.windows(rows, dt.seq_len), device)
         with autocast():
             logits, loss = net(batch, targets=batch["action"])

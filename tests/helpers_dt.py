@@ -1,5 +1,5 @@
 """Shared tiny fixtures of the AD-transformer tests: a real (tiny) history dataset, tiny
-transformer configs, params.yaml files for the stages, and the DDP gradient worker."""
+transformer configs and params.yaml files for the stages."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 from adlib.config import (DatasetConfig, DTConfig, DTRuntime, EnvConfig, EvalConfig, EvalRuntime, Params,
                           RuntimeConfig, SourceConfig, SourceRuntime, SplitConfig, parse_params, to_dict)
 from adlib.dataset import HistoryDataset, build_dataset
 from adlib.envs import darkroom as dr
-from adlib.model import ADTransformer, ModelConfig
+from adlib.model import ModelConfig
 from adlib.sources import train_shard
 from adlib.tasks import split_goals, write_split
 
@@ -91,31 +90,6 @@ def train_cmd(params: Path, pipe: dict, out: Path, resume: Path) -> list[str]:
 def run_stage(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=REPO, env=stage_env(), capture_output=True, text=True,
                           timeout=timeout)
-
-
-# ---------------------------------------------------------------- DDP gradient worker
-
-def ddp_grad_worker(rank: int, world: int, store: str, cfg_dict: dict, batch_path: str, out_path: str) -> None:
-    """One rank of a gloo DDP step: the same initial model on every rank, rank r takes the r-th
-    slice of the batch; rank 0 saves the (all-reduced) gradients."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        model = ADTransformer(ModelConfig(**cfg_dict))
-        net = DDP(model)
-        batch = {k: torch.from_numpy(v) for k, v in np.load(batch_path).items()}
-        per = batch["state"].shape[0] // world
-        part = {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
-        _, loss = net(part, targets=part["action"])
-        loss.backward()
-        if rank == 0:
-            torch.save({n: p.grad.detach().clone() for n, p in model.named_parameters()}, out_path)
-    finally:
-        dist.destroy_process_group()
 
 
 def windows_batch(pipe: dict, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:

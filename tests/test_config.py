@@ -94,6 +94,8 @@ BAD = [
     ("shards_repeated", with_("source.shards", [0, 0]), "source.shards"),
     ("shards_string_item", with_("source.shards", [0, "1"]), "source.shards[1]"),
     ("shards_more_than_goals", with_("source.shards", list(range(25))), "source.shards"),
+    ("env_steps_not_whole_rollouts", with_("source.env_steps", 2050), "source.env_steps"),
+    ("env_steps_below_one_rollout", with_("source.env_steps", 5), "source.env_steps"),
     ("subsample_zero", with_("dataset.subsample", 0), "dataset.subsample"),
     ("history_len_above_env_steps", with_("dataset.history_len", 2001), "dataset.history_len"),
     ("history_len_below_nenvs", with_("dataset.history_len", 1), "dataset.history_len"),

@@ -344,3 +344,15 @@ def test_window_longer_than_every_stream_raises(pipeline):
 def test_history_dataset_rejects_other_env(pipeline):
     with pytest.raises(DataError, match="rerun build_history_dataset"):
         HistoryDataset(pipeline["data_dir"], env_cfg=dataclasses.replace(ENV, grid_size=7))
+
+
+def test_a2c_streams_per_goal_keeps_each_goals_first_streams(pipeline, tmp_path):
+    cfg = dataclasses.replace(DATA, a2c_streams_per_goal=1)
+    meta = build_dataset(ENV, cfg, pipeline["split"], pipeline["sources"], 2, tmp_path / "one")
+    assert meta["a2c_streams"] == len(pipeline["split"]["train"]) != pipeline["meta"]["a2c_streams"]
+    ds = HistoryDataset(tmp_path / "one")
+    goal = pipeline["split"]["train"][0]
+    src = read_table(find_source_goals(pipeline["sources"], 2)[goal] / "history.parquet")
+    first = src.column("stream").to_numpy() == src.column("stream").to_numpy().min()
+    rows = (ds.cols["goal"] == goal) & (ds.cols["kind"] == KIND_A2C)
+    np.testing.assert_array_equal(ds.cols["action"][rows], src.column("action").to_numpy()[first][:PER_STREAM])

@@ -17,7 +17,6 @@ dvc.yaml, so a stage added later is expected where it belongs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -13,6 +13,7 @@ import torch
 from adlib.config import EnvConfig, EvalConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluate import oracle_policy, play, random_policy, rollout
+from adlib.histories import find_source_goals
 from adlib.tasks import spread
 from adlib.report import (evaluate_checkpoint, explorer_curve, headline, optimum_return, random_return, report_points,
                           source_curve, summarize, write_curves_csv)
@@ -178,7 +179,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
                                          "explorer"]
         assert len(csv) == E
         np.testing.assert_allclose(csv["ad_greedy"], res.returns.mean(0), atol=5e-6)
-        np.testing.assert_allclose(csv["a2c_source"], source_curve(model_run["sources"], 1, goals, E), atol=5e-6)
+        np.testing.assert_allclose(csv["a2c_source"], source_curve(find_source_goals(model_run["sources"], 1), goals, E), atol=5e-6)
         np.testing.assert_allclose(csv["explorer"], explorer_curve(ENV, E), atol=5e-6)
         png = curves / f"{group}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -188,3 +189,97 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     with pytest.raises(ValueError, match="another env"):
         evaluate_checkpoint(model_run["model_path"], dataclasses.replace(ENV, max_episode_steps=11), ev, split,
                             model_run["sources"], 1, tmp_path / "m2.json", tmp_path / "d2.json", tmp_path / "c2")
+
+
+# ---------------------------------------------------------------- what the in-context policy is given
+
+def test_rollout_gives_the_policy_the_previous_transition_before_the_reset():
+    """The carry-over the model relies on: at every step the policy receives the previous
+    step's action, reward and the cell it reached (pre-reset, so a terminal reward arrives
+    with the goal cell, not the start cell); at the first step, 'none' for all three."""
+    env = EnvConfig(grid_size=5, max_episode_steps=6)        # short episodes, frequent goals
+    seen, outcomes = [], []
+
+    def spy(obs, t, prev, state):
+        seen.append({k: v.clone() for k, v in prev.items()} | {"obs": obs.clone()})
+        return torch.zeros(obs.shape[0], dr.N_ACTIONS)
+
+    res = rollout(spy, env, [6, 7, 8, 11], seeds=2, episodes=15, greedy=False, seed=3, record=True,
+                  on_action=lambda a, r: outcomes.append((a.clone(), r.clone())))
+    n_states = env.grid_size ** 2
+    assert (seen[0]["prev_action"] == dr.N_ACTIONS).all() and (seen[0]["prev_reward"] == 2).all()
+    assert (seen[0]["prev_next_state"] == n_states).all()
+    reached = torch.as_tensor(res.positions)                  # [N, steps], the cell reached (pre-reset)
+    differs = 0
+    for k in range(1, len(seen)):
+        a, r = outcomes[k - 1]
+        assert torch.equal(seen[k]["prev_action"], a), k
+        assert torch.equal(seen[k]["prev_reward"], r.long()), k
+        assert torch.equal(seen[k]["prev_next_state"], reached[:, k - 1]), k
+        differs += int((seen[k]["prev_next_state"] != seen[k]["obs"]).sum())
+    assert differs > 0 and res.success.any()   # resets happened, so pre- and post-reset cells were told apart
+
+
+def test_play_context_holds_the_env_outputs(model_run):
+    """The frozen model's context (ContextPlayer) is exactly what the env returned."""
+    from adlib.evaluate import ContextPlayer
+
+    model, _ = load_model(model_run["model_path"])
+    goals, E = model_run["split"]["test"][:3], 4
+    player = ContextPlayer(model, len(goals), E * ENV.max_episode_steps, torch.device("cpu"))
+    outcomes = []
+
+    def record(a, r):
+        outcomes.append((a.clone(), r.clone()))
+        player.record_outcome(a, r)
+
+    res = rollout(lambda obs, t, prev, state: player.act_logits(obs, t, prev), ENV, goals, 1, E, greedy=False,
+                  record=True, on_action=record)
+    n = player.step
+    assert n == len(outcomes) and n > E
+    acts = torch.stack([a for a, _ in outcomes], 1)
+    rews = torch.stack([r for _, r in outcomes], 1).long()
+    np.testing.assert_array_equal(player.hist["action"][:, :n], acts)
+    np.testing.assert_array_equal(player.hist["reward"][:, :n], rews)
+    np.testing.assert_array_equal(player.hist["prev_action"][:, 1:n], acts[:, :-1])
+    np.testing.assert_array_equal(player.hist["prev_reward"][:, 1:n], rews[:, :-1])
+    np.testing.assert_array_equal(player.hist["prev_next_state"][:, 1:n], res.positions[:, :n - 1])
+    assert (player.hist["prev_reward"][:, 0] == 2).all()      # 'none', not 0: nothing happened yet
+
+
+def test_summary_spread_is_over_seeds_each_averaged_over_goals():
+    """Runs are goal-major (run = goal * seeds + seed): seed s scores s on goal 0 and 10 s on
+    goal 1, so the per-seed means are 0, 5.5, 11 (a wrong grouping gives other numbers)."""
+    from adlib.evaluate import PlayResult
+
+    seeds, E = 3, 12
+    per_run = np.array([0, 1, 2, 0, 10, 20], float)           # goal 0 seeds 0..2, goal 1 seeds 0..2
+    returns = np.repeat(per_run[:, None], E, 1) / 20.0         # success rates in [0, 1]
+    res = PlayResult(goal_ids=np.array([5, 5, 5, 9, 9, 9]), returns=returns, success=returns > 0,
+                     lengths=np.full((6, E), 4), shortest=np.full(6, 4))
+    s = summarize(res, seeds, ROOM9)["return_last10"]
+    per_seed = np.array([0.0, 5.5, 11.0]) / 20.0
+    assert s == {"mean": round(float(per_seed.mean()), 4), "std": round(float(per_seed.std()), 4)}
+
+
+def test_source_curve_equals_episode_returns_read_row_by_row(model_run):
+    """The A2C baseline: every stream's episodes from its first one, averaged per episode
+    index over streams and goals, recomputed here with a plain loop over the rows."""
+    from adlib.histories import read_columns
+
+    found = find_source_goals(model_run["sources"], 1)
+    goals, E = model_run["split"]["test"][:4], 30
+    curves = []
+    for g in goals:
+        c = read_columns(found[g] / "history.parquet", ["stream", "reward", "terminated", "truncated"])
+        for s in np.unique(c["stream"]):
+            rows = np.flatnonzero(c["stream"] == s)
+            eps, ret = [], 0.0
+            for i in rows:
+                ret += float(c["reward"][i])
+                if c["terminated"][i] or c["truncated"][i]:
+                    eps.append(ret)
+                    ret = 0.0
+            eps = (eps + [np.nan] * E)[:E]
+            curves.append(eps)
+    np.testing.assert_allclose(source_curve(found, goals, E), np.nanmean(np.array(curves), 0), rtol=1e-12)

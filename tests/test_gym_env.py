@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -120,3 +121,67 @@ def test_gym_env_matches_batched_core_on_random_actions(variant):
     assert n_trunc > 0 and n_reward > 0
     if kw["terminate_on_goal"]:
         assert n_term > 0
+
+
+# ---------------------------------------------------------------- arguments checked like params.yaml
+
+BAD_ENV_ARGS = [
+    ({"goal": (2.5, 3)}, "goal"),                 # was stored as (2, 3) and rewarded there
+    ({"goal": (2, 2)}, "start cell"),             # the centre of a 5x5 room: won without moving
+    ({"goal": (5, 0)}, "outside"),
+    ({"goal": (-1, 0)}, "outside"),
+    ({"goal": (1, 2, 3)}, "goal"),
+    ({"goal": "a1"}, "goal"),
+    ({"grid_size": 0}, "env.grid_size"),
+    ({"grid_size": -3}, "env.grid_size"),
+    ({"grid_size": 40}, "env.grid_size"),
+    ({"grid_size": 1}, "env.grid_size"),
+    ({"grid_size": 6}, "env.grid_size"),          # even: no centre to start from
+    ({"grid_size": 5.5}, "env.grid_size"),
+    ({"reward_mode": "bogus"}, "env.reward_mode"),
+    ({"terminate_on_goal": "no"}, "env.terminate_on_goal"),
+    ({"random_start": 1}, "env.random_start"),
+    ({"goal_sampling": "episode"}, "goal_sampling"),
+    ({"render_mode": "human"}, "render_mode"),
+    ({"cell_px": 2}, "cell_px"),
+]
+
+
+@pytest.mark.parametrize("kwargs,named", BAD_ENV_ARGS, ids=[str(k) for k, _ in BAD_ENV_ARGS])
+def test_bad_constructor_argument_raises_param_error_naming_it(kwargs, named):
+    from adlib.config import ParamError
+
+    with pytest.raises(ParamError, match=re.escape(named)) as e:
+        gym_env.DarkRoomEnv(**{"grid_size": SIZE, **kwargs})
+    assert "\n" not in str(e.value)
+
+
+def test_goal_at_a_random_start_cell_is_allowed():
+    """With random starts the start never equals the goal, so any cell can be the goal."""
+    env = gym_env.DarkRoomEnv(grid_size=SIZE, random_start=True, goal=(2, 2))
+    assert env.reset(seed=0)[1]["goal"] == (2, 2)
+
+
+@pytest.mark.parametrize("goal", [(2.5, 3), (9, 9), (2, 2), None], ids=str)
+def test_bad_goal_option_at_reset_raises(goal):
+    from adlib.config import ParamError
+
+    env = gym_env.DarkRoomEnv(grid_size=SIZE)
+    with pytest.raises(ParamError, match=re.escape('options["goal"]')):
+        env.reset(seed=0, options={"goal": goal})
+
+
+def test_goal_sampling_seed_keeps_one_task_across_episodes():
+    env = gym_env.DarkRoomEnv(grid_size=SIZE)                      # goal_sampling="seed", the default
+    first = env.reset(seed=3)[1]["goal"]
+    assert [env.reset()[1]["goal"] for _ in range(20)] == [first] * 20
+    reseeded = {env.reset(seed=s)[1]["goal"] for s in range(20)}
+    assert len(reseeded) > 3                                     # a seed draws a new task
+    env.reset(options={"goal": (0, 1)})
+    assert env.reset()[1]["goal"] == (0, 1)                      # an explicit goal is kept too
+
+
+def test_goal_sampling_reset_draws_a_new_task_every_episode():
+    env = gym_env.DarkRoomEnv(grid_size=SIZE, goal_sampling="reset")
+    env.reset(seed=3)
+    assert len({env.reset()[1]["goal"] for _ in range(30)}) > 5

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from adlib.config import param_keys
-from dvc_helpers import (TINY_DOWNSTREAM, Repo, downstream, pipeline, ran_stages, stage_reads, tiny_params)
+from dvc_helpers import TINY_DOWNSTREAM, Repo, pipeline, ran_stages, stage_reads, tiny_params
 
 pytestmark = pytest.mark.slow
 

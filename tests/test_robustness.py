@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,8 +36,7 @@ import yaml
 
 from adlib.config import EvalConfig, EvalRuntime, Params, RuntimeConfig, SourceRuntime, parse_params, to_dict
 from adlib.dataset import DATA_FILE, META_FILE, HistoryDataset, build_dataset
-from adlib.histories import find_source_goals
-from adlib.histories import DataError, write_table
+from adlib.histories import DataError, find_source_goals, read_table, write_table
 from adlib.io import atomic_dir, atomic_path, load_torch, save_torch, write_json
 from adlib.report import evaluate_checkpoint
 from adlib.tasks import read_split
@@ -51,7 +49,7 @@ torch.set_num_threads(1)
 # per agent keep the shard's training phase ~2 s long: long enough to SIGKILL it mid-training.
 TINY = Params(env=ENV, split=SPLIT, source=dataclasses.replace(SRC, env_steps=4000), dataset=DATA,
               dt=tiny_dt(num_steps=8), eval=EvalConfig(episodes=4, seeds=2, train_goals=2),
-              runtime=RuntimeConfig(source=SourceRuntime(log_every=50),
+              runtime=RuntimeConfig(source=SourceRuntime(log_every=50, checkpoint_every=50),
                                     dt=tiny_rt(eval_step=4, eval_episodes=3, checkpoint_every=4),
                                     eval=EvalRuntime(device="cpu")))
 
@@ -103,6 +101,20 @@ for name, args in steps:
     runpy.run_module(f"stages.{name}", run_name="__main__")
 """
 
+# train_source_agents that SIGKILLs itself right after writing its first resume checkpoint
+KILL_AFTER_CHECKPOINT = r"""
+import os, runpy, signal, sys
+import adlib.sources as S
+real = S.save_torch
+def save_torch(path, obj):
+    real(path, obj)
+    if os.path.basename(str(path)) == "shard_0.pt":
+        os.kill(os.getpid(), signal.SIGKILL)
+S.save_torch = save_torch
+sys.argv = ["stages.train_source_agents", *sys.argv[1:]]
+runpy.run_module("stages.train_source_agents", run_name="__main__")
+"""
+
 # train_source_agents that SIGKILLs itself while writing its shard: after two goal folders
 # are complete, as the third goal's summary.json is about to be written.
 KILL_IN_WRITE = r"""
@@ -126,32 +138,21 @@ def python(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess
                           timeout=timeout)
 
 
-def run_pipeline(root: Path, params: Path) -> None:
+def run_pipeline(root: Path, params: Path) -> str:
     r = python(["-c", RUNNER, str(root), str(params)], timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    return r.stderr
 
 
-def kill_source_stage_mid_training(params: Path, out: Path, log: Path) -> None:
-    """Start ``python -m stages.train_source_agents``, SIGKILL it once it is training."""
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "stages.train_source_agents", "--params", str(params),
-                                 "--shard", "0", "--out", str(out), "--resume-dir", str(out.parent / ".resume")],
-                                cwd=REPO, env=stage_env(),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline = time.time() + 120
-        while "shard 0/1:" not in log.read_text():       # logged as train_shard starts training
-            assert proc.poll() is None, f"stage exited before training: {log.read_text()[-2000:]}"
-            assert time.time() < deadline, "the stage did not start training within 120 s"
-            time.sleep(0.02)
-        time.sleep(0.3)                                  # well into the ~2 s A2C phase
-        assert proc.poll() is None, "the stage finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        proc.kill()
-        proc.wait()
-    assert "final success" not in log.read_text(), "killed too late: the shard was already written"
+def kill_source_stage_mid_training(params: Path, out: Path, resume: Path) -> str:
+    """``python -m stages.train_source_agents`` SIGKILLed by itself right after it wrote its
+    first resume checkpoint (mid-training, whatever the machine's speed); its stderr."""
+    r = python(["-c", KILL_AFTER_CHECKPOINT, "--params", str(params), "--shard", "0", "--out", str(out),
+                "--resume-dir", str(resume)])
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert "final success" not in r.stderr, "killed too late: the shard was already written"
+    assert (resume / "shard_0.pt").exists()
+    return r.stderr
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +163,10 @@ def runs(tmp_path_factory) -> dict:
     params = write_params(base / "params.yaml")
     a, b = base / "A", base / "B"
     run_pipeline(a, params)
-    kill_source_stage_mid_training(params, b / "sources" / "shard_0", base / "killed.log")
-    after_kill = listing(b)
-    run_pipeline(b, params)
-    return {"params": params, "A": a, "B": b, "after_kill": after_kill, "base": base}
+    kill_source_stage_mid_training(params, b / "sources" / "shard_0", b / ".cache" / "sources")
+    after_kill = [p for p in listing(b) if not p.startswith(".cache")]
+    resume_log = run_pipeline(b, params)
+    return {"params": params, "A": a, "B": b, "after_kill": after_kill, "base": base, "resume_log": resume_log}
 
 
 # ================================================================ 1. parameters first
@@ -340,8 +341,13 @@ def test_writers_leave_no_partial_file_when_writing_fails(tmp_path, monkeypatch)
 
 
 def test_killed_source_stage_leaves_no_shard_and_no_temp_files(runs):
-    # after the SIGKILL in the middle of training, run B's folder held nothing at all
+    # after the SIGKILL in the middle of training, run B's folder held nothing but the scratch
     assert runs["after_kill"] == [], runs["after_kill"]
+
+
+def test_killed_source_stage_resumes_from_its_checkpoint_and_removes_it(runs):
+    assert "shard 0: resuming from" in runs["resume_log"] and "at update 50/200" in runs["resume_log"]
+    assert not (runs["B"] / ".cache" / "sources" / "shard_0.pt").exists()
 
 
 def test_rerun_after_kill_is_byte_identical_to_an_uninterrupted_run(runs):
@@ -357,7 +363,7 @@ def test_killed_stage_leaves_the_previous_complete_shard_untouched(runs, tmp_pat
     sources = tmp_path / "sources"
     shutil.copytree(runs["A"] / "sources", sources)
     before = digests(sources)
-    kill_source_stage_mid_training(runs["params"], sources / "shard_0", tmp_path / "killed.log")
+    kill_source_stage_mid_training(runs["params"], sources / "shard_0", tmp_path / "resume")
     assert digests(sources) == before
     assert listing(sources) == listing(runs["A"] / "sources")   # and nothing new next to it
 
@@ -555,6 +561,123 @@ def test_shard_folder_of_another_shard_count_raises_naming_it(runs, tmp_path):
     with pytest.raises(DataError, match=re.escape(str(sources / "shard_0")) + ".*made for 1 shards"):
         build_dataset(ENV, TINY.dataset, read_split(runs["A"] / "split.json"), sources, 2, tmp_path / "dataset")
     assert not (tmp_path / "dataset").exists()
+
+
+def test_dataset_meta_whose_grid_size_disagrees_with_its_env_record_raises(runs, tmp_path):
+    """An edited top-level grid_size used to end in `IndexError: index out of range in self`."""
+    data = copy_of(runs, tmp_path, "dataset")
+    meta = json.loads((data / META_FILE).read_text())
+    meta["grid_size"] = 7
+    (data / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=re.escape(str(data / META_FILE)) + ".*disagree"):
+        HistoryDataset(data, ENV)
+
+
+@pytest.mark.parametrize("column", ["stream", "step", "t", "state", "action", "reward", "terminated", "truncated",
+                                    "next_state", "goal", "kind"])
+def test_flipped_bit_inside_any_column_of_the_dataset_is_detected(runs, tmp_path, column):
+    """Every data page carries a CRC32 (written and verified): a flip used to train silently."""
+    data = copy_of(runs, tmp_path, "dataset")
+    path = data / DATA_FILE
+    md = pq.ParquetFile(path).metadata
+    chunk = next(md.row_group(0).column(i) for i in range(md.num_columns)
+                 if md.row_group(0).column(i).path_in_schema == column)
+    clean = path.read_bytes()
+    end = (chunk.dictionary_page_offset or chunk.data_page_offset) + chunk.total_compressed_size
+    for back in (1, 5, 9):                      # bytes of the last data page's payload
+        raw = bytearray(clean)
+        raw[end - back] ^= 0x10
+        path.write_bytes(bytes(raw))
+        with pytest.raises(DataError, match=re.escape(str(path))):
+            read_table(path)                    # every column, as build_history_dataset reads sources
+        if column in HistoryDataset.FIELDS + ("stream", "goal", "kind"):
+            with pytest.raises(DataError, match=re.escape(str(path))):
+                HistoryDataset(data, ENV)       # the columns train_dt loads
+
+
+def test_seq_len_longer_than_every_stream_fails_before_loading_and_writes_nothing(runs, tmp_path):
+    longest = json.loads((runs["A"] / "dataset" / META_FILE).read_text())["longest_stream"]
+    params = write_params(tmp_path / "params.yaml", dataclasses.replace(TINY, dt=tiny_dt(num_steps=8,
+                                                                                         seq_len=longest + 1)))
+    r = python(["-m", "stages.train_dt", "--params", str(params), "--split", str(runs["A"] / "split.json"),
+                "--data", str(runs["A"] / "dataset"), "--out", str(tmp_path / "model"),
+                "--tensorboard", str(tmp_path / "tb"), "--resume-dir", str(tmp_path / "resume")])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "dt.seq_len" in lines[0] and f"longest {longest}" in lines[0]
+    assert listing(tmp_path) == ["params.yaml"]                   # no model, no TensorBoard file
+
+
+def test_eval_with_a_held_out_source_missing_fails_before_playing(runs, tmp_path, monkeypatch):
+    import adlib.report as R
+
+    sources = copy_of(runs, tmp_path, "sources")
+    goal = read_split(runs["A"] / "split.json")["test"][0]
+    shutil.rmtree(sources / "shard_0" / f"goal_{goal:03d}")
+    played = []
+    monkeypatch.setattr(R, "play", lambda *a, **k: played.append(1))   # must never be reached
+    with pytest.raises(DataError, match=rf"no source histories for goals \[{goal}\]"):
+        evaluate_checkpoint(runs["A"] / "models" / "dt" / "model.pt", ENV, TINY.eval,
+                            read_split(runs["A"] / "split.json"), sources, 1, tmp_path / "eval.json",
+                            tmp_path / "detail.json", tmp_path / "curves")
+    assert not played and not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("stage,key", [("train_dt", "runtime.dt.device"),
+                                       ("train_source_agents", "runtime.source.device"),
+                                       ("eval_dt", "runtime.eval.device")])
+def test_cuda_requested_without_a_gpu_is_one_error_line_before_any_work(runs, tmp_path, stage, key):
+    raw = to_dict(TINY)
+    section, leaf = key.split(".")[1:]
+    raw["runtime"][section][leaf] = "cuda"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    args = {"train_dt": ["--split", str(runs["A"] / "split.json"), "--data", str(runs["A"] / "dataset"),
+                         "--out", str(tmp_path / "m"), "--resume-dir", str(tmp_path / "r")],
+            "train_source_agents": ["--shard", "0", "--out", str(tmp_path / "s"), "--resume-dir", str(tmp_path / "r")],
+            "eval_dt": ["--split", str(runs["A"] / "split.json"), "--model", str(runs["A"] / "models/dt/model.pt"),
+                        "--sources", str(runs["A"] / "sources"), "--metrics", str(tmp_path / "e.json"),
+                        "--detail", str(tmp_path / "d.json"), "--curves", str(tmp_path / "c")]}[stage]
+    r = python(["-m", f"stages.{stage}", "--params", str(params), *args])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"error: {key} = 'cuda'") and "no CUDA GPU" in lines[0]
+    assert listing(tmp_path) == ["params.yaml"]
+
+
+def test_corrupt_resume_checkpoint_is_ignored_with_a_line_naming_it(runs, tmp_path):
+    import logging
+
+    resume = tmp_path / "resume"
+    resume.mkdir()
+    (resume / "last.pt").write_bytes(b"\x00 not a checkpoint")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: records.append(rec.getMessage())
+    logging.getLogger("train_dt").addHandler(handler)
+    try:
+        train(ENV, TINY.dt, read_split(runs["A"] / "split.json"), runs["A"] / "dataset", tmp_path / "model",
+              resume_dir=resume, rt=tiny_rt())
+    finally:
+        logging.getLogger("train_dt").removeHandler(handler)
+    note = next(r for r in records if "resume checkpoint" in r)
+    assert str(resume / "last.pt") in note and "starting from scratch" in note
+    want, got = load_torch(runs["A"] / "models/dt/model.pt")["model"], load_torch(tmp_path / "model/model.pt")["model"]
+    assert all(torch.equal(want[k], got[k]) for k in want)      # a plain run from scratch
+
+
+def test_checkpoint_errors_never_advise_unsafe_loading(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("hi",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for name in ("evil.pt", "junk.pt"):
+        with pytest.raises(DataError) as e:
+            load_torch(tmp_path / name)
+        assert "weights_only" not in str(e.value) and str(tmp_path / name) in str(e.value)
 
 
 def _checkpoint_variant(runs: dict, tmp: Path, name: str, edit) -> Path:

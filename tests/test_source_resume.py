@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from adlib.a2c import HISTORY_FIELDS, train_agents
-from adlib.config import EnvConfig, Params, RuntimeConfig, SourceConfig, SourceRuntime, parse_params, to_dict
-from helpers_dt import REPO, stage_env
+from adlib.config import EnvConfig, SourceConfig, SourceRuntime, to_dict
 
 torch.set_num_threads(1)
 
@@ -43,44 +35,34 @@ def test_checkpoint_is_a_snapshot_not_live_state():
     assert steps == [100, 200]
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def test_shard_ignores_a_resume_checkpoint_written_with_other_params(tmp_path):
+    """A checkpoint of another learning rate must not be continued with this one."""
+    import logging
 
+    from adlib.histories import HISTORY_FILE, goal_dir
+    from adlib.io import fingerprint, save_torch
+    from adlib.sources import train_shard
 
-def test_killed_stage_resumes_from_its_checkpoint_with_identical_histories(tmp_path):
-    src = dataclasses.replace(SRC, env_steps=40_000)    # ~2000 updates, first checkpoint (100) early
-    params = tmp_path / "params.yaml"
-    raw = to_dict(Params(env=ENV, source=src, runtime=RuntimeConfig(source=RT)))
-    raw["split"]["n_train"] = 16
-    raw["dataset"].update(history_len=2000)
-    parse_params(raw)
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
-    cmd = lambda out: [sys.executable, "-m", "stages.train_source_agents", "--params", str(params),
-                       "--shard", "0", "--out", str(out), "--resume-dir", str(out.parent / ".resume")]
-    ref = tmp_path / "A" / "shard_0"
-    r = subprocess.run(cmd(ref), cwd=REPO, env=stage_env(), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-
-    out = tmp_path / "B" / "shard_0"
-    ckpt = out.parent / ".resume" / "shard_0.pt"
-    proc = subprocess.Popen(cmd(out), cwd=REPO, env=stage_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    other = dataclasses.replace(SRC, lr=3e-3)
+    ckpts: list[dict] = []
+    train_agents(ENV, other, list(range(24)), [0] * 24, rt=RT, on_checkpoint=ckpts.append)
+    resume = tmp_path / "resume"
+    # exactly what train_shard would have saved for `other`
+    fp = fingerprint(to_dict(ENV), to_dict(other), RT.log_every, list(range(24)), [0] * 24)
+    save_torch(resume / "shard_0.pt", {"fingerprint": fp, "state": ckpts[0]})
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: records.append(rec.getMessage())
+    logging.getLogger("train_source_agents").addHandler(handler)
     try:
-        deadline = time.time() + 240
-        while not ckpt.exists():
-            assert proc.poll() is None, "the stage finished before writing a checkpoint"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        train_shard(ENV, other, 0, tmp_path / "same", resume_dir=resume, rt=RT)    # sanity: this one resumes
+        save_torch(resume / "shard_0.pt", {"fingerprint": fp, "state": ckpts[0]})
+        train_shard(ENV, SRC, 0, tmp_path / "resumed", resume_dir=resume, rt=RT)   # this one must not
     finally:
-        proc.kill()
-        proc.wait()
-    assert not out.exists()                                  # nothing half-written
-    r = subprocess.run(cmd(out), cwd=REPO, env=stage_env(), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming shard 0" in r.stderr
-    assert not ckpt.exists()                                 # removed once the shard is complete
-    files = sorted(p.relative_to(ref) for p in ref.rglob("*.parquet"))
-    assert files and files == sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
-    assert all(digest(ref / f) == digest(out / f) for f in files)
+        logging.getLogger("train_source_agents").removeHandler(handler)
+    assert any("resuming from" in r and "at update 100/300" in r for r in records), records
+    assert any("belongs to other params" in r for r in records), records
+    train_shard(ENV, SRC, 0, tmp_path / "fresh", rt=RT)
+    for g in (0, 11, 23):
+        a, b = (goal_dir(tmp_path / d, g) / HISTORY_FILE for d in ("resumed", "fresh"))
+        assert a.read_bytes() == b.read_bytes()

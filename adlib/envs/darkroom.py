@@ -10,11 +10,12 @@ Settings come from :class:`adlib.config.EnvConfig` and are static (not in the st
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import numbers
+from typing import Any, NamedTuple
 
 import torch
 
-from adlib.config import EnvConfig
+from adlib.config import EnvConfig, ParamError
 
 N_ACTIONS = 5
 # [5, 2] (d_row, d_col) per action
@@ -52,6 +53,26 @@ def all_goals(cfg: EnvConfig) -> torch.Tensor:
     sr, sc = start_pos(cfg)
     keep = ~((cells[:, 0] == sr) & (cells[:, 1] == sc))
     return cells[keep]
+
+
+def check_goal(cfg: EnvConfig, goal: Any, key: str = "goal") -> tuple[int, int]:
+    """``goal`` as a (row, col) pair of ints, or :class:`~adlib.config.ParamError` naming
+    ``key``: two integers inside the grid, and not the fixed start cell (a goal there would be
+    "reached" without moving, and under 'reach' never pay)."""
+    try:
+        row, col = goal
+        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (row, col))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ParamError(f"{key} = {goal!r}: must be a (row, col) pair of integers")
+    row, col = int(row), int(col)
+    if not (0 <= row < cfg.grid_size and 0 <= col < cfg.grid_size):
+        raise ParamError(f"{key} = {goal!r}: outside the {cfg.grid_size}x{cfg.grid_size} grid "
+                         f"(rows and columns 0 .. {cfg.grid_size - 1})")
+    if not cfg.random_start and (row, col) == start_pos(cfg):
+        raise ParamError(f"{key} = {goal!r}: is the start cell; a goal must be another cell")
+    return row, col
 
 
 def goal_to_index(cfg: EnvConfig, goal: torch.Tensor) -> torch.Tensor:

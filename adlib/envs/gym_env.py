@@ -7,34 +7,53 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from adlib.config import EnvConfig
+from adlib.config import EnvConfig, ParamError, env_config
 from adlib.envs import ENV_ID, register
 from adlib.envs import darkroom as dr
 from adlib.envs.render import draw_frame
-
 
 
 class DarkRoomEnv(gym.Env):
     """Dark Room with one goal. The step limit comes from gymnasium's ``TimeLimit``
     (``max_episode_steps`` at registration); ``info["step"]`` is the in-episode step count.
 
-    The goal is fixed by ``goal=(row, col)``, by ``reset(options={"goal": (row, col)})``,
-    or else drawn uniformly from all goals with the env's ``np_random``.
+    Every argument is checked with params.yaml's rules and messages (``env.grid_size`` 3..31,
+    odd with a fixed start, ``reward_mode`` 'reach' or 'stand', ...): a bad one raises
+    :class:`~adlib.config.ParamError` (a ``ValueError``) naming it.
+
+    The goal (the task) is, in order of precedence:
+    - ``reset(options={"goal": (row, col)})``: that goal, from this episode on;
+    - ``goal=(row, col)`` at construction: always that goal;
+    - otherwise drawn uniformly from all goals with the env's ``np_random``, by
+      ``goal_sampling``: ``"seed"`` (the default) draws at the first reset and at every
+      ``reset(seed=...)``, and keeps the goal across the resets in between: one task over
+      many episodes, which is what in-context RL plays; ``"reset"`` draws a new goal at every
+      reset (a new task per episode).
+    A goal must be two integers inside the grid and not the fixed start cell.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+    GOAL_SAMPLING = ("seed", "reset")
 
     def __init__(self, grid_size: int = 9, terminate_on_goal: bool = True, random_start: bool = False,
-                 reward_mode: str = "reach", goal: tuple[int, int] | None = None,
+                 reward_mode: str = "reach", goal: tuple[int, int] | None = None, goal_sampling: str = "seed",
                  render_mode: str | None = None, cell_px: int = 24):
         # the core's own step limit is disabled (huge); TimeLimit truncates instead
-        self.cfg = EnvConfig(grid_size=grid_size, max_episode_steps=10_000, terminate_on_goal=terminate_on_goal,
-                             random_start=random_start, reward_mode=reward_mode)
-        self.observation_space = gym.spaces.Discrete(grid_size * grid_size)
+        self.cfg = env_config(grid_size=grid_size, max_episode_steps=10_000, terminate_on_goal=terminate_on_goal,
+                              random_start=random_start, reward_mode=reward_mode)
+        if goal_sampling not in self.GOAL_SAMPLING:
+            raise ParamError(f"goal_sampling = {goal_sampling!r}: must be one of {', '.join(map(repr, self.GOAL_SAMPLING))}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ParamError(f"render_mode = {render_mode!r}: must be None or 'rgb_array'")
+        if isinstance(cell_px, bool) or not isinstance(cell_px, int) or not 4 <= cell_px <= 256:
+            raise ParamError(f"cell_px = {cell_px!r}: must be an integer (>= 4 and <= 256)")
+        self.observation_space = gym.spaces.Discrete(self.cfg.grid_size ** 2)
         self.action_space = gym.spaces.Discrete(dr.N_ACTIONS)
         self.render_mode = render_mode
         self.cell_px = cell_px
-        self._fixed_goal = goal
+        self.goal_sampling = goal_sampling
+        self._fixed_goal = None if goal is None else dr.check_goal(self.cfg, goal, "goal")
+        self._goal: tuple[int, int] | None = None
         self._state: dr.EnvState | None = None
 
     def _u(self) -> torch.Tensor | None:
@@ -42,12 +61,15 @@ class DarkRoomEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        goal = (options or {}).get("goal", self._fixed_goal)
-        if goal is None:
+        if options and "goal" in options:
+            self._goal = dr.check_goal(self.cfg, options["goal"], 'options["goal"]')
+        elif self._fixed_goal is not None:
+            self._goal = self._fixed_goal
+        elif self._goal is None or seed is not None or self.goal_sampling == "reset":
             goals = dr.all_goals(self.cfg)
-            goal = tuple(goals[self.np_random.integers(len(goals))].tolist())
-        self._state, obs = dr.reset(self.cfg, torch.tensor([goal], dtype=torch.long), self._u())
-        return int(obs[0]), {"step": 0, "goal": tuple(goal)}
+            self._goal = tuple(goals[self.np_random.integers(len(goals))].tolist())
+        self._state, obs = dr.reset(self.cfg, torch.tensor([self._goal], dtype=torch.long), self._u())
+        return int(obs[0]), {"step": 0, "goal": self._goal}
 
     def step(self, action):
         if self._state is None:
