@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from adlib import rng
 from adlib.config import EnvConfig, SourceConfig, SourceRuntime
 from adlib.envs import darkroom as dr
+from adlib.histories import HISTORY_FIELDS, History
 
 # stream keys of the counter-based RNG
 _INIT, _ACT, _START = 1, 2, 3
@@ -118,36 +119,110 @@ def clip_grad_per_agent(params: dict[str, torch.Tensor], max_norm: float) -> tor
 
 
 @dataclass
-class History:
-    """Every transition of every env stream of the G agents, in time order.
+class Rollout:
+    """One rollout of every env of every agent: tensors ``[T, G, E]`` (T = ``nsteps``)."""
 
-    Arrays are ``[T, G, E]`` with T = number of env steps per stream; row k is the k-th step
-    of each stream. ``next_state`` is the cell reached before any auto-reset.
-    """
-
-    t: np.ndarray           # in-episode timestep of ``state`` (0 at reset)
-    state: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    next_state: np.ndarray
-
-
-HISTORY_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
-
-
-def _state_dtype(n_states: int) -> type:
-    return np.uint8 if n_states <= 256 else np.uint16
+    obs: torch.Tensor         # long, the cell acted on
+    t: torch.Tensor           # long, its in-episode timestep
+    action: torch.Tensor      # long
+    reward: torch.Tensor      # float
+    terminated: torch.Tensor  # bool
+    truncated: torch.Tensor   # bool
+    final_obs: torch.Tensor   # long, the cell reached (pre-reset)
 
 
 @dataclass
 class AgentLog:
-    """A log point: per-agent statistics over the episodes finished since the previous point."""
+    """A log point: per-agent statistics ``[G]`` over the episodes finished since the previous
+    point (keys: :data:`EPISODE_STATS` and :data:`LOSS_STATS`)."""
 
     update: int
     env_steps: int                    # per agent
     stats: dict[str, np.ndarray]      # each [G]
+
+
+EPISODE_STATS = ("episodic_return", "episodic_length", "success_rate", "episodes")
+LOSS_STATS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
+
+
+def collect_rollout(env_cfg: EnvConfig, state: dr.EnvState, obs: torch.Tensor, probs_tab: torch.Tensor,
+                    u_act: torch.Tensor, u_start: torch.Tensor | None) -> tuple[Rollout, dr.EnvState, torch.Tensor]:
+    """``T`` steps of every env with the agents' current policies (``probs_tab [G, S, A]``);
+    uniforms ``u_act [T, G, E]`` pick the actions, ``u_start [T, G*E]`` the random starts.
+    Returns the rollout and the env state / observations ``[G, E]`` after it."""
+    T, (G, E) = u_act.shape[0], obs.shape
+    steps = []
+    for k in range(T):
+        action = rng.categorical(gather_states(probs_tab, obs), u_act[k])           # [G, E]
+        out = dr.step(env_cfg, state, action.flatten(), None if u_start is None else u_start[k])
+        steps.append((obs, state.t.view(G, E), action, out.reward.view(G, E), out.terminated.view(G, E),
+                      out.truncated.view(G, E), out.final_obs.view(G, E)))
+        state, obs = out.state, out.obs.view(G, E)
+    return Rollout(*(torch.stack(x) for x in zip(*steps))), state, obs
+
+
+def rollout_returns(ro: Rollout, values_tab: torch.Tensor, next_obs: torch.Tensor, gamma: float) -> torch.Tensor:
+    """n-step returns ``[T, G, E]`` of a rollout, bootstrapped from the values of the cells
+    reached (where an episode was truncated) and of ``next_obs`` (after the rollout)."""
+    T, G, E = ro.obs.shape
+    final_v = gather_states(values_tab, ro.final_obs.permute(1, 0, 2).reshape(G, T * E))
+    final_v = final_v.view(G, T, E).permute(1, 0, 2)
+    return nstep_returns(ro.reward, ro.terminated, ro.truncated, final_v, gather_states(values_tab, next_obs), gamma)
+
+
+def update(params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, ro: Rollout, returns: torch.Tensor,
+           cfg: SourceConfig) -> dict[str, torch.Tensor]:
+    """One A2C step of every agent: per-agent losses, per-agent gradient clipping, Adam.
+    Returns the losses and the gradient norms before clipping, each ``[G]``."""
+    T, G, E = ro.obs.shape
+    to_gn = lambda x: x.permute(1, 0, 2).reshape(G, T * E)                            # [T,G,E] -> [G, T*E]
+    logits, values = policy_value(params, to_gn(ro.obs))
+    losses = a2c_losses(logits, values, to_gn(ro.action), to_gn(returns), cfg)
+    opt.zero_grad(set_to_none=False)
+    losses["loss"].sum().backward()
+    norms = clip_grad_per_agent(params, cfg.clip_grad_norm)
+    opt.step()
+    return {"loss": losses["loss"].detach(), "policy_loss": losses["actor"].detach(),
+            "value_loss": losses["critic"].detach(), "entropy": losses["entropy"].detach(), "grad_norm": norms}
+
+
+class EpisodeStats:
+    """Per-agent sums over a log window: episodes finished, their returns, lengths and
+    successes, and the update losses; :meth:`point` turns them into an :class:`AgentLog`."""
+
+    def __init__(self, G: int, device: torch.device):
+        self.sums = {k: torch.zeros(G, device=device) for k in (*EPISODE_STATS, *LOSS_STATS)}
+        self.updates = 0
+
+    def add_rollout(self, ro: Rollout, ep_ret: torch.Tensor) -> torch.Tensor:
+        """Account the episodes that end in ``ro``; ``ep_ret [G, E]`` is the running return
+        of each env's episode (carried across rollouts); returns it, updated."""
+        s = self.sums
+        for k in range(ro.obs.shape[0]):
+            ep_ret = ep_ret + ro.reward[k]
+            done = ro.terminated[k] | ro.truncated[k]
+            s["episodes"] += done.sum(1)
+            s["episodic_return"] += (ep_ret * done).sum(1)
+            s["episodic_length"] += (done * (ro.t[k] + 1)).sum(1)
+            s["success_rate"] += (done & (ep_ret > 0)).sum(1)
+            ep_ret = ep_ret * ~done
+        return ep_ret
+
+    def add_update(self, losses: dict[str, torch.Tensor]) -> None:
+        for k in LOSS_STATS:
+            self.sums[k] += losses[k]
+        self.updates += 1
+
+    def point(self, update: int, env_steps: int) -> AgentLog:
+        """The window's means (per episode, per update) as a log point; resets the window."""
+        n = self.sums["episodes"].clamp(min=1)
+        stats = {k: self.sums[k] / n for k in EPISODE_STATS if k != "episodes"}
+        stats["episodes"] = self.sums["episodes"].clone()
+        stats.update({k: self.sums[k] / max(1, self.updates) for k in LOSS_STATS})
+        for v in self.sums.values():
+            v.zero_()
+        self.updates = 0
+        return AgentLog(update, env_steps, {k: v.cpu().numpy() for k, v in stats.items()})
 
 
 def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], agent_seeds: list[int],
@@ -166,147 +241,77 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     """
     device = torch.device(device)
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
-    n_states = env_cfg.grid_size * env_cfg.grid_size
-    n_updates = max(1, cfg.env_steps // (E * T))
+    n_updates = updates_of(cfg)
     keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)], dtype=torch.long)
-    params = {k: v.to(device).requires_grad_() for k, v in init_params(cfg, n_states, keys).items()}
+    params = {k: v.to(device).requires_grad_() for k, v in init_params(cfg, env_cfg.grid_size ** 2, keys).items()}
     opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
-
-    goals = dr.all_goals(env_cfg)[torch.tensor(goal_ids)].to(device)                # [G, 2]
-    keys = keys.to(device)
+    akey = keys.to(device).view(G, 1).expand(G, E)                                   # [G, E]
     env_ids = torch.arange(E, device=device)
-    akey = keys.view(G, 1).expand(G, E)                                               # [G, E]
-    flat_goal = goals.view(G, 1, 2).expand(G, E, 2).reshape(G * E, 2)
-
-    def uniforms(kind: int, counter: torch.Tensor | int) -> torch.Tensor:
-        return rng.uniform(cfg.seed, kind, akey, env_ids, counter)                   # [..., G, E]
-
-    state, obs = dr.reset(env_cfg, flat_goal, uniforms(_START, -1).flatten() if env_cfg.random_start else None)
-    obs = obs.view(G, E)
-
-    sdt = _state_dtype(n_states)
-    tdt = np.uint8 if env_cfg.max_episode_steps < 256 else np.uint16
-    total = n_updates * T
-    hist = History(t=np.empty((total, G, E), tdt), state=np.empty((total, G, E), sdt),
-                   action=np.empty((total, G, E), np.uint8), reward=np.empty((total, G, E), np.uint8),
-                   terminated=np.empty((total, G, E), bool), truncated=np.empty((total, G, E), bool),
-                   next_state=np.empty((total, G, E), sdt))
-
-    # rollout buffers [T, G, E]
-    b_obs = torch.empty((T, G, E), dtype=torch.long, device=device)
-    b_t = torch.empty_like(b_obs)
-    b_act = torch.empty_like(b_obs)
-    b_rew = torch.empty((T, G, E), device=device)
-    b_term = torch.empty((T, G, E), dtype=torch.bool, device=device)
-    b_trunc = torch.empty_like(b_term)
-    b_final = torch.empty_like(b_obs)
-
-    ep_ret = torch.zeros(G, E, device=device)
-    win = {k: torch.zeros(G, device=device) for k in ("episodes", "return", "length", "success")}
-    win_losses = {k: torch.zeros(G, device=device) for k in ("loss", "actor", "critic", "entropy", "grad_norm")}
-
-    logs: list[AgentLog] = []
-    start = 0
+    uniforms = lambda kind, counter: rng.uniform(cfg.seed, kind, akey, env_ids, counter)   # [..., G, E]
+    goals = dr.all_goals(env_cfg)[torch.tensor(goal_ids)].to(device)                 # [G, 2]
+    state, obs = dr.reset(env_cfg, goals.view(G, 1, 2).expand(G, E, 2).reshape(G * E, 2),
+                          uniforms(_START, -1).flatten() if env_cfg.random_start else None)
+    obs, ep_ret = obs.view(G, E), torch.zeros(G, E, device=device)
+    hist = History.empty(n_updates * T, G, E, env_cfg)
+    stats, logs, start = EpisodeStats(G, device), [], 0
     if resume is not None:
-        start = int(resume["update"])
-        for k, v in params.items():
-            v.data.copy_(resume["params"][k])
-        opt.load_state_dict(resume["optimizer"])
-        state = dr.EnvState(*(resume["env_state"][k].to(device) for k in ("pos", "goal", "t")))
-        obs, ep_ret = resume["obs"].to(device), resume["ep_ret"].to(device)
-        for f in HISTORY_FIELDS:
-            getattr(hist, f)[: start * T] = resume["history"][f].numpy()
-        for e in resume["logs"]:
-            logs.append(AgentLog(int(e["update"]), int(e["env_steps"]), {k: v.numpy() for k, v in e["stats"].items()}))
-            if on_log is not None:
-                on_log(logs[-1])
+        start, state, obs, ep_ret, logs = _restore(resume, params, opt, hist, T, device)
+        for entry in logs if on_log is not None else ():
+            on_log(entry)
 
     steps_t = torch.arange(T, device=device).view(T, 1, 1)
-    for update in range(start, n_updates):
+    for upd in range(start, n_updates):
         with torch.no_grad():
             logits_tab, values_tab = policy_value_tables(params)                      # [G, S, A], [G, S]
-            probs_tab = F.softmax(logits_tab, -1)
-            u_act = uniforms(_ACT, update * T + steps_t)                               # [T, G, E]
-            u_start = uniforms(_START, update * T + steps_t).view(T, G * E) if env_cfg.random_start else None
-            for k in range(T):
-                action = rng.categorical(gather_states(probs_tab, obs), u_act[k])      # [G, E]
-                b_obs[k], b_t[k], b_act[k] = obs, state.t.view(G, E), action
-                out = dr.step(env_cfg, state, action.flatten(), None if u_start is None else u_start[k])
-                state = out.state
-                obs = out.obs.view(G, E)
-                b_rew[k] = out.reward.view(G, E)
-                b_term[k] = out.terminated.view(G, E)
-                b_trunc[k] = out.truncated.view(G, E)
-                b_final[k] = out.final_obs.view(G, E)
-
-            # episode statistics of the episodes that ended in this rollout
-            for k in range(T):
-                ep_ret += b_rew[k]
-                done = b_term[k] | b_trunc[k]
-                win["episodes"] += done.sum(1)
-                win["return"] += (ep_ret * done).sum(1)
-                win["length"] += (done * (b_t[k] + 1)).sum(1)
-                win["success"] += (done & (ep_ret > 0)).sum(1)
-                ep_ret *= ~done
-
-            # the final observation's value matters only where an episode was truncated
-            final_v = gather_states(values_tab, b_final.permute(1, 0, 2).reshape(G, T * E))
-            final_v = final_v.view(G, T, E).permute(1, 0, 2)
-            boot = gather_states(values_tab, obs)
-            returns = nstep_returns(b_rew, b_term, b_trunc, final_v, boot, cfg.gamma)    # [T, G, E]
-
-        s = slice(update * T, (update + 1) * T)
-        hist.t[s] = b_t.cpu().numpy()
-        hist.state[s] = b_obs.cpu().numpy()
-        hist.action[s] = b_act.cpu().numpy()
-        hist.reward[s] = b_rew.cpu().numpy()
-        hist.terminated[s] = b_term.cpu().numpy()
-        hist.truncated[s] = b_trunc.cpu().numpy()
-        hist.next_state[s] = b_final.cpu().numpy()
-
-        to_gn = lambda x: x.permute(1, 0, 2).reshape(G, T * E)                        # [T,G,E] -> [G, T*E]
-        logits, values = policy_value(params, to_gn(b_obs))
-        losses = a2c_losses(logits, values, to_gn(b_act), to_gn(returns), cfg)
-        opt.zero_grad(set_to_none=False)
-        losses["loss"].sum().backward()
-        norms = clip_grad_per_agent(params, cfg.clip_grad_norm)
-        opt.step()
-
-        with torch.no_grad():
-            for k in ("loss", "actor", "critic", "entropy"):
-                win_losses[k] += losses[k].detach()
-            win_losses["grad_norm"] += norms
+            u_start = uniforms(_START, upd * T + steps_t).view(T, G * E) if env_cfg.random_start else None
+            ro, state, obs = collect_rollout(env_cfg, state, obs, F.softmax(logits_tab, -1),
+                                             uniforms(_ACT, upd * T + steps_t), u_start)
+            ep_ret = stats.add_rollout(ro, ep_ret)
+            returns = rollout_returns(ro, values_tab, obs, cfg.gamma)
+        hist.write(upd * T, ro)
+        stats.add_update(update(params, opt, ro, returns, cfg))
         if on_update is not None:
-            on_update((update + 1) * T * E)
-        if (on_log or on_checkpoint) is not None and ((update + 1) % rt.log_every == 0 or update == n_updates - 1):
-            n = win["episodes"].clamp(min=1)
-            n_up = (update % rt.log_every) + 1
-            stats = {
-                "charts/episodic_return": win["return"] / n,
-                "charts/episodic_length": win["length"] / n,
-                "charts/success_rate": win["success"] / n,
-                "charts/episodes": win["episodes"].clone(),
-                "losses/loss": win_losses["loss"] / n_up,
-                "losses/policy_loss": win_losses["actor"] / n_up,
-                "losses/value_loss": win_losses["critic"] / n_up,
-                "losses/entropy": win_losses["entropy"] / n_up,
-                "losses/grad_norm": win_losses["grad_norm"] / n_up,
-            }
-            logs.append(AgentLog(update + 1, (update + 1) * T * E, {k: v.cpu().numpy() for k, v in stats.items()}))
+            on_update((upd + 1) * T * E)
+        if (upd + 1) % rt.log_every == 0 or upd == n_updates - 1:
+            logs.append(stats.point(upd + 1, (upd + 1) * T * E))
             if on_log is not None:
                 on_log(logs[-1])
-            for v in (*win.values(), *win_losses.values()):
-                v.zero_()
-        if (on_checkpoint is not None and (update + 1) % rt.checkpoint_every == 0 and update + 1 < n_updates):
-            # at a log boundary (checkpoint_every is a multiple of log_every): window sums are zero
-            on_checkpoint({
-                "update": update + 1,
-                "params": {k: v.detach().cpu().clone() for k, v in params.items()},
-                "optimizer": copy.deepcopy(opt.state_dict()),   # a snapshot, not the live state
-                "env_state": {"pos": state.pos.cpu(), "goal": state.goal.cpu(), "t": state.t.cpu()},
-                "obs": obs.cpu(), "ep_ret": ep_ret.cpu(),
-                "history": {f: torch.from_numpy(getattr(hist, f)[: (update + 1) * T].copy()) for f in HISTORY_FIELDS},
-                "logs": [{"update": e.update, "env_steps": e.env_steps,
-                          "stats": {k: torch.from_numpy(v.copy()) for k, v in e.stats.items()}} for e in logs],
-            })
+        if on_checkpoint is not None and (upd + 1) % rt.checkpoint_every == 0 and upd + 1 < n_updates:
+            # at a log boundary (checkpoint_every is a multiple of log_every): the window is empty
+            on_checkpoint(_snapshot(upd + 1, params, opt, state, obs, ep_ret, hist, T, logs))
     return {k: v.detach().cpu() for k, v in params.items()}, hist
+
+
+def updates_of(cfg: SourceConfig) -> int:
+    """A2C updates per agent: ``env_steps`` is a whole number of rollouts (params validation)."""
+    return max(1, cfg.env_steps // (cfg.nenvs * cfg.nsteps))
+
+
+def _snapshot(upd: int, params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, state: dr.EnvState,
+              obs: torch.Tensor, ep_ret: torch.Tensor, hist: History, T: int, logs: list[AgentLog]) -> dict:
+    """Everything :func:`train_agents` needs to continue after update ``upd`` (tensors and plain data)."""
+    return {
+        "update": upd,
+        "params": {k: v.detach().cpu().clone() for k, v in params.items()},
+        "optimizer": copy.deepcopy(opt.state_dict()),   # a snapshot, not the live state
+        "env_state": {"pos": state.pos.cpu(), "goal": state.goal.cpu(), "t": state.t.cpu()},
+        "obs": obs.cpu(), "ep_ret": ep_ret.cpu(),
+        "history": {f: torch.from_numpy(getattr(hist, f)[: upd * T].copy()) for f in HISTORY_FIELDS},
+        "logs": [{"update": e.update, "env_steps": e.env_steps,
+                  "stats": {k: torch.from_numpy(v.copy()) for k, v in e.stats.items()}} for e in logs],
+    }
+
+
+def _restore(snap: dict, params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, hist: History, T: int,
+             device: torch.device) -> tuple[int, dr.EnvState, torch.Tensor, torch.Tensor, list[AgentLog]]:
+    """Load a :func:`_snapshot` into ``params``, ``opt`` and ``hist``; the loop state to continue with."""
+    upd = int(snap["update"])
+    for k, v in params.items():
+        v.data.copy_(snap["params"][k])
+    opt.load_state_dict(snap["optimizer"])
+    state = dr.EnvState(*(snap["env_state"][k].to(device) for k in ("pos", "goal", "t")))
+    for f in HISTORY_FIELDS:
+        getattr(hist, f)[: upd * T] = snap["history"][f].numpy()
+    logs = [AgentLog(int(e["update"]), int(e["env_steps"]), {k: v.numpy() for k, v in e["stats"].items()})
+            for e in snap["logs"]]
+    return upd, state, snap["obs"].to(device), snap["ep_ret"].to(device), logs

@@ -171,6 +171,7 @@ class DTRuntime:
     eval_step: int = _f(250, "optimiser steps between in-context evaluations on held-out goals, logged to "
                              "logs/train_dt (0 = never)", rng=(0, None))
     eval_episodes: int = _f(30, "episodes of each in-training evaluation", rng=(1, 100_000))
+    eval_train_goals: int = _f(4, "training goals also evaluated in training (spread over the room)", rng=(0, 10_000))
     checkpoint_every: int = _f(250, "optimiser steps between resumable checkpoints (.cache/train_dt)", rng=(1, None))
 
 

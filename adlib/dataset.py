@@ -8,12 +8,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from adlib import tokens
 from adlib.config import DatasetConfig, EnvConfig, ParamError, to_dict
 from adlib.envs import darkroom as dr
-from adlib.histories import (COLUMNS, HISTORY_FILE, DataError, cut_and_subsample, find_source_goals, read_columns,
-                             read_table, to_table, write_table)
-from adlib.noise import noise_histories
+from adlib.histories import (
+    COLUMNS,
+    HISTORY_FILE,
+    DataError,
+    cut_and_subsample,
+    find_source_goals,
+    read_columns,
+    read_table,
+    to_table,
+    write_table,
+)
 from adlib.io import check_env, read_json, write_json
+from adlib.noise import noise_histories
 
 KIND_A2C, KIND_NOISE = 0, 1
 DATA_FILE, META_FILE = "histories.parquet", "meta.json"
@@ -29,27 +39,14 @@ def _source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> dict:
     return json.loads(meta["source"])
 
 
-def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_dir: str | Path, n_shards: int,
-                  out_dir: str | Path) -> dict:
-    """Collect the training goals' histories (cut, subsampled) plus AD^eps streams; write
-    ``histories.parquet`` and ``meta.json`` into ``out_dir``. Held-out goals never enter.
-
-    Reads the ``n_shards`` current shard folders only, and refuses to run on incomplete
-    input (a partial ``dvc pull`` leaves goals missing). The source params come from the
-    histories' own metadata (all goals must agree).
-    """
-    train = list(split["train"])
-    held_out = set(split["test"])
-    assert not held_out & set(train), "split overlap"  # read_split guarantees it
-    found = find_source_goals(sources_dir, n_shards)
-    missing = [g for g in train if g not in found]
-    if missing:
-        raise DataError(f"{sources_dir}: histories of training goals {missing} are missing "
-                        f"({len(found)} goal folders found); run `dvc repro` or `dvc pull` for all shards")
+def a2c_streams(env_cfg: EnvConfig, cfg: DatasetConfig, goals: list[int], found: dict[int, Path]
+                ) -> tuple[list[dict[str, np.ndarray]], dict]:
+    """The A2C streams of ``goals`` (one column dict per goal, streams numbered 0.. across
+    goals), each cut at ``history_len`` and subsampled; and the source params they share."""
     parts: list[dict[str, np.ndarray]] = []
     next_stream = 0
     source: dict | None = None
-    for goal in train:
+    for goal in goals:
         path = found[goal] / HISTORY_FILE
         table = read_table(path)
         src = _source_meta(path, table, env_cfg)
@@ -73,7 +70,28 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
         cols["goal"] = np.full(len(cols["state"]), goal, np.uint16)
         cols["kind"] = np.full(len(cols["state"]), KIND_A2C, np.uint8)
         parts.append(cols)
-    n_a2c_streams = next_stream
+    return parts, source
+
+
+def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_dir: str | Path, n_shards: int,
+                  out_dir: str | Path) -> dict:
+    """Collect the training goals' histories (cut, subsampled) plus AD^eps streams; write
+    ``histories.parquet`` and ``meta.json`` into ``out_dir``. Held-out goals never enter.
+
+    Reads the ``n_shards`` current shard folders only, and refuses to run on incomplete
+    input (a partial ``dvc pull`` leaves goals missing). The source params come from the
+    histories' own metadata (all goals must agree).
+    """
+    train = list(split["train"])
+    held_out = set(split["held_out"])
+    assert not held_out & set(train), "split overlap"  # read_split guarantees it
+    found = find_source_goals(sources_dir, n_shards)
+    missing = [g for g in train if g not in found]
+    if missing:
+        raise DataError(f"{sources_dir}: histories of training goals {missing} are missing "
+                        f"({len(found)} goal folders found); run `dvc repro` or `dvc pull` for all shards")
+    parts, source = a2c_streams(env_cfg, cfg, train, found)
+    next_stream = n_a2c_streams = int(parts[-1]["stream"].max()) + 1
     if cfg.noise.streams_per_goal > 0:
         cols = noise_histories(env_cfg, cfg.noise, train)
         goal_of_stream = np.repeat(np.array(train, np.uint16), cfg.noise.streams_per_goal)
@@ -173,16 +191,15 @@ class HistoryDataset:
     def windows(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
         """Windows ``[B, L]`` starting at ``rows``, with the previous transition's fields
         (``prev_action``, ``prev_reward``, ``prev_next_state``); at a stream's first row
-        they hold the 'none' index (n_actions, 2, n_states)."""
+        they hold the 'none' indices of :mod:`adlib.tokens`."""
         idx = rows[:, None] + np.arange(seq_len)[None, :]                     # [B, L]
         out = {k: self.cols[k][idx] for k in self.FIELDS}
         prev = idx - 1
         first = self.cols["stream"][np.maximum(prev, 0)] != self.cols["stream"][idx]
         first |= prev < 0
-        n_states = self.grid_size ** 2
         pidx = np.maximum(prev, 0)
-        out["prev_action"] = np.where(first, dr.N_ACTIONS, self.cols["action"][pidx])
-        out["prev_reward"] = np.where(first, 2, self.cols["reward"][pidx])
-        out["prev_next_state"] = np.where(first, n_states, self.cols["next_state"][pidx])
+        out["prev_action"] = np.where(first, tokens.none_action(dr.N_ACTIONS), self.cols["action"][pidx])
+        out["prev_reward"] = np.where(first, tokens.none_reward(), self.cols["reward"][pidx])
+        out["prev_next_state"] = np.where(first, tokens.none_state(self.grid_size), self.cols["next_state"][pidx])
         out["goal"] = self.cols["goal"][rows]
         return out

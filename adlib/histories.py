@@ -26,6 +26,7 @@ Goal ``g`` lives in shard ``g % n``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +34,47 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adlib.config import EnvConfig
 from adlib.io import DataError, atomic_path, read_json
 
 if TYPE_CHECKING:
-    from adlib.a2c import History
+    from adlib.a2c import Rollout
+
+HISTORY_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
+
+
+@dataclass
+class History:
+    """Every transition of every env stream of G agents, in time order, in memory.
+
+    Arrays are ``[T, G, E]`` (T = env steps per stream, E = envs per agent) in the compact
+    types of the Parquet files; row k is the k-th step of each stream. ``next_state`` is the
+    cell reached before any auto-reset.
+    """
+
+    t: np.ndarray           # in-episode timestep of ``state`` (0 at reset)
+    state: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    next_state: np.ndarray
+
+    @classmethod
+    def empty(cls, steps: int, G: int, E: int, env_cfg: EnvConfig) -> "History":
+        cell = np.uint8 if env_cfg.grid_size ** 2 <= 256 else np.uint16
+        tdt = np.uint8 if env_cfg.max_episode_steps < 256 else np.uint16
+        shape = (steps, G, E)
+        return cls(t=np.empty(shape, tdt), state=np.empty(shape, cell), action=np.empty(shape, np.uint8),
+                   reward=np.empty(shape, np.uint8), terminated=np.empty(shape, bool),
+                   truncated=np.empty(shape, bool), next_state=np.empty(shape, cell))
+
+    def write(self, row: int, ro: "Rollout") -> None:
+        """Store a rollout's ``[T, G, E]`` tensors at rows ``row .. row + T``."""
+        s = slice(row, row + ro.obs.shape[0])
+        for field, x in (("t", ro.t), ("state", ro.obs), ("action", ro.action), ("reward", ro.reward),
+                         ("terminated", ro.terminated), ("truncated", ro.truncated), ("next_state", ro.final_obs)):
+            getattr(self, field)[s] = x.cpu().numpy()
 
 SHARD_FILE, HISTORY_FILE, AGENT_FILE, SUMMARY_FILE = "shard.json", "history.parquet", "agent.pt", "summary.json"
 

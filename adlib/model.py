@@ -29,10 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from adlib import tokens
 from adlib.config import DTConfig
 from adlib.io import DataError, load_torch
 
-FIELDS = ("state", "t", "action", "reward", "prev_action", "prev_reward", "prev_next_state")
+TOKENS_PER_TRANSITION = {"transition": 1, "triplet": 3}   # (s, a, r) in the triplet layout
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,17 @@ class ModelConfig:
     layout: str = "transition"
     state_embedding: str = "coords"
     seq_len: int = 256              # context in transitions
-    d: int = 64
-    n_layers: int = 4
-    n_heads: int = 4
-    ff: int = 256
+    embedding_dim: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    feed_forward_dim: int = 256
     attention_dropout: float = 0.0
     residual_dropout: float = 0.0
     embedding_dropout: float = 0.0
 
     @property
     def tokens_per_transition(self) -> int:
-        return 3 if self.layout == "triplet" else 1
+        return TOKENS_PER_TRANSITION[self.layout]
 
     @property
     def block_size(self) -> int:
@@ -64,8 +65,8 @@ class ModelConfig:
     @classmethod
     def from_dt(cls, dt: DTConfig, grid_size: int, n_actions: int, max_timestep: int) -> "ModelConfig":
         return cls(grid_size=grid_size, n_actions=n_actions, max_timestep=max_timestep, layout=dt.layout,
-                   state_embedding=dt.state_embedding, seq_len=dt.seq_len, d=dt.embedding_dim,
-                   n_layers=dt.num_layers, n_heads=dt.num_heads, ff=dt.feed_forward_dim,
+                   state_embedding=dt.state_embedding, seq_len=dt.seq_len, embedding_dim=dt.embedding_dim,
+                   num_layers=dt.num_layers, num_heads=dt.num_heads, feed_forward_dim=dt.feed_forward_dim,
                    attention_dropout=dt.attention_dropout, residual_dropout=dt.residual_dropout,
                    embedding_dropout=dt.embedding_dropout)
 
@@ -81,8 +82,8 @@ class KVCache:
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, device: torch.device | str, dtype: torch.dtype = torch.float32):
-        hd = cfg.d // cfg.n_heads
-        shape = (cfg.n_layers, batch, cfg.n_heads, cfg.block_size, hd)
+        hd = cfg.embedding_dim // cfg.num_heads
+        shape = (cfg.num_layers, batch, cfg.num_heads, cfg.block_size, hd)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.capacity = cfg.block_size
@@ -107,9 +108,9 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d, 3 * cfg.d)
-        self.proj = nn.Linear(cfg.d, cfg.d)
+        self.n_heads = cfg.num_heads
+        self.qkv = nn.Linear(cfg.embedding_dim, 3 * cfg.embedding_dim)
+        self.proj = nn.Linear(cfg.embedding_dim, cfg.embedding_dim)
         self.attn_dropout = cfg.attention_dropout
         self.resid_dropout = nn.Dropout(cfg.residual_dropout)
 
@@ -138,8 +139,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.d, cfg.ff)
-        self.proj = nn.Linear(cfg.ff, cfg.d)
+        self.fc = nn.Linear(cfg.embedding_dim, cfg.feed_forward_dim)
+        self.proj = nn.Linear(cfg.feed_forward_dim, cfg.embedding_dim)
         self.dropout = nn.Dropout(cfg.residual_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,9 +150,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d)
+        self.ln1 = nn.LayerNorm(cfg.embedding_dim)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d)
+        self.ln2 = nn.LayerNorm(cfg.embedding_dim)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
@@ -160,7 +161,7 @@ class Block(nn.Module):
 
 
 class StateEmbedding(nn.Module):
-    """Cells (and a 'none' index = size * size) to vectors: a table, or row + column vectors."""
+    """Cells (and the 'none' index, ``tokens.none_state``) to vectors: a table, or row + column vectors."""
 
     def __init__(self, size: int, d: int, mode: str):
         super().__init__()
@@ -187,23 +188,23 @@ class ADTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        d = cfg.d
+        d = cfg.embedding_dim
         self.state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding)
         self.time_emb = nn.Embedding(cfg.max_timestep + 1, d)
-        self.action_emb = nn.Embedding(cfg.n_actions + 1, d)    # + none
-        self.reward_emb = nn.Embedding(3, d)                    # 0, 1, none
+        self.action_emb = nn.Embedding(tokens.none_action(cfg.n_actions) + 1, d)   # the actions, none
+        self.reward_emb = nn.Embedding(tokens.none_reward() + 1, d)               # 0, 1, none
         if cfg.layout == "transition":
             self.next_state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding)
         else:
-            self.type_emb = nn.Embedding(3, d)                  # s, a, r token types
+            self.type_emb = nn.Embedding(TOKENS_PER_TRANSITION["triplet"], d)   # s, a, r token types
         self.drop = nn.Dropout(cfg.embedding_dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.n_actions)
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
             if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.num_layers))
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -255,6 +256,17 @@ class ADTransformer(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
         return logits, loss
+
+    def prefill(self, f: dict[str, torch.Tensor], cache: KVCache) -> torch.Tensor:
+        """Fill an emptied ``cache`` with the window ``f[k]: [B, L]`` whose last transition is
+        being acted on (its own action and reward unknown) and return that transition's action
+        logits ``[B, A]``. With 'triplet' tokens the last transition has only its state token yet."""
+        cache.reset()
+        x = self.embed(f)
+        if self.cfg.layout == "triplet":
+            x = x[:, :-2]                                                   # drop its (unknown) a, r tokens
+        h = self.trunk(x, cache)
+        return self.head(h[:, -1])
 
     def decode(self, f: dict[str, torch.Tensor], cache: KVCache, first: bool) -> torch.Tensor:
         """Append one transition per sequence to the cache and return its action logits ``[B, A]``.

@@ -1,54 +1,52 @@
-"""AD^eps noise-distillation histories (Zisman et al., ICML 2024), generated with the batched env."""
+"""AD^eps noise-distillation histories (Zisman et al., ICML 2024), played by the rollout engine."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from adlib import rng
 from adlib.config import EnvConfig, NoiseConfig
 from adlib.envs import darkroom as dr
+from adlib.rollout import rollout
+
+
+class EpsOptimal:
+    """A shortest-path policy that acts uniformly at random with probability eps, eps decaying
+    linearly from ``eps_start`` to ``eps_end`` over the first ``decay_episodes`` episodes of
+    each run. Episodes are counted from the in-episode timestep (a run's t falls to 0 at each
+    reset), so it needs no help from the rollout."""
+
+    def __init__(self, cfg: NoiseConfig):
+        self.cfg = cfg
+        self.episode: torch.Tensor | None = None
+
+    def eps(self) -> torch.Tensor:
+        frac = (self.episode.float() / self.cfg.decay_episodes).clamp(max=1.0)
+        return self.cfg.eps_start + (self.cfg.eps_end - self.cfg.eps_start) * frac
+
+    def __call__(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor],
+                 state: dr.EnvState) -> torch.Tensor:
+        if self.episode is None:
+            self.episode = torch.zeros_like(t)
+        else:
+            self.episode = self.episode + (t == 0).long()
+        good = dr.optimal_actions(state.pos, state.goal).float()                          # [N, 5]
+        eps = self.eps().unsqueeze(-1)
+        probs = eps / dr.N_ACTIONS + (1 - eps) * good / good.sum(-1, keepdim=True)
+        return probs.log()                                                                # -inf where 0
 
 
 def noise_histories(env_cfg: EnvConfig, cfg: NoiseConfig, goal_ids: list[int],
                     device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """AD^eps histories (Zisman et al., 2024): a shortest-path policy acting uniformly at
-    random with probability eps, eps decaying linearly over the first ``decay_episodes``.
-
-    ``cfg.streams_per_goal`` streams per goal, each exactly ``cfg.episodes`` episodes long.
-    Streams are numbered goal-major (stream = i_goal * streams_per_goal + j).
-    """
-    device = torch.device(device)
-    S = cfg.streams_per_goal
-    n = len(goal_ids) * S
-    goals = dr.all_goals(env_cfg)[torch.tensor(goal_ids).repeat_interleave(S)].to(device)   # [n, 2]
-    ids = torch.arange(n, device=device)
-    key = torch.tensor(goal_ids, device=device).repeat_interleave(S) * 100_003 + ids % S     # per-stream identity
-    u_start = (lambda c: rng.uniform(cfg.seed, 3, key, c)) if env_cfg.random_start else (lambda c: None)
-    state, obs = dr.reset(env_cfg, goals, u_start(-1))
-    episode = torch.zeros(n, dtype=torch.long, device=device)
-    rows: list[dict[str, torch.Tensor]] = []
-    max_steps = cfg.episodes * env_cfg.max_episode_steps
-    for k in range(max_steps):
-        active = episode < cfg.episodes
-        if not bool(active.any()):
-            break
-        frac = (episode.float() / cfg.decay_episodes).clamp(max=1.0)
-        eps = cfg.eps_start + (cfg.eps_end - cfg.eps_start) * frac
-        u_eps, u_rand, u_opt = (rng.uniform(cfg.seed, c, key, k) for c in (10, 11, 12))
-        good = dr.optimal_actions(state.pos, state.goal).float()                        # [n, 5]
-        greedy = rng.categorical(good, u_opt)
-        random_a = (u_rand * dr.N_ACTIONS).long().clamp_max(dr.N_ACTIONS - 1)
-        action = torch.where(u_eps < eps, random_a, greedy)
-        out = dr.step(env_cfg, state, action, u_start(k))
-        rows.append({"active": active, "t": state.t, "state": obs, "action": action, "reward": out.reward,
-                     "terminated": out.terminated, "truncated": out.truncated, "next_state": out.final_obs})
-        episode = episode + (out.terminated | out.truncated).long()
-        state, obs = out.state, out.obs
-    stacked = {k: torch.stack([r[k] for r in rows], 1).cpu().numpy() for k in rows[0]}    # [n, steps]
-    active = stacked.pop("active")
+    """``cfg.streams_per_goal`` AD^eps streams per goal, each exactly ``cfg.episodes`` episodes
+    long, as history columns. Streams are numbered goal-major (stream = i_goal * streams + j)."""
+    res = rollout(EpsOptimal(cfg), env_cfg, goal_ids, cfg.streams_per_goal, cfg.episodes, greedy=False,
+                  seed=cfg.seed, device=device, record=True)
+    tr = res.trace
+    active = tr["episode"] < cfg.episodes                                                # [n, steps]
     steps = np.cumsum(active, 1) - 1
-    stream = np.broadcast_to(np.arange(n, dtype=np.int32)[:, None], active.shape)
+    stream = np.broadcast_to(np.arange(active.shape[0], dtype=np.int32)[:, None], active.shape)
     cols = {"stream": stream[active], "step": steps[active].astype(np.int32)}
-    cols.update({k: v[active] for k, v in stacked.items()})
+    cols.update({k: tr[k][active] for k in ("t", "state", "action", "reward", "terminated", "truncated",
+                                            "next_state")})
     return cols

@@ -12,11 +12,24 @@ from torch.utils.tensorboard import SummaryWriter
 
 from adlib import a2c
 from adlib.config import EnvConfig, SourceConfig, SourceRuntime, to_dict
+from adlib.device import pick_device
 from adlib.envs import darkroom as dr
-from adlib.histories import (AGENT_FILE, HISTORY_FILE, SHARD_FILE, SUMMARY_FILE, agent_streams, episode_table,
-                             goal_dir, shard_goals, stale_shards, to_table, write_table)
+from adlib.histories import (
+    AGENT_FILE,
+    History,
+    HISTORY_FILE,
+    SHARD_FILE,
+    SUMMARY_FILE,
+    agent_streams,
+    episode_table,
+    goal_dir,
+    shard_goals,
+    stale_shards,
+    to_table,
+    write_table,
+)
 from adlib.io import atomic_dir, fingerprint, load_resume, save_torch, write_json
-from adlib.logs import bar, get_logger, pick_device
+from adlib.logs import bar, get_logger
 
 log = get_logger("train_source_agents")
 
@@ -25,7 +38,7 @@ log = get_logger("train_source_agents")
 SUMMARY_WINDOW = 5_000
 
 
-def agent_summary(hist: a2c.History, agent: int, window: int = SUMMARY_WINDOW) -> dict:
+def agent_summary(hist: History, agent: int, window: int = SUMMARY_WINDOW) -> dict:
     """Success and episode length of one agent over the last ``window`` env steps (all its envs
     together), and the first env step at which a window's success rate reached 0.9."""
     cols = agent_streams(hist, [agent])
@@ -66,7 +79,7 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     if rt.threads > 0:
         torch.set_num_threads(rt.threads)
     G = len(goal_ids)
-    n_updates = max(1, cfg.env_steps // (cfg.nenvs * cfg.nsteps))
+    n_updates = a2c.updates_of(cfg)
     log.info(f"shard {shard}/{len(cfg.shards)}: {len(goals)} goals x {cfg.seeds_per_goal} seeds = {G} agents, "
              f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, on {device}")
 
@@ -91,54 +104,66 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
 
         def on_log(entry: a2c.AgentLog) -> None:
             logs.append(entry)
-            pbar.set_postfix(success=f"{entry.stats['charts/success_rate'].mean():.3f}", refresh=False)
+            pbar.set_postfix(success=f"{entry.stats['success_rate'].mean():.3f}", refresh=False)
 
         params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, rt=rt, on_log=on_log, on_update=on_update,
                                         on_checkpoint=on_checkpoint if ckpt_path is not None else None,
                                         resume=resume)
 
-    summaries = []
-    env_rec, src_rec = to_dict(env_cfg), to_dict(cfg)
     with atomic_dir(out_dir) as tmp:
-        for goal in goals:
-            agents = [i for i, g in enumerate(goal_ids) if g == goal]
-            gdir = goal_dir(tmp, goal)
-            gdir.mkdir(parents=True)
-            cell = dr.all_goals(env_cfg)[goal].tolist()
-            meta = {"goal_id": str(goal), "goal": json.dumps(cell), "grid_size": str(env_cfg.grid_size),
-                    "env": json.dumps(env_rec), "source": json.dumps(src_rec)}
-            write_table(to_table(agent_streams(hist, agents), meta), gdir / HISTORY_FILE)
-            save_torch(gdir / AGENT_FILE, {
-                "params": {k: v[agents].clone() for k, v in params.items()},
-                "goal_id": goal, "goal": cell, "seeds": list(range(cfg.seeds_per_goal)),
-                "env": env_rec, "source": src_rec,
-            })
-            per_agent = [agent_summary(hist, a) for a in agents]
-            summary = {
-                "goal_id": goal, "goal": cell, "seeds": cfg.seeds_per_goal, "streams": len(agents) * cfg.nenvs,
-                "env_steps_per_agent": n_updates * cfg.nenvs * cfg.nsteps,
-                "window_env_steps": SUMMARY_WINDOW,
-                "final_success_rate": float(np.mean([a["final_success_rate"] for a in per_agent])),
-                "final_episodic_length": float(np.mean([a["final_episodic_length"] for a in per_agent])),
-                "steps_to_90pct_success": [a["steps_to_90pct_success"] for a in per_agent],
-            }
-            write_json(gdir / SUMMARY_FILE, summary)
-            summaries.append(summary)
+        summaries = [write_goal(tmp, goal, [i for i, g in enumerate(goal_ids) if g == goal], params, hist,
+                                env_cfg, cfg) for goal in goals]
         write_json(Path(tmp) / SHARD_FILE, {"shard": shard, "n_shards": len(cfg.shards), "goals": goals,
                                             "complete": True})
     if log_dir is not None:
         write_tensorboard(log_dir, goals, goal_ids, logs, cfg)
-    parents = [Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else [])
-    for stale in (p for parent in parents for p in stale_shards(parent, len(cfg.shards))):
-        # outputs of a shard stage that no longer exists (source.shards shrank): no stage owns
-        # them and no reader looks at them; they stay in DVC's cache if ever needed again
-        log.info(f"removing {stale}: left over from a larger source.shards")
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_shards(out_dir, log_dir, len(cfg.shards))
     if ckpt_path is not None:
         ckpt_path.unlink(missing_ok=True)
     rates = [s["final_success_rate"] for s in summaries]
     log.info(f"shard {shard}: final success mean {np.mean(rates):.3f}, min {np.min(rates):.3f} over {len(goals)} goals")
     return summaries
+
+
+def write_goal(shard_dir: str | Path, goal: int, agents: list[int], params: dict[str, torch.Tensor],
+               hist: History, env_cfg: EnvConfig, cfg: SourceConfig) -> dict:
+    """Write one goal's folder (``history.parquet``, ``agent.pt``, ``summary.json``) from the
+    shard's agents ``agents`` (rows of ``params`` / ``hist``); returns the summary."""
+    gdir = goal_dir(shard_dir, goal)
+    gdir.mkdir(parents=True)
+    cell = dr.all_goals(env_cfg)[goal].tolist()
+    env_rec, src_rec = to_dict(env_cfg), to_dict(cfg)
+    meta = {"goal_id": str(goal), "goal": json.dumps(cell), "grid_size": str(env_cfg.grid_size),
+            "env": json.dumps(env_rec), "source": json.dumps(src_rec)}
+    write_table(to_table(agent_streams(hist, agents), meta), gdir / HISTORY_FILE)
+    save_torch(gdir / AGENT_FILE, {"params": {k: v[agents].clone() for k, v in params.items()},
+                                   "goal_id": goal, "goal": cell, "seeds": list(range(cfg.seeds_per_goal)),
+                                   "env": env_rec, "source": src_rec})
+    per_agent = [agent_summary(hist, a) for a in agents]
+    summary = {
+        "goal_id": goal, "goal": cell, "seeds": cfg.seeds_per_goal, "streams": len(agents) * cfg.nenvs,
+        "env_steps_per_agent": a2c.updates_of(cfg) * cfg.nenvs * cfg.nsteps,
+        "window_env_steps": SUMMARY_WINDOW,
+        "final_success_rate": float(np.mean([a["final_success_rate"] for a in per_agent])),
+        "final_episodic_length": float(np.mean([a["final_episodic_length"] for a in per_agent])),
+        "steps_to_90pct_success": [a["steps_to_90pct_success"] for a in per_agent],
+    }
+    write_json(gdir / SUMMARY_FILE, summary)
+    return summary
+
+
+def remove_stale_shards(out_dir: str | Path, log_dir: str | Path | None, n_shards: int) -> None:
+    """Remove outputs of shard stages that no longer exist (``source.shards`` shrank): no stage
+    owns them and no reader looks at them; they stay in DVC's cache if ever needed again."""
+    parents = [Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else [])
+    for stale in (p for parent in parents for p in stale_shards(parent, n_shards)):
+        log.info(f"removing {stale}: left over from a larger source.shards")
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def tb_tag(key: str) -> str:
+    """TensorBoard tag of a log statistic, in CleanRL's namespaces (charts/..., losses/...)."""
+    return ("charts/" if key in a2c.EPISODE_STATS else "losses/") + key
 
 
 def write_tensorboard(log_dir: str | Path, goals: list[int], goal_ids: list[int], logs: list[a2c.AgentLog],
@@ -151,7 +176,7 @@ def write_tensorboard(log_dir: str | Path, goals: list[int], goal_ids: list[int]
         with SummaryWriter(str(goal_dir(log_dir, goal))) as w:
             w.add_text("hparams", "\n".join(f"- {k}: {v}" for k, v in to_dict(cfg).items()), 0)
             for e in logs:
-                for tag, vals in e.stats.items():
+                for key, vals in e.stats.items():
                     for j, a in enumerate(agents):
                         suffix = "" if len(agents) == 1 else f"/seed_{j}"
-                        w.add_scalar(tag + suffix, float(vals[a]), e.env_steps)
+                        w.add_scalar(tb_tag(key) + suffix, float(vals[a]), e.env_steps)

@@ -16,13 +16,13 @@ def split_goals(env_cfg: EnvConfig, cfg: SplitConfig) -> dict:
     goals = dr.all_goals(env_cfg).tolist()
     perm = np.random.default_rng(cfg.seed).permutation(len(goals))
     train = sorted(int(i) for i in perm[: cfg.n_train])
-    test = sorted(int(i) for i in perm[cfg.n_train:])
+    held_out = sorted(int(i) for i in perm[cfg.n_train:])
     return {
         "grid_size": env_cfg.grid_size,
         "seed": cfg.seed,
         "n_goals": len(goals),
         "train": train,
-        "test": test,
+        "held_out": held_out,
         "cells": {str(i): goals[i] for i in range(len(goals))},  # goal id -> [row, col]
     }
 
@@ -35,13 +35,13 @@ def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
     """Read a split file and check it is consistent with itself (and with ``env_cfg``)."""
     split = read_json(path)
     try:
-        train, test = set(split["train"]), set(split["test"])
+        train, held_out = set(split["train"]), set(split["held_out"])
         n_goals = int(split["n_goals"])
     except (KeyError, TypeError, ValueError):
-        raise DataError(f"{path}: not a goal-split file (needs n_goals, train, test)") from None
-    if train & test:
-        raise DataError(f"{path}: goals {sorted(train & test)} are both training and held-out")
-    if not train or not test or train | test != set(range(n_goals)):
+        raise DataError(f"{path}: not a goal-split file (needs n_goals, train, held_out)") from None
+    if train & held_out:
+        raise DataError(f"{path}: goals {sorted(train & held_out)} are both training and held-out")
+    if not train or not held_out or train | held_out != set(range(n_goals)):
         raise DataError(f"{path}: train and held-out goals must partition 0..{n_goals - 1}")
     if env_cfg is not None and split.get("grid_size") != env_cfg.grid_size:
         raise DataError(f"{path}: split is for a {split.get('grid_size')}x{split.get('grid_size')} room "

@@ -7,7 +7,9 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,10 +19,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 from adlib.config import DTConfig, DTRuntime, EnvConfig, ParamError, to_dict
 from adlib.dataset import HistoryDataset
+from adlib.device import pick_device
 from adlib.envs import darkroom as dr
-from adlib.evaluate import play
+from adlib.incontext import play
 from adlib.io import fingerprint, load_resume, save_torch
-from adlib.logs import bar, get_logger, pick_device
+from adlib.logs import bar, get_logger
 from adlib.model import ADTransformer, ModelConfig
 from adlib.tasks import spread
 
@@ -55,142 +58,178 @@ def build_model(dt: DTConfig, env_cfg: EnvConfig) -> ADTransformer:
 
 def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, goals: list[int], episodes: int,
                          device: torch.device, seed: int) -> dict[str, float]:
-    # sampled actions: AD imitates a stochastic learner; greedy play tends to loop (both are
-    # reported by eval_dt)
+    """First/last-10 return and success of the current model, from an empty context (sampled
+    actions: AD imitates a stochastic learner; eval_dt reports greedy decoding as well)."""
     res = play(model, env_cfg, goals, seeds=1, episodes=episodes, greedy=False, seed=seed, device=device)
     k = min(10, episodes)
     return {"return_first10": float(res.returns[:, :k].mean()), "return_last10": float(res.returns[:, -k:].mean()),
             "success_first10": float(res.success[:, :k].mean()), "success_last10": float(res.success[:, -k:].mean())}
 
 
+@dataclass(frozen=True)
+class Procs:
+    """Where this process trains: its rank among ``world`` processes and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_processes(rt: DTRuntime, batch_size: int) -> Procs:
+    """One process, or (under ``torchrun``, WORLD_SIZE > 1) a DDP process group: NCCL with one
+    GPU per process, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if batch_size % world:
+        raise ParamError(f"dt.batch_size = {batch_size}: must be divisible by the number of processes ({world})")
+    device = pick_device(rt.device, "runtime.dt.device")
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if rt.threads > 0:
+        torch.set_num_threads(rt.threads)
+    return Procs(dist.get_rank() if world > 1 else 0, world, device)
+
+
+def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDataset, dt: DTConfig, step: int,
+               procs: Procs, autocast: Callable) -> dict[str, float]:
+    """One optimiser step on this process's slice of the step's global batch.
+
+    The global batch depends on (seed, step) only: a resumed run draws the same batches, and
+    any number of DDP processes splits the same batch (so the gradient is the same). Dropout
+    masks are seeded by (seed, step, rank) for the same reason."""
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, dt)
+    per = dt.batch_size // procs.world
+    rows = data.sample_starts(np.random.default_rng([dt.seed, step]), dt.batch_size, dt.seq_len, dt.stream_start_frac)
+    torch.manual_seed(dt.seed * 1_000_003 + step * 101 + procs.rank)
+    batch = to_tensors(data.windows(rows[procs.rank * per:(procs.rank + 1) * per], dt.seq_len), procs.device)
+    with autocast():
+        logits, loss = net(batch, targets=batch["action"])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), dt.clip_grad_norm)
+    opt.step()
+    return {"loss": loss.item(), "accuracy": (logits.argmax(-1) == batch["action"]).float().mean().item(),
+            "grad_norm": float(grad_norm), "lr": lr_at(step, dt)}
+
+
+def model_checkpoint(model: ADTransformer, dt: DTConfig, env_cfg: EnvConfig, split: dict, meta: dict) -> dict:
+    """The self-describing model.pt: weights, the config that rebuilds the model, and what it
+    was trained for and on."""
+    return {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "dt": to_dict(dt),
+            "env": to_dict(env_cfg), "step": dt.num_steps, "train_goals": split["train"],
+            "held_out_goals": split["held_out"], "dataset": {k: meta[k] for k in ("transitions", "streams")}}
+
+
 def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, out_dir: str | Path,
-          resume_dir: str | Path | None = None, log_dir: str | Path | None = None, rt: DTRuntime = DTRuntime(),
-          eval_train_goals: int = 4) -> dict:
+          resume_dir: str | Path | None = None, log_dir: str | Path | None = None, rt: DTRuntime = DTRuntime()
+          ) -> dict:
     """Train; write ``model.pt`` into ``out_dir`` (and TensorBoard events into ``log_dir``);
     return a summary. ``model.pt`` does not depend on ``rt``.
 
-    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains a DDP replica on its share of the
+    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains a DDP replica on its slice of the
     global batch; rank 0 evaluates, logs and writes files.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    distributed = world > 1
-    if distributed:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if pick_device(rt.device, "runtime.dt.device").type == "cuda":
-            torch.cuda.set_device(local)
-            device = torch.device("cuda", local)
-            dist.init_process_group("nccl")
-        else:
-            device = torch.device("cpu")
-            dist.init_process_group("gloo")
-        rank = dist.get_rank()
-    else:
-        rank, device = 0, pick_device(rt.device, "runtime.dt.device")
-    if dt.batch_size % world:
-        raise ParamError(f"dt.batch_size = {dt.batch_size}: must be divisible by the number of processes ({world})")
-    if rt.threads > 0:
-        torch.set_num_threads(rt.threads)
-    main = rank == 0
-    out_dir = Path(out_dir)
-
-    data = HistoryDataset(data_dir, env_cfg, held_out=split["test"], seq_len=dt.seq_len)
+    procs = init_processes(rt, dt.batch_size)
+    data = HistoryDataset(data_dir, env_cfg, held_out=split["held_out"], seq_len=dt.seq_len)
     torch.manual_seed(dt.seed)
-    model = build_model(dt, env_cfg).to(device)
+    model = build_model(dt, env_cfg).to(procs.device)
     opt = make_optimizer(model, dt)
-    fp = fingerprint(to_dict(dt), to_dict(env_cfg), data.meta, world)
-    start_step = 0
+    fp = fingerprint(to_dict(dt), to_dict(env_cfg), data.meta, procs.world)
     ckpt_path = Path(resume_dir) / "last.pt" if resume_dir else None
-    ckpt, note = load_resume(ckpt_path, fp, device)
+    ckpt, note = load_resume(ckpt_path, fp, procs.device)
+    start = int(ckpt["step"]) if ckpt is not None else 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        start_step = int(ckpt["step"])
-        note += f" at step {start_step}"
-    if main and note:
-        log.info(note)
-    net = DDP(model) if distributed else model
-    amp = rt.amp and device.type == "cuda"
+        note += f" at step {start}"
+    net = DDP(model) if procs.world > 1 else model
+    amp = rt.amp and procs.device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
-
-    per_rank = dt.batch_size // world
-    writer = None
-    if main and log_dir is not None:
-        if start_step == 0:   # one run per folder: never events of an older run or config beside these
-            shutil.rmtree(log_dir, ignore_errors=True)
-        writer = SummaryWriter(str(log_dir), purge_step=start_step)
-    if writer is not None and start_step == 0:
-        writer.add_text("hparams", "\n".join(f"- dt.{k}: {v}" for k, v in to_dict(dt).items()), 0)
-    if main:
+    logger = TrainLog(log_dir if procs.main else None, start, dt, env_cfg, split, rt, procs.device)
+    if procs.main and note:
+        log.info(note)
+    if procs.main:
         log.info(f"{model.num_params():,} parameters, layout {dt.layout}, {len(data):,} transitions, "
-                 f"{world} process(es), device {device}")
-    eval_goals = list(split["test"])
-    train_goals = spread(list(split["train"]), eval_train_goals)
-    history: list[dict] = []
-    t0, seen = time.time(), 0
-    pbar = bar(dt.num_steps, "train_dt", unit="step", initial=start_step) if main else None
+                 f"{procs.world} process(es), device {procs.device}")
+    t0 = time.time()
+    pbar = bar(dt.num_steps, "train_dt", unit="step", initial=start) if procs.main else None
     model.train()
-    for step in range(start_step, dt.num_steps):
-        lr = lr_at(step, dt)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        # the global batch depends on (seed, step) only: resumable, and the same batch whatever
-        # the number of DDP ranks (each takes its slice), so the gradient is the same too
-        gen = np.random.default_rng([dt.seed, step])
-        rows = data.sample_starts(gen, dt.batch_size, dt.seq_len, dt.stream_start_frac)
-        rows = rows[rank * per_rank:(rank + 1) * per_rank]
-        torch.manual_seed(dt.seed * 1_000_003 + step * 101 + rank)  # dropout masks, resumable too
-        batch = to_tensors(data.windows(rows, dt.seq_len), device)
-        with autocast():
-            logits, loss = net(batch, targets=batch["action"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), dt.clip_grad_norm)
-        opt.step()
-        seen += per_rank * dt.seq_len * world
-        if main:
-            acc = (logits.argmax(-1) == batch["action"]).float().mean().item()
-            pbar.update(1)
-            pbar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}", refresh=False)
-            if writer is not None and (step % 10 == 0 or step == dt.num_steps - 1):
-                writer.add_scalar("losses/train_loss", loss.item(), step)
-                writer.add_scalar("losses/accuracy", acc, step)
-                writer.add_scalar("losses/grad_norm", float(grad_norm), step)
-                writer.add_scalar("charts/lr", lr, step)
-                writer.add_scalar("perf/transitions_per_s", seen / max(1e-9, time.time() - t0), step)
-        last = step == dt.num_steps - 1
-        if main and rt.eval_step and ((step + 1) % rt.eval_step == 0 or last):
-            model.eval()
-            ev = evaluate_in_training(model, env_cfg, eval_goals, rt.eval_episodes, device, dt.seed)
-            tr = evaluate_in_training(model, env_cfg, train_goals, rt.eval_episodes, device, dt.seed)
-            model.train()
-            if writer is not None:
-                for group, res in (("eval_heldout", ev), ("eval_train", tr)):
-                    for k, v in res.items():
-                        writer.add_scalar(f"{group}/{k}", v, step + 1)
-            history.append({"step": step + 1, "heldout": ev, "train": tr})
-            log.info(f"step {step + 1}: held-out success first10 {ev['success_first10']:.2f} "
-                     f"last10 {ev['success_last10']:.2f} | train goals last10 {tr['success_last10']:.2f}")
-        if main and ckpt_path is not None and ((step + 1) % rt.checkpoint_every == 0) and not last:
+    for step in range(start, dt.num_steps):
+        stats = train_step(net, opt, data, dt, step, procs, autocast)
+        if not procs.main:
+            continue
+        pbar.update(1)
+        pbar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.3f}", refresh=False)
+        done = (step + 1 - start) * dt.batch_size * dt.seq_len
+        logger.step(step, stats, done / max(1e-9, time.time() - t0), model)
+        if ckpt_path is not None and (step + 1) % rt.checkpoint_every == 0 and step + 1 < dt.num_steps:
             save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "step": step + 1, "fingerprint": fp})
-    if pbar is not None:
+    wall = time.time() - t0
+    summary = {"steps": dt.num_steps, "params": model.num_params(), "wall_s": wall,
+               "transitions_per_s": (dt.num_steps - start) * dt.batch_size * dt.seq_len / max(1e-9, wall),
+               "evals": logger.evals}
+    if procs.main:
         pbar.close()
-    summary = {"steps": dt.num_steps, "params": model.num_params(),
-               "wall_s": time.time() - t0, "transitions_per_s": seen / max(1e-9, time.time() - t0),
-               "evals": history}
-    if main:
-        if writer is not None:
-            writer.close()
-        save_torch(out_dir / "model.pt", {
-            "model": model.state_dict(), "model_config": model.cfg.to_dict(), "dt": to_dict(dt),
-            "env": to_dict(env_cfg), "step": dt.num_steps, "train_goals": split["train"],
-            "held_out_goals": split["test"], "dataset": {k: data.meta[k] for k in ("transitions", "streams")},
-        })
+        logger.close()
+        save_torch(Path(out_dir) / "model.pt", model_checkpoint(model, dt, env_cfg, split, data.meta))
         if ckpt_path is not None:
             ckpt_path.unlink(missing_ok=True)
-        log.info(f"done: {dt.num_steps} steps in {summary['wall_s']:.0f}s "
-                 f"({summary['transitions_per_s']:,.0f} transitions/s) -> {out_dir / 'model.pt'}")
-    if distributed:
+        log.info(f"done: {dt.num_steps} steps in {wall:.0f}s ({summary['transitions_per_s']:,.0f} transitions/s) "
+                 f"-> {Path(out_dir) / 'model.pt'}")
+    if procs.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+class TrainLog:
+    """What train_dt logs (rank 0): TensorBoard scalars every 10 steps, and every
+    ``rt.eval_step`` steps an in-context evaluation on the held-out goals and a few training
+    goals (``rt.eval_train_goals``). A fresh run replaces the folder: one run per folder."""
+
+    def __init__(self, log_dir: str | Path | None, start: int, dt: DTConfig, env_cfg: EnvConfig, split: dict,
+                 rt: DTRuntime, device: torch.device):
+        self.dt, self.env_cfg, self.rt, self.device = dt, env_cfg, rt, device
+        self.held_out, self.train = list(split["held_out"]), spread(list(split["train"]), rt.eval_train_goals)
+        self.evals: list[dict] = []
+        self.writer = None
+        if log_dir is not None:
+            if start == 0:
+                shutil.rmtree(log_dir, ignore_errors=True)
+            self.writer = SummaryWriter(str(log_dir), purge_step=start)
+            if start == 0:
+                self.writer.add_text("hparams", "\n".join(f"- dt.{k}: {v}" for k, v in to_dict(dt).items()), 0)
+
+    def step(self, step: int, stats: dict[str, float], rate: float, model: ADTransformer) -> None:
+        last = step == self.dt.num_steps - 1
+        if self.writer is not None and (step % 10 == 0 or last):
+            for k in ("loss", "accuracy", "grad_norm"):
+                self.writer.add_scalar(f"losses/{'train_loss' if k == 'loss' else k}", stats[k], step)
+            self.writer.add_scalar("charts/lr", stats["lr"], step)
+            self.writer.add_scalar("perf/transitions_per_s", rate, step)
+        if self.rt.eval_step and ((step + 1) % self.rt.eval_step == 0 or last):
+            model.eval()
+            ev = evaluate_in_training(model, self.env_cfg, self.held_out, self.rt.eval_episodes, self.device,
+                                      self.dt.seed)
+            tr = evaluate_in_training(model, self.env_cfg, self.train, self.rt.eval_episodes, self.device,
+                                      self.dt.seed)
+            model.train()
+            if self.writer is not None:
+                for group, res in (("eval_held_out", ev), ("eval_train", tr)):
+                    for k, v in res.items():
+                        self.writer.add_scalar(f"{group}/{k}", v, step + 1)
+            self.evals.append({"step": step + 1, "held_out": ev, "train": tr})
+            log.info(f"step {step + 1}: held-out success first10 {ev['success_first10']:.2f} "
+                     f"last10 {ev['success_last10']:.2f} | train goals last10 {tr['success_last10']:.2f}")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

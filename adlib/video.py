@@ -1,6 +1,6 @@
 """Videos and contact sheets of agents walking Dark Room (stage render_videos).
 
-A :class:`Trajectory` is what :func:`adlib.evaluate.rollout` records for one run: the cell
+A :class:`Trajectory` is what :func:`adlib.rollout.rollout` records for one run: the cell
 reached by every step and the episode it belongs to. :func:`episode_frames` draws it with
 :func:`adlib.envs.render.draw_frame` under a text band (title, goal, episode, returns) and
 shades the cells visited in the current episode, so AD's search, then its straight walk to
@@ -24,12 +24,13 @@ from adlib import a2c
 from adlib.config import EnvConfig, RenderConfig, to_dict
 from adlib.envs import darkroom as dr
 from adlib.envs.render import BG, GOAL, draw_frame
-from adlib.evaluate import PlayResult, play, rollout
 from adlib.histories import AGENT_FILE, find_source_goals
+from adlib.incontext import play
 from adlib.io import DataError, atomic_dir, atomic_path, check_env, load_torch
-from adlib.tasks import spread
 from adlib.logs import bar
 from adlib.model import load_model
+from adlib.rollout import PlayResult, rollout
+from adlib.tasks import spread
 
 TEXT = (236, 239, 244)
 DIM_TEXT = (150, 156, 170)
@@ -41,19 +42,21 @@ SHEET_PAD = 6
 @dataclass
 class Trajectory:
     """One recorded run: ``positions [T]`` cell reached by each step (pre-reset),
-    ``episode_of_step [T]``, and the return of every episode ``returns [E]``."""
+    ``episode_of_step [T]``, ``rewards [T]`` of each step, and the return of every episode
+    ``returns [E]``."""
 
     title: str
     goal: tuple[int, int]
     positions: np.ndarray
     episode_of_step: np.ndarray
+    rewards: np.ndarray
     returns: np.ndarray
     start: tuple[int, int] | None   # start cell of every episode; None with random starts (not recorded)
 
 
 def trajectories(res: PlayResult, env_cfg: EnvConfig, titles: list[str]) -> list[Trajectory]:
     """Split a recorded :class:`PlayResult` into one :class:`Trajectory` per run."""
-    if res.positions is None or res.episode_of_step is None:
+    if res.trace is None:
         raise ValueError("the PlayResult was not recorded (rollout/play with record=True)")
     goals = dr.all_goals(env_cfg)[torch.as_tensor(res.goal_ids)].tolist()
     start = None if env_cfg.random_start else dr.start_pos(env_cfg)
@@ -62,25 +65,8 @@ def trajectories(res: PlayResult, env_cfg: EnvConfig, titles: list[str]) -> list
         # lockstep runs: a run that finished early keeps stepping until the last one is done
         keep = res.episode_of_step[i] < res.returns.shape[1]
         out.append(Trajectory(title, tuple(goals[i]), res.positions[i][keep], res.episode_of_step[i][keep],
-                              res.returns[i], start))
+                              res.trace["reward"][i][keep], res.returns[i], start))
     return out
-
-
-def step_rewards(traj: Trajectory, env_cfg: EnvConfig) -> np.ndarray:
-    """Reward of every step ``[T]``, from the cells reached (checked against the episode returns)."""
-    size = env_cfg.grid_size
-    at_goal = traj.positions == traj.goal[0] * size + traj.goal[1]
-    if env_cfg.reward_mode == "stand":
-        reward = at_goal
-    else:  # 'reach': arriving from another cell; the first step of an episode comes from the start
-        first = np.r_[True, traj.episode_of_step[1:] != traj.episode_of_step[:-1]]
-        was_at_goal = np.r_[False, at_goal[:-1]] & ~first
-        reward = at_goal & ~was_at_goal
-    reward = reward.astype(np.float32)
-    sums = np.bincount(traj.episode_of_step, weights=reward, minlength=len(traj.returns))
-    if not np.allclose(sums, traj.returns):  # WARN: the env's reward rule changed; update this function
-        raise ValueError(f"{traj.title}: rewards rebuilt from positions do not sum to the recorded returns")
-    return reward
 
 
 def _font(px: int) -> ImageFont.FreeTypeFont:
@@ -114,7 +100,6 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
     Every frame of a trajectory has the same size: the room, widened where the text needs it.
     """
     size = env_cfg.grid_size
-    reward = step_rewards(traj, env_cfg)
     n_eps = len(traj.returns)
     top = max(float(traj.returns.max()), 0.0)
     font = _font(_text_px(cell_px))
@@ -126,7 +111,7 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
         last = f"{traj.returns[e - 1]:g}" if e > 0 else "-"
         visited = np.zeros((size, size), bool)
         cells = ([traj.start] if traj.start is not None else []) + [divmod(int(p), size) for p in traj.positions[steps]]
-        gains = ([0.0] if traj.start is not None else []) + reward[steps].tolist()
+        gains = ([0.0] if traj.start is not None else []) + traj.rewards[steps].tolist()
         frames, ret = [], 0.0
         for cell, r in zip(cells, gains):
             ret += r
@@ -224,18 +209,18 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
                   source_episodes: int = SOURCE_EPISODES) -> dict:
     """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
 
-    ``source_train_goal_XXX.mp4`` / ``source_heldout_goal_XXX.mp4``: ``source_goals`` training /
-    held-out goals' A2C agents (spread over the room); ``ad_heldout_goal_XXX.{mp4,gif}``: AD in context on
+    ``source_train_goal_XXX.mp4`` / ``source_held_out_goal_XXX.mp4``: ``source_goals`` training /
+    held-out goals' A2C agents (spread over the room); ``ad_held_out_goal_XXX.{mp4,gif}``: AD in context on
     ``ad_goals`` held-out goals (spread) for ``ad_episodes`` episodes; ``ad_contact_sheet.png``.
     """
     t0 = time.perf_counter()
     found = find_source_goals(sources_dir, n_shards)
     jobs = ([("train", g) for g in spread(split["train"], cfg.source_goals)]
-            + [("heldout", g) for g in spread(split["test"], cfg.source_goals)])
+            + [("held_out", g) for g in spread(split["held_out"], cfg.source_goals)])
     missing = [g for _, g in jobs if g not in found]
     if missing:
         raise DataError(f"{sources_dir}: no source agent for goals {missing} (run train_source_agents)")
-    ad_goals = spread(list(split["test"]), cfg.ad_goals)
+    ad_goals = spread(list(split["held_out"]), cfg.ad_goals)
     summary: dict = {"files": [], "ad_returns": {}}
     with atomic_dir(out_dir) as tmp, bar(len(jobs) + 2 * len(ad_goals) + 1, "videos", unit="file") as pbar:
         for group, g in jobs:
@@ -263,7 +248,7 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
                 eps = episode_frames(traj, env_cfg, cfg.cell_px)
                 frames = video_frames(eps)
                 for ext, write in (("mp4", write_mp4), ("gif", write_gif)):
-                    name = f"ad_heldout_goal_{g:03d}.{ext}"
+                    name = f"ad_held_out_goal_{g:03d}.{ext}"
                     write(frames, tmp / name, cfg.fps)
                     summary["files"].append(name)
                     pbar.update(1)

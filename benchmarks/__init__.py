@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import torch
 
 from adlib.io import write_text
@@ -50,10 +51,8 @@ def median(xs: list[float]) -> float:
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
-    """A markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    """A markdown table (cells as given: the scripts format their numbers)."""
+    return pd.DataFrame(rows, columns=header, dtype=str).to_markdown(index=False, disable_numparse=True)
 
 
 def write_section(heading: str, body: str, path: Path = DOC) -> None:

@@ -17,12 +17,11 @@ import json
 import time
 from pathlib import Path
 
-
 from adlib.config import load_params
 from adlib.dataset import build_dataset
-from adlib.evaluate import play
-from adlib.tasks import read_split
+from adlib.incontext import play
 from adlib.model import load_model
+from adlib.tasks import read_split
 from adlib.train import train
 from benchmarks import table, write_section
 
@@ -81,7 +80,7 @@ def main() -> None:
         train(p.env, dt_cfg, split, ds_dir, run_dir, rt=rt)
         wall = time.time() - t0
         model, _ = load_model(run_dir / "model.pt")
-        res = play(model, p.env, split["test"], args.seeds, args.episodes, greedy=False, seed=0)
+        res = play(model, p.env, split["held_out"], args.seeds, args.episodes, greedy=False, seed=0)
         s = res.success.mean(0)
         pts = {e: float(s[e - 1]) for e in (1, 10, 50, 100) if e <= args.episodes}
         first, last = float(s[:10].mean()), float(s[-10:].mean())
@@ -92,7 +91,7 @@ def main() -> None:
                      f"{wall:.0f}", f"{model.num_params():,}", f"{raw[name]['transitions']:,}"])
         print(" | ".join(rows[-1]), flush=True)
     body = (f"Held-out success (sampled actions) of AD trained {args.steps} steps x batch {p.dt.batch_size} "
-            f"on the pipeline's own source histories; {len(split['test'])} held-out goals x {args.seeds} seeds, "
+            f"on the pipeline's own source histories; {len(split['held_out'])} held-out goals x {args.seeds} seeds, "
             f"{args.episodes} episodes from an empty context. Success at episode k is the mean over runs of "
             f"episode k alone (noisy); first/last 10 are means over 10 episodes. Train s = wall time of "
             f"train_dt on this 2-core CPU (other jobs may have shared it).\n\n"

@@ -3,7 +3,7 @@
     python -m benchmarks.eval_kv_cache [--episodes 25 --repeats 3 --threads 1 --seq-len 256]
 
 Every held-out goal of the 9x9 room (the 23 of ``data/split.json``, or of the default split)
-plays ``--episodes`` sampled-action episodes at once with ``adlib.evaluate.play`` on a freshly
+plays ``--episodes`` sampled-action episodes at once with ``adlib.incontext.play`` on a freshly
 initialised model of the default size (the weights do not matter for speed). With
 ``use_cache=True`` each step appends one transition to the KV cache (and the cache is rebuilt
 from the last 3/4 of the window whenever the 256-transition window is full); with
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from adlib.config import DTConfig, EnvConfig, SplitConfig
-from adlib.evaluate import keep_on_refill, play
+from adlib.incontext import keep_on_refill, play
 from adlib.tasks import split_goals
 from adlib.train import build_model
 from benchmarks import machine, median, table, timed, write_section
@@ -41,8 +41,8 @@ def held_out_goals(env_cfg: EnvConfig) -> list[int]:
     if path.exists():
         split = json.loads(path.read_text())
         if split.get("grid_size") == env_cfg.grid_size:
-            return list(split["test"])
-    return list(split_goals(env_cfg, SplitConfig())["test"])
+            return list(split["held_out"])
+    return list(split_goals(env_cfg, SplitConfig())["held_out"])
 
 
 def main() -> None:
@@ -96,7 +96,7 @@ def main() -> None:
     rows = [[f"`{k.split(',')[0]}`, {k.split(', ')[1]}", f"{med[k]:,.0f}", f"{min(rates[k]):,.0f} - {max(rates[k]):,.0f}",
              f"{median(secs[k]):.2f}", f"{median(steps[k]):.0f}", f"{med[k] / base:.1f}x"] for k in VARIANTS]
     body = "\n".join([
-        f"In-context evaluation (`adlib.evaluate.play`, sampled actions) of a freshly initialised model of the "
+        f"In-context evaluation (`adlib.incontext.play`, sampled actions) of a freshly initialised model of the "
         f"default size (d 64, 4 layers, 4 heads, ff 256), context window {args.seq_len} transitions, all {N} "
         f"held-out goals of the 9x9 room at once, {args.episodes} episodes each (>= {min_steps} lockstep steps, "
         f"so the window fills and the cache is rebuilt from the last {keep} transitions at least {refills} times). "

@@ -20,8 +20,8 @@ import torch
 
 from adlib import a2c
 from adlib.config import load_params
+from adlib.device import pick_device
 from adlib.envs import darkroom as dr
-from adlib.logs import pick_device
 from benchmarks import machine, table, write_section
 
 
@@ -33,7 +33,7 @@ def run(env_cfg, cfg, goal_ids: list[int], device, seeds: list[int] | None = Non
     a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, on_log=logs.append)
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0, logs[-1].stats["charts/success_rate"]
+    return time.perf_counter() - t0, logs[-1].stats["success_rate"]
 
 
 def main() -> None:

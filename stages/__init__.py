@@ -1,1 +1,27 @@
 """Thin DVC stage entry points (`python -m stages.<name>`): read params.yaml, call adlib."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run a stage's ``main``; a bad parameter (:class:`~adlib.config.ParamError`) prints one
+    line ``error: <message>`` to stderr, with no traceback, and exits with status 2.
+
+    Stages call it from ``if __name__ == "__main__":`` and load params.yaml before importing
+    torch or doing any work, so a bad parameter costs well under a second and writes nothing.
+    Bad or missing data (:class:`~adlib.io.DataError`, ``FileNotFoundError``) prints one line
+    naming the file and exits with status 1. Any other exception propagates with its traceback
+    (a bug).
+    """
+    from adlib.config import ParamError
+    from adlib.io import DataError
+
+    try:
+        main()
+    except (ParamError, DataError, FileNotFoundError) as e:
+        line = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ParamError) else 1)

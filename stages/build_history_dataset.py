@@ -3,7 +3,8 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.logs import get_logger, run_stage
+from adlib.logs import get_logger
+from stages import run_stage
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ import argparse
 
 from adlib.config import load_params
 from adlib.io import write_text
-from adlib.logs import get_logger, run_stage
+from adlib.logs import get_logger
+from stages import run_stage
 
 STAMP = "params.yaml passed adlib.config validation; every other stage depends on this file\n"
 

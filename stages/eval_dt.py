@@ -3,7 +3,8 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.logs import get_logger, run_stage
+from adlib.logs import get_logger
+from stages import run_stage
 
 
 def main() -> None:
@@ -19,13 +20,13 @@ def main() -> None:
     args = ap.parse_args()
     p = load_params(args.params)
     # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink
-    from adlib.report import evaluate_checkpoint
+    from adlib.evaluation import evaluate_checkpoint
     from adlib.tasks import read_split
 
     m = evaluate_checkpoint(args.model, p.env, p.eval, read_split(args.split, p.env), args.sources, len(p.source.shards),
                             args.metrics, args.detail, args.curves, args.tensorboard, p.runtime.eval)
     key = "success" if p.env.terminate_on_goal else "return"
-    s, g = m["heldout"]["sampled"], m["heldout"]["greedy"]
+    s, g = m["held_out"]["sampled"], m["held_out"]["greedy"]
     get_logger("eval_dt").info(f"held-out {key} (sampled): first10 {s[key + '_first10']['mean']:.3f} -> "
                                f"last10 {s[key + '_last10']['mean']:.3f} (greedy last10 "
                                f"{g[key + '_last10']['mean']:.3f}) -> {args.metrics}")

@@ -3,7 +3,8 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.logs import get_logger, run_stage
+from adlib.logs import get_logger
+from stages import run_stage
 
 
 def main() -> None:
@@ -17,7 +18,7 @@ def main() -> None:
 
     split = split_goals(p.env, p.split)
     write_split(split, args.out)
-    get_logger("split_tasks").info(f"{len(split['train'])} training goals, {len(split['test'])} held out -> {args.out}")
+    get_logger("split_tasks").info(f"{len(split['train'])} training goals, {len(split['held_out'])} held out -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import argparse
 
 from adlib.config import load_params
-from adlib.logs import run_stage
+from stages import run_stage
 
 RESUME_DIR = ".cache/train_dt"   # scratch: ignored by git (.gitignore) and by DVC (no stage's output)
 

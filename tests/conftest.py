@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from dvc_helpers import TINY_DOWNSTREAM, Repo, make_repo, tiny_params
 
 

@@ -11,8 +11,21 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from adlib.config import (DatasetConfig, DTConfig, DTRuntime, EnvConfig, EvalConfig, EvalRuntime, Params,
-                          RuntimeConfig, SourceConfig, SourceRuntime, SplitConfig, parse_params, to_dict)
+from adlib.config import (
+    DatasetConfig,
+    DTConfig,
+    DTRuntime,
+    EnvConfig,
+    EvalConfig,
+    EvalRuntime,
+    Params,
+    RuntimeConfig,
+    SourceConfig,
+    SourceRuntime,
+    SplitConfig,
+    parse_params,
+    to_dict,
+)
 from adlib.dataset import HistoryDataset, build_dataset
 from adlib.envs import darkroom as dr
 from adlib.model import ModelConfig
@@ -60,8 +73,8 @@ def tiny_rt(**kw) -> DTRuntime:
 def tiny_model_cfg(layout: str = "transition", state_embedding: str = "coords", seq_len: int = 8,
                    d: int = 16, n_layers: int = 2, n_heads: int = 2) -> ModelConfig:
     return ModelConfig(grid_size=ENV.grid_size, n_actions=dr.N_ACTIONS, max_timestep=ENV.max_episode_steps, layout=layout,
-                       state_embedding=state_embedding, seq_len=seq_len, d=d, n_layers=n_layers, n_heads=n_heads,
-                       ff=2 * d)
+                       state_embedding=state_embedding, seq_len=seq_len, embedding_dim=d, num_layers=n_layers,
+                       num_heads=n_heads, feed_forward_dim=2 * d)
 
 
 def write_params(path: Path, dt: DTConfig, eval_cfg: EvalConfig | None = None, rt: DTRuntime | None = None) -> Path:
@@ -94,7 +107,7 @@ def run_stage(args: list[str], timeout: float = 120) -> subprocess.CompletedProc
 
 def windows_batch(pipe: dict, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Real training windows of the tiny dataset, as int64 arrays."""
-    ds = HistoryDataset(pipe["data_dir"], ENV, held_out=pipe["split"]["test"])
+    ds = HistoryDataset(pipe["data_dir"], ENV, held_out=pipe["split"]["held_out"])
     rows = ds.sample_starts(np.random.default_rng(seed), batch, seq_len, 0.25)
     w = ds.windows(rows, seq_len)
     return {k: np.ascontiguousarray(v).astype(np.int64) for k, v in w.items() if k != "goal"}

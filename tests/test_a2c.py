@@ -133,11 +133,11 @@ def test_a2c_learns_on_small_room():
     logs: list[a2c.AgentLog] = []
     corners = [0, 4, 19, 23]  # (0,0), (0,4), (4,0), (4,4): 4 steps from the centre
     a2c.train_agents(ENV, cfg, corners, [0] * 4, rt=SourceRuntime(log_every=5), on_log=logs.append)
-    first = logs[0].stats["charts/success_rate"]
-    last = logs[-1].stats["charts/success_rate"]
+    first = logs[0].stats["success_rate"]
+    last = logs[-1].stats["success_rate"]
     assert first.mean() < 0.5
     assert (last > 0.8).all(), last
-    assert (logs[-1].stats["charts/episodic_length"] < 8).all()  # near the 4-step optimum
+    assert (logs[-1].stats["episodic_length"] < 8).all()  # near the 4-step optimum
 
 
 def test_a2c_losses_equal_a_hand_computation():
@@ -185,8 +185,8 @@ def test_seeds_per_goal_trains_several_distinct_agents_per_goal(tmp_path):
     import dataclasses
 
     from adlib.histories import AGENT_FILE, HISTORY_FILE, goal_dir, read_columns
-    from adlib.sources import train_shard
     from adlib.io import load_torch
+    from adlib.sources import train_shard
 
     cfg = SourceConfig(hidden_size=8, nenvs=2, nsteps=5, env_steps=500, lr=1e-2, seeds_per_goal=3, shards=(0,))
     train_shard(ENV, cfg, 0, tmp_path / "shard_0")

@@ -8,8 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adlib.config import (RESERVED_KEYS, DatasetConfig, EnvConfig, Params, ParamError, SourceConfig, load_params,
-                          param_keys, parse_params, read_yaml, to_dict)
+from adlib.config import (
+    RESERVED_KEYS,
+    DatasetConfig,
+    EnvConfig,
+    ParamError,
+    Params,
+    SourceConfig,
+    load_params,
+    param_keys,
+    parse_params,
+    read_yaml,
+    to_dict,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,18 @@ import torch
 
 from adlib.config import DatasetConfig, EnvConfig, NoiseConfig, SourceConfig, SplitConfig
 from adlib.dataset import DATA_FILE, KIND_A2C, KIND_NOISE, HistoryDataset, build_dataset
-from adlib.histories import (COLUMNS, SCHEMA, DataError, cut_and_subsample, episode_index, find_source_goals,
-                             goal_dir, read_table, to_table, write_table)
+from adlib.histories import (
+    COLUMNS,
+    SCHEMA,
+    DataError,
+    cut_and_subsample,
+    episode_index,
+    find_source_goals,
+    goal_dir,
+    read_table,
+    to_table,
+    write_table,
+)
 from adlib.noise import noise_histories
 from adlib.sources import train_shard
 from adlib.tasks import split_goals
@@ -116,8 +126,8 @@ def test_held_out_goals_never_in_dataset(pipeline):
     table = read_table(pipeline["data_dir"] / DATA_FILE, columns=[*COLUMNS, "goal", "kind"])
     goals = set(np.unique(table.column("goal").to_numpy()).tolist())
     assert goals == set(split["train"])
-    assert not goals & set(split["test"])
-    assert pipeline["meta"]["held_out_goals"] == sorted(split["test"])
+    assert not goals & set(split["held_out"])
+    assert pipeline["meta"]["held_out_goals"] == sorted(split["held_out"])
 
 
 def test_history_dataset_rejects_injected_held_out_goal(pipeline, tmp_path):
@@ -126,7 +136,7 @@ def test_history_dataset_rejects_injected_held_out_goal(pipeline, tmp_path):
     path = data_dir / DATA_FILE
     table = pq.read_table(path)
     goal = table.column("goal").to_numpy().copy()
-    leak = pipeline["split"]["test"][0]
+    leak = pipeline["split"]["held_out"][0]
     goal[len(goal) // 2] = leak
     table = table.set_column(table.schema.get_field_index("goal"), "goal", pa.array(goal, pa.uint16()))
     pq.write_table(table, path, compression="zstd")

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from dvc_helpers import SHARDS, TINY_DOWNSTREAM, Repo, downstream, pipeline, ran_stages, tiny_params
 
 pytestmark = pytest.mark.slow
@@ -36,7 +35,7 @@ ALL = set(STAGES)
 DT_AND_AFTER = downstream(STAGES, {"train_dt"})    # train_dt, eval_dt, render_videos
 ALL3 = {"check_params", "split_tasks", *SHARDS, "build_history_dataset"}
 
-HELDOUT_KEY = "heldout.sampled.success_last10"     # a headline metric, as DVC flattens it
+HELDOUT_KEY = "held_out.sampled.success_last10"     # a headline metric, as DVC flattens it
 
 
 def _get(d: dict, dotted: str):
@@ -64,9 +63,9 @@ def test_full_repro_metrics_and_plots(base_repo, repo: Repo, tmp_path: Path):
 
     m, detail = repo.json("metrics/eval.json"), repo.json("metrics/eval_detail.json")
     split = repo.json("data/split.json")
-    g = detail["heldout"]["greedy"]
-    assert g["goals"] == len(split["test"]) == 8 and g["episodes"] == 5
-    assert _get(m, HELDOUT_KEY) == detail["heldout"]["sampled"]["success_last10"]["mean"]
+    g = detail["held_out"]["greedy"]
+    assert g["goals"] == len(split["held_out"]) == 8 and g["episodes"] == 5
+    assert _get(m, HELDOUT_KEY) == detail["held_out"]["sampled"]["success_last10"]["mean"]
     assert detail["train_goals"]["sampled"]["goals"] == 2 and detail["train_goals"]["sampled"]["seeds"] == 2
 
     shown = json.loads(repo.dvc_stdout("metrics", "show", "--json"))
@@ -78,11 +77,11 @@ def test_full_repro_metrics_and_plots(base_repo, repo: Repo, tmp_path: Path):
     out = tmp_path / "plots"
     repo.dvc("plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
-    assert "heldout_learning_curve" in html and "train_goals_learning_curve" in html
-    assert list((out / "static").glob("*heldout.png")), "the PNG plot was not rendered"
+    assert "held_out_learning_curve" in html and "train_goals_learning_curve" in html
+    assert list((out / "static").glob("*held_out.png")), "the PNG plot was not rendered"
     # every declared data plot: AD and its baselines (y) against the episode (x), as rendered
     shown = json.loads(repo.dvc_stdout("plots", "show", "--json"))["data"]
-    for name in ("heldout_learning_curve", "train_goals_learning_curve"):
+    for name in ("held_out_learning_curve", "train_goals_learning_curve"):
         (plot,) = shown[name]
         spec = plot["content"]
         assert spec["encoding"]["x"]["field"] == "episode", spec["encoding"]["x"]
@@ -142,7 +141,7 @@ def test_exp_run_and_diff(repo: Repo):
     assert (p["old"], p["new"]) == (16, 8)
     flat_b, flat_e = _flat(base_metrics), _flat(exp_metrics)
     md = diff["metrics"]["metrics/eval.json"]
-    held = {k: v for k, v in md.items() if k.startswith("heldout.")}
+    held = {k: v for k, v in md.items() if k.startswith("held_out.")}
     assert HELDOUT_KEY in held and len(held) >= 5
     for k, v in held.items():
         assert (v["old"], v["new"]) == (flat_b[k], flat_e[k]), k
@@ -195,8 +194,8 @@ def s3_server(tmp_path: Path):
     try:
         import boto3
         import dvc_s3  # noqa: F401
-        import moto  # noqa: F401
         import flask  # noqa: F401   (moto[server])
+        import moto  # noqa: F401
     except ImportError as e:
         pytest.skip(f"S3 round trip needs dvc-s3 and moto[server] (pip install -e '.[test]'): {e}")
     with socket.socket() as s:

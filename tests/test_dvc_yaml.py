@@ -22,12 +22,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc_helpers import (
+    NOT_DEPS,
+    REPO,
+    RESULT_SECTIONS,
+    STAGE_READS,
+    import_closure,
+    pipeline,
+    stage_module,
+    stage_name,
+    stage_reads,
+)
 
-from adlib.config import param_keys, read_yaml
+from adlib.config import EnvConfig, SplitConfig, param_keys, read_yaml
 from adlib.tasks import split_goals
-from adlib.config import EnvConfig, SplitConfig
-from dvc_helpers import (NOT_DEPS, REPO, RESULT_SECTIONS, STAGE_READS, import_closure, pipeline, stage_module,
-                         stage_name, stage_reads)
 
 PARAMS = read_yaml(REPO / "params.yaml")
 STAGES = pipeline(PARAMS)
@@ -59,8 +67,8 @@ def test_stage_depends_on_exactly_its_import_closure(name):
 def test_import_closure_follows_function_level_and_package_imports():
     """The closure is not just the top-level imports: stages import the library inside main()."""
     closure = import_closure("stages.eval_dt")
-    assert {"stages/__init__.py", "adlib/__init__.py", "adlib/envs/__init__.py", "adlib/report.py",
-            "adlib/model.py", "adlib/evaluate.py"} <= closure
+    assert {"stages/__init__.py", "adlib/__init__.py", "adlib/envs/__init__.py", "adlib/evaluation.py",
+            "adlib/model.py", "adlib/incontext.py", "adlib/rollout.py"} <= closure
     assert "adlib/a2c.py" not in closure   # histories.py names it only under TYPE_CHECKING
 
 
@@ -184,7 +192,7 @@ def test_declared_plots_show_ad_with_baselines_against_episode():
     plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
     csv_plots = [next(iter(p.values())) for p in plots if isinstance(p, dict)]
     images = [p for p in plots if isinstance(p, str)]
-    assert {Path(p).stem for p in images} == {"heldout", "train_goals"}
+    assert {Path(p).stem for p in images} == {"held_out", "train_goals"}
     files = set()
     for p in csv_plots:
         assert p["x"] == "episode"
@@ -193,7 +201,7 @@ def test_declared_plots_show_ad_with_baselines_against_episode():
             assert {"ad_sampled", "a2c_source", "random", "optimum"} <= set(ys), ys
             header = (REPO / path).read_text().splitlines()[0].split(",")
             assert header[0] == "episode" and set(ys) <= set(header), (path, header)
-    assert files == {"metrics/curves/heldout.csv", "metrics/curves/train_goals.csv"}
+    assert files == {"metrics/curves/held_out.csv", "metrics/curves/train_goals.csv"}
 
 
 def test_every_output_is_pushed():

@@ -203,13 +203,6 @@ def test_all_goals_excludes_centre_and_has_size_squared_minus_one():
         assert dr.obs_of(c, goals).tolist() == sorted(dr.obs_of(c, goals).tolist())  # row-major order
 
 
-def test_goal_to_index_inverts_all_goals():
-    for size in (3, 5, 9):
-        c = EnvConfig(grid_size=size)
-        goals = dr.all_goals(c)
-        assert dr.goal_to_index(c, goals).tolist() == list(range(len(goals)))
-
-
 def test_optimal_actions_reduce_distance():
     c = cfg()
     cells = torch.tensor([[r, col] for r in range(SIZE) for col in range(SIZE)])

@@ -9,17 +9,27 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers_dt import ENV, tiny_dt, tiny_pipeline, tiny_rt
 
 from adlib.config import EnvConfig, EvalConfig
 from adlib.envs import darkroom as dr
-from adlib.evaluate import oracle_policy, play, random_policy, rollout
+from adlib.evaluation import (
+    evaluate_checkpoint,
+    explorer_curve,
+    headline,
+    optimum_return,
+    random_return,
+    report_points,
+    source_curve,
+    summarize,
+    write_curves_csv,
+)
 from adlib.histories import find_source_goals
-from adlib.tasks import spread
-from adlib.report import (evaluate_checkpoint, explorer_curve, headline, optimum_return, random_return, report_points,
-                          source_curve, summarize, write_curves_csv)
+from adlib.incontext import play
 from adlib.model import load_model
+from adlib.rollout import oracle_policy, random_policy, rollout
+from adlib.tasks import spread
 from adlib.train import train
-from helpers_dt import ENV, tiny_dt, tiny_pipeline, tiny_rt
 
 torch.set_num_threads(1)
 
@@ -75,20 +85,38 @@ def test_suboptimal_path_lengths_show_in_steps_over_shortest():
     assert m["steps_over_shortest_last10"] == pytest.approx(round(float(np.mean((d + 1) / d)), 4))
 
 
-def test_random_policy_matches_random_return():
-    env = ENV   # 5x5, 10 steps, terminate on goal: success is frequent enough to measure
+def exact_random_success(env: EnvConfig, goal: tuple[int, int]) -> float:
+    """P(a uniform random walk from the centre reaches ``goal`` within the step limit), by
+    dynamic programming over cells: an independent check of the Monte Carlo baseline."""
+    n, (sr, sc) = env.grid_size, dr.start_pos(env)
+    p = np.zeros((n, n))
+    p[sr, sc] = 1.0
+    hit = 0.0
+    for _ in range(env.max_episode_steps):
+        q = np.zeros_like(p)
+        for dr_, dc in ((0, 0), (-1, 0), (0, 1), (1, 0), (0, -1)):
+            for r in range(n):
+                for c in range(n):
+                    q[min(max(r + dr_, 0), n - 1), min(max(c + dc, 0), n - 1)] += p[r, c] / 5
+        hit += q[goal]
+        q[goal] = 0.0            # the episode ends there
+        p = q
+    return hit
+
+
+def test_random_baseline_equals_the_exact_random_walk_success():
+    env = ENV   # 5x5, 10 steps, terminate on goal
     goals = list(range(24))
-    res = rollout(random_policy, env, goals, seeds=16, episodes=10, greedy=False, seed=0)
-    expected = random_return(env, goals, episodes_per_goal=1000)
-    assert 0.1 < expected < 0.9
-    assert res.success.mean() == pytest.approx(expected, abs=0.03)
+    exact = np.mean([exact_random_success(env, tuple(g)) for g in dr.all_goals(env)[goals].tolist()])
+    assert random_return(env, goals) == pytest.approx(exact, abs=0.01)
+    res = rollout(random_policy, env, goals, seeds=16, episodes=10, greedy=False, seed=1)
     assert (res.returns == res.success).all()   # 'reach' + termination: return is success
     far = rollout(oracle_policy, env, goals, seeds=1, episodes=2, greedy=True)
     assert res.success.mean() < far.success.mean()
 
 
 def test_random_return_paper_variant_matches_spec():
-    assert random_return(PAPER9, ALL9, episodes_per_goal=2000) == pytest.approx(0.235, abs=0.012)
+    assert random_return(PAPER9, ALL9) == pytest.approx(0.235, abs=0.012)
 
 
 def test_explorer_curve_matches_spec():
@@ -132,7 +160,7 @@ def model_run(tmp_path_factory) -> dict:
 
 def test_play_is_reproducible_with_same_seed(model_run):
     model, _ = load_model(model_run["model_path"])
-    goals = model_run["split"]["test"][:3]
+    goals = model_run["split"]["held_out"][:3]
     kw = dict(env_cfg=ENV, goal_ids=goals, seeds=2, episodes=5, greedy=False, record=True)
     a = play(model, seed=7, **kw)
     b = play(model, seed=7, **kw)
@@ -160,9 +188,9 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     assert json.loads(detail_path.read_text()) == m
     assert json.loads(metrics_path.read_text()) == headline(m, "success")
     assert m["variant"].startswith("original")
-    assert set(m) == {"variant", "heldout", "train_goals"}
-    held, trg = split["test"], spread(split["train"], 3)
-    for group, goals in (("heldout", held), ("train_goals", trg)):
+    assert set(m) == {"variant", "held_out", "train_goals"}
+    held, trg = split["held_out"], spread(split["train"], 3)
+    for group, goals in (("held_out", held), ("train_goals", trg)):
         g = m[group]
         assert g["greedy"]["goals"] == len(goals) and g["greedy"]["seeds"] == 1
         assert g["sampled"]["goals"] == len(goals) and g["sampled"]["seeds"] == 2
@@ -170,7 +198,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
         assert {f"return@{p}" for p in report_points(E)} <= set(g["greedy"])
         assert {"success_first10", "success_last10", "steps_over_shortest_last10"} <= set(g["greedy"])
         assert g["baselines"]["optimum"] == 1.0
-        # each group's metrics are exactly the play of that group's goals (held-out goals only in 'heldout')
+        # each group's metrics are exactly the play of that group's goals (held-out goals only in 'held_out')
         model, _ = load_model(model_run["model_path"])
         res = play(model, ENV, goals, 1, E, greedy=True, seed=0)
         assert g["greedy"] == summarize(res, 1, ENV)
@@ -183,7 +211,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
         np.testing.assert_allclose(csv["explorer"], explorer_curve(ENV, E), atol=5e-6)
         png = curves / f"{group}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    assert m["heldout"]["greedy"]["goals"] == 8 and m["train_goals"]["greedy"]["goals"] == 3
+    assert m["held_out"]["greedy"]["goals"] == 8 and m["train_goals"]["greedy"]["goals"] == 3
     assert any(p.name.startswith("events.out.tfevents") for p in tb.iterdir())
 
     with pytest.raises(ValueError, match="another env"):
@@ -222,10 +250,10 @@ def test_rollout_gives_the_policy_the_previous_transition_before_the_reset():
 
 def test_play_context_holds_the_env_outputs(model_run):
     """The frozen model's context (ContextPlayer) is exactly what the env returned."""
-    from adlib.evaluate import ContextPlayer
+    from adlib.incontext import ContextPlayer
 
     model, _ = load_model(model_run["model_path"])
-    goals, E = model_run["split"]["test"][:3], 4
+    goals, E = model_run["split"]["held_out"][:3], 4
     player = ContextPlayer(model, len(goals), E * ENV.max_episode_steps, torch.device("cpu"))
     outcomes = []
 
@@ -250,7 +278,7 @@ def test_play_context_holds_the_env_outputs(model_run):
 def test_summary_spread_is_over_seeds_each_averaged_over_goals():
     """Runs are goal-major (run = goal * seeds + seed): seed s scores s on goal 0 and 10 s on
     goal 1, so the per-seed means are 0, 5.5, 11 (a wrong grouping gives other numbers)."""
-    from adlib.evaluate import PlayResult
+    from adlib.rollout import PlayResult
 
     seeds, E = 3, 12
     per_run = np.array([0, 1, 2, 0, 10, 20], float)           # goal 0 seeds 0..2, goal 1 seeds 0..2
@@ -268,7 +296,7 @@ def test_source_curve_equals_episode_returns_read_row_by_row(model_run):
     from adlib.histories import read_columns
 
     found = find_source_goals(model_run["sources"], 1)
-    goals, E = model_run["split"]["test"][:4], 30
+    goals, E = model_run["split"]["held_out"][:4], 30
     curves = []
     for g in goals:
         c = read_columns(found[g] / "history.parquet", ["stream", "reward", "terminated", "truncated"])

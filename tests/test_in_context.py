@@ -20,8 +20,9 @@ import torch
 
 from adlib.config import DatasetConfig, DTConfig, DTRuntime, EnvConfig, NoiseConfig, SourceConfig, SplitConfig
 from adlib.dataset import build_dataset
-from adlib.evaluate import play, random_policy, rollout
+from adlib.incontext import play
 from adlib.model import load_model
+from adlib.rollout import random_policy, rollout
 from adlib.sources import train_shard
 from adlib.tasks import split_goals
 from adlib.train import train
@@ -44,14 +45,14 @@ def learned(tmp_path_factory) -> dict:
                   warmup_steps=20, batch_size=16, num_steps=600, seed=0)
     train(ENV, dt, split, root / "dataset", root / "model", rt=DTRuntime(device="cpu", eval_step=0, threads=1))
     model, _ = load_model(root / "model" / "model.pt")
-    held_out = play(model, ENV, split["test"], seeds=4, episodes=EPISODES, greedy=False, seed=0)
-    rand = rollout(random_policy, ENV, split["test"], seeds=4, episodes=EPISODES, greedy=False, seed=0)
+    held_out = play(model, ENV, split["held_out"], seeds=4, episodes=EPISODES, greedy=False, seed=0)
+    rand = rollout(random_policy, ENV, split["held_out"], seeds=4, episodes=EPISODES, greedy=False, seed=0)
     return {"split": split, "meta": meta, "held_out": held_out, "random": rand, "root": Path(root)}
 
 
 def test_held_out_goals_were_never_trained_on(learned):
-    assert not set(learned["meta"]["train_goals"]) & set(learned["split"]["test"])
-    assert sorted(set(learned["held_out"].goal_ids.tolist())) == sorted(learned["split"]["test"])
+    assert not set(learned["meta"]["train_goals"]) & set(learned["split"]["held_out"])
+    assert sorted(set(learned["held_out"].goal_ids.tolist())) == sorted(learned["split"]["held_out"])
 
 
 def test_success_rises_in_context_on_held_out_goals(learned):
@@ -70,7 +71,7 @@ def test_the_improvement_comes_from_the_context(learned):
     """Same model, same goals, but the context is wiped at every episode: no improvement."""
     model, _ = load_model(learned["root"] / "model" / "model.pt")
     split = learned["split"]
-    per_episode = [play(model, ENV, split["test"], seeds=4, episodes=1, greedy=False, seed=e).success.mean()
+    per_episode = [play(model, ENV, split["held_out"], seeds=4, episodes=1, greedy=False, seed=e).success.mean()
                    for e in range(EPISODES - 5, EPISODES)]
     with_context = float(learned["held_out"].success[:, -5:].mean())
     assert with_context >= float(np.mean(per_episode)) + 0.15, (with_context, per_episode)

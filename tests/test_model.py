@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers_dt import ENV, tiny_model_cfg, tiny_pipeline
 
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
-from adlib.evaluate import ContextPlayer, keep_on_refill
 from adlib.histories import read_table
+from adlib.incontext import ContextPlayer, keep_on_refill
 from adlib.model import ADTransformer, KVCache
-from helpers_dt import ENV, tiny_model_cfg, tiny_pipeline
 
 torch.set_num_threads(1)
 
@@ -73,7 +73,7 @@ def test_forward_shapes_and_loss(layout, emb):
     want = torch.nn.functional.cross_entropy(logits.reshape(-1, dr.N_ACTIONS), f["action"].reshape(-1))
     torch.testing.assert_close(loss, want)
     tokens = model.embed(f)
-    assert tokens.shape == (B, L * model.cfg.tokens_per_transition, model.cfg.d)
+    assert tokens.shape == (B, L * model.cfg.tokens_per_transition, model.cfg.embedding_dim)
     assert model.cfg.block_size == L * model.cfg.tokens_per_transition
 
 
@@ -83,7 +83,7 @@ def test_triplet_tokens_are_state_action_reward_in_order(emb):
     B, L = 2, 5
     f = random_seq(B, L)
     x = model.embed(f)
-    assert x.shape == (B, 3 * L, model.cfg.d)
+    assert x.shape == (B, 3 * L, model.cfg.embedding_dim)
     te = model.type_emb.weight
     torch.testing.assert_close(x[:, 0::3], model.state_emb(f["state"]) + model.time_emb(f["t"]) + te[0])
     torch.testing.assert_close(x[:, 1::3], model.action_emb(f["action"]) + te[1])
@@ -274,8 +274,8 @@ def test_kv_cache_overflow_raises(layout):
     model = make_model(layout, seq_len=4)
     cache = KVCache(model.cfg, 1, "cpu")
     assert cache.capacity == model.cfg.block_size
-    hd = model.cfg.d // model.cfg.n_heads
-    kv = torch.zeros(1, model.cfg.n_heads, cache.capacity, hd)
+    hd = model.cfg.embedding_dim // model.cfg.num_heads
+    kv = torch.zeros(1, model.cfg.num_heads, cache.capacity, hd)
     cache.write(0, kv, kv)
     cache.advance(cache.capacity)
     with pytest.raises(RuntimeError, match="KV cache overflow"):

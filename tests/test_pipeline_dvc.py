@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc_helpers import TINY_DOWNSTREAM, Repo, pipeline, ran_stages, stage_reads, tiny_params
 
 from adlib.config import param_keys
-from dvc_helpers import TINY_DOWNSTREAM, Repo, pipeline, ran_stages, stage_reads, tiny_params
 
 pytestmark = pytest.mark.slow
 

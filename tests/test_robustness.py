@@ -33,15 +33,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from helpers_dt import DATA, ENV, REPO, SPLIT, SRC, stage_env, tiny_dt, tiny_rt
 
 from adlib.config import EvalConfig, EvalRuntime, Params, RuntimeConfig, SourceRuntime, parse_params, to_dict
 from adlib.dataset import DATA_FILE, META_FILE, HistoryDataset, build_dataset
+from adlib.evaluation import evaluate_checkpoint
 from adlib.histories import DataError, find_source_goals, read_table, write_table
 from adlib.io import atomic_dir, atomic_path, load_torch, save_torch, write_json
-from adlib.report import evaluate_checkpoint
 from adlib.tasks import read_split
 from adlib.train import train
-from helpers_dt import DATA, ENV, REPO, SPLIT, SRC, stage_env, tiny_dt, tiny_rt
 
 torch.set_num_threads(1)
 
@@ -418,7 +418,7 @@ def test_stale_hidden_shard_alone_is_not_taken_for_data(runs, tmp_path):
 def test_two_independent_runs_give_identical_files(runs):
     a, b = runs["A"], runs["B"]
     for rel in ("split.json", f"dataset/{DATA_FILE}", f"dataset/{META_FILE}", "sources/shard_0/shard.json",
-                "metrics/curves/heldout.csv", "metrics/curves/train_goals.csv"):
+                "metrics/curves/held_out.csv", "metrics/curves/train_goals.csv"):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     for x in sorted((a / "sources" / "shard_0").glob("goal_*/*")):
         if x.is_file():
@@ -450,7 +450,7 @@ def test_two_independent_trainings_give_identical_weights_and_metrics(runs):
         return [no_timing(v) for v in d] if isinstance(d, list) else d
 
     ea, eb = (json.loads((r / "metrics" / "eval.json").read_text()) for r in (runs["A"], runs["B"]))
-    assert no_timing(ea) == no_timing(eb) and "heldout" in ea and "train_goals" in ea
+    assert no_timing(ea) == no_timing(eb) and "held_out" in ea and "train_goals" in ea
 
 
 # ================================================================ 4. bad data names its file
@@ -503,21 +503,21 @@ def test_held_out_goal_in_dataset_raises_naming_the_file(runs, tmp_path):
     split = read_split(runs["A"] / "split.json")
     table = pq.read_table(data / DATA_FILE)
     goal = table.column("goal").to_numpy().copy()
-    goal[len(goal) // 3] = split["test"][0]
+    goal[len(goal) // 3] = split["held_out"][0]
     table = table.set_column(table.schema.get_field_index("goal"), "goal", pa.array(goal, pa.uint16()))
     pq.write_table(table, data / DATA_FILE, compression="zstd")
     with pytest.raises(DataError, match=re.escape(str(data / DATA_FILE))):
         train_on(runs, data, tmp_path / "model")
     assert not (tmp_path / "model").exists()
     # the untouched dataset against a split that now holds out one of its training goals
-    moved = dict(split, train=split["train"][1:], test=sorted([*split["test"], split["train"][0]]))
+    moved = dict(split, train=split["train"][1:], held_out=sorted([*split["held_out"], split["train"][0]]))
     with pytest.raises(DataError, match=re.escape(str(runs["A"] / "dataset" / DATA_FILE))):
-        HistoryDataset(runs["A"] / "dataset", ENV, held_out=moved["test"])
+        HistoryDataset(runs["A"] / "dataset", ENV, held_out=moved["held_out"])
 
 
 def test_overlapping_split_file_raises_naming_it(runs, tmp_path):
     split = json.loads((runs["A"] / "split.json").read_text())
-    split["test"] = [*split["test"], split["train"][0]]
+    split["held_out"] = [*split["held_out"], split["train"][0]]
     path = tmp_path / "split.json"
     path.write_text(json.dumps(split))
     with pytest.raises(ValueError, match=re.escape(str(path))):
@@ -609,10 +609,10 @@ def test_seq_len_longer_than_every_stream_fails_before_loading_and_writes_nothin
 
 
 def test_eval_with_a_held_out_source_missing_fails_before_playing(runs, tmp_path, monkeypatch):
-    import adlib.report as R
+    import adlib.evaluation as R
 
     sources = copy_of(runs, tmp_path, "sources")
-    goal = read_split(runs["A"] / "split.json")["test"][0]
+    goal = read_split(runs["A"] / "split.json")["held_out"][0]
     shutil.rmtree(sources / "shard_0" / f"goal_{goal:03d}")
     played = []
     monkeypatch.setattr(R, "play", lambda *a, **k: played.append(1))   # must never be reached
@@ -690,7 +690,7 @@ def _checkpoint_variant(runs: dict, tmp: Path, name: str, edit) -> Path:
 def test_checkpoint_not_matching_its_config_or_env_fails_eval_naming_it(runs, tmp_path):
     split = read_split(runs["A"] / "split.json")
     bad_d = _checkpoint_variant(runs, tmp_path, "bad_d.pt",
-                                lambda c: dict(c, model_config={**c["model_config"], "d": c["model_config"]["d"] * 2}))
+                                lambda c: dict(c, model_config={**c["model_config"], "embedding_dim": c["model_config"]["embedding_dim"] * 2}))
     other_env = _checkpoint_variant(runs, tmp_path, "other_env.pt",
                                     lambda c: dict(c, env={**c["env"], "max_episode_steps": 20}))
     for path in (bad_d, other_env):

@@ -13,13 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers_dt import (
+    ENV,
+    REPO,
+    run_stage,
+    stage_env,
+    tiny_dt,
+    tiny_pipeline,
+    tiny_rt,
+    train_cmd,
+    windows_batch,
+    write_params,
+)
 
 from adlib.config import DTConfig
 from adlib.io import load_torch
 from adlib.model import ModelConfig, load_model
 from adlib.train import build_model, lr_at, train
-from helpers_dt import (ENV, REPO, run_stage, stage_env, tiny_dt, tiny_pipeline, tiny_rt, train_cmd, windows_batch,
-                        write_params)
 
 torch.set_num_threads(1)
 
@@ -66,7 +76,7 @@ def trained(pipe, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("trained")
     dt = tiny_dt(num_steps=NUM_STEPS)
     summary = train(ENV, dt, pipe["split"], pipe["data_dir"], out / "model", resume_dir=out / "resume",
-                    log_dir=out / "tb", rt=tiny_rt(eval_step=EVAL_STEP, eval_episodes=3), eval_train_goals=2)
+                    log_dir=out / "tb", rt=tiny_rt(eval_step=EVAL_STEP, eval_episodes=3, eval_train_goals=2))
     return {"dt": dt, "out": out / "model", "summary": summary, "resume": out / "resume", "tb": out / "tb"}
 
 
@@ -82,7 +92,7 @@ def test_checkpoint_round_trip_rebuilds_identical_model(trained, pipe):
     path = trained["out"] / "model.pt"
     raw = torch.load(path, map_location="cpu", weights_only=True)   # plain tensors and data only
     assert raw["step"] == NUM_STEPS
-    assert raw["train_goals"] == pipe["split"]["train"] and raw["held_out_goals"] == pipe["split"]["test"]
+    assert raw["train_goals"] == pipe["split"]["train"] and raw["held_out_goals"] == pipe["split"]["held_out"]
     dt = trained["dt"]
     assert raw["model_config"] == ModelConfig.from_dt(dt, ENV.grid_size, 5, ENV.max_episode_steps).to_dict()
 
@@ -104,12 +114,12 @@ def test_checkpoint_round_trip_rebuilds_identical_model(trained, pipe):
 
 def test_checkpoint_with_mismatched_config_raises_naming_file(trained, tmp_path):
     raw = torch.load(trained["out"] / "model.pt", map_location="cpu", weights_only=True)
-    bad = dict(raw, model_config={**raw["model_config"], "d": 32, "n_heads": 4})
+    bad = dict(raw, model_config={**raw["model_config"], "embedding_dim": 32, "num_heads": 4})
     path = tmp_path / "bad.pt"
     torch.save(bad, path)
     with pytest.raises(ValueError, match=str(path)):
         load_model(path)
-    deeper = dict(raw, model_config={**raw["model_config"], "n_layers": raw["model_config"]["n_layers"] + 1})
+    deeper = dict(raw, model_config={**raw["model_config"], "num_layers": raw["model_config"]["num_layers"] + 1})
     torch.save(deeper, tmp_path / "deeper.pt")   # weights lack a block: missing keys, not a shape error
     with pytest.raises(ValueError, match=str(tmp_path / "deeper.pt")):
         load_model(tmp_path / "deeper.pt")
@@ -131,7 +141,7 @@ def test_tensorboard_tags_and_steps(trained):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     for tag in ("losses/train_loss", "losses/accuracy", "losses/grad_norm", "charts/lr",
-                "eval_heldout/success_last10", "eval_heldout/return_first10",
+                "eval_held_out/success_last10", "eval_held_out/return_first10",
                 "eval_train/success_last10", "eval_train/return_last10"):
         assert tag in tags, tag
     loss_steps = [e.step for e in acc.Scalars("losses/train_loss")]
@@ -139,7 +149,7 @@ def test_tensorboard_tags_and_steps(trained):
     lr = {e.step: e.value for e in acc.Scalars("charts/lr")}
     for s, v in lr.items():
         assert v == pytest.approx(lr_at(s, trained["dt"]), rel=1e-6)
-    for group, key in (("eval_heldout", "heldout"), ("eval_train", "train")):
+    for group, key in (("eval_held_out", "held_out"), ("eval_train", "train")):
         for name in ("success_first10", "success_last10", "return_first10", "return_last10"):
             events = acc.Scalars(f"{group}/{name}")
             assert [e.step for e in events] == [4, 8, 12]   # multiples of eval_step, not garbled

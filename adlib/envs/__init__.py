@@ -1,11 +1,22 @@
 """Dark Room: a batched tensor core and a gymnasium wrapper (registered as ``adlib/DarkRoom-v0``)."""
 
-from adlib.envs.darkroom import (ACTION_DELTAS, N_ACTIONS, EnvState, StepOut, all_goals, goal_to_index,
-                                 obs_of, optimal_actions, reset, shortest_path, start_pos, step)
+from adlib.envs.darkroom import (
+    ACTION_DELTAS,
+    N_ACTIONS,
+    EnvState,
+    StepOut,
+    all_goals,
+    obs_of,
+    optimal_actions,
+    reset,
+    shortest_path,
+    start_pos,
+    step,
+)
 
 ENV_ID = "adlib/DarkRoom-v0"
 
-__all__ = ["ACTION_DELTAS", "N_ACTIONS", "ENV_ID", "EnvState", "StepOut", "all_goals", "goal_to_index", "obs_of",
+__all__ = ["ACTION_DELTAS", "N_ACTIONS", "ENV_ID", "EnvState", "StepOut", "all_goals", "obs_of",
            "optimal_actions", "reset", "shortest_path", "start_pos", "step", "register"]
 
 

@@ -75,13 +75,6 @@ def check_goal(cfg: EnvConfig, goal: Any, key: str = "goal") -> tuple[int, int]:
     return row, col
 
 
-def goal_to_index(cfg: EnvConfig, goal: torch.Tensor) -> torch.Tensor:
-    """Goal id (index into :func:`all_goals`) of goals ``[..., 2]``."""
-    cell = goal[..., 0] * cfg.grid_size + goal[..., 1]
-    centre = start_pos(cfg)[0] * cfg.grid_size + start_pos(cfg)[1]
-    return cell - (cell > centre).long()
-
-
 def obs_of(cfg: EnvConfig, pos: torch.Tensor) -> torch.Tensor:
     """State index of positions ``[..., 2]``."""
     return pos[..., 0] * cfg.grid_size + pos[..., 1]

@@ -1,0 +1,86 @@
+"""The frozen model in context: it plays many goals at once with a KV cache.
+
+Window semantics: the model was trained on windows of ``seq_len`` transitions, so at play
+time its context holds at most ``seq_len`` transitions. When the next transition would not
+fit, the oldest are dropped and the cache is rebuilt from the last ``keep`` transitions
+(periodic re-prefill, ``keep = 3/4 seq_len``). This is exact: every logit equals a full
+forward pass over the same window (tested), unlike a rolling cache whose old keys were
+computed with context that has since been evicted. The cost is one prefill of ``keep``
+tokens every ``seq_len - keep + 1`` steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adlib import tokens
+from adlib.config import EnvConfig
+from adlib.model import ADTransformer, KVCache
+from adlib.rollout import PlayResult, rollout
+
+# Share of the window kept when it is full and the cache is rebuilt: a larger share keeps more
+# context per re-prefill, a smaller one re-prefills less often (every seq_len - keep + 1 steps).
+REFILL_KEEP = 0.75
+
+
+def keep_on_refill(seq_len: int) -> int:
+    """Transitions kept when the context window is full and the cache is rebuilt."""
+    return max(1, int(REFILL_KEEP * seq_len))
+
+
+class ContextPlayer:
+    """Holds the transitions of N lockstep envs and produces action logits with a KV cache."""
+
+    def __init__(self, model: ADTransformer, n: int, max_steps: int, device: torch.device, use_cache: bool = True):
+        self.model, self.cfg = model, model.cfg
+        self.use_cache = use_cache
+        self.cache = KVCache(self.cfg, n, device) if use_cache else None
+        self.hist = {k: torch.empty((n, max_steps), dtype=torch.long, device=device) for k in tokens.FIELDS}
+        self.step = 0   # transitions seen so far
+        self.start = 0  # first transition in the context window
+
+    def window(self) -> dict[str, torch.Tensor]:
+        return {k: v[:, self.start:self.step + 1] for k, v in self.hist.items()}
+
+    def prefill_logits(self) -> torch.Tensor:
+        """Logits of the last transition from a fresh pass over the current window."""
+        f = self.window()
+        if self.cache is None:
+            logits, _ = self.model(f)
+            return logits[:, -1]
+        return self.model.prefill(f, self.cache)
+
+    @torch.no_grad()
+    def act_logits(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Add transition ``self.step`` (its state and the previous transition's outcome) -> logits ``[N, A]``."""
+        i = self.step
+        self.hist["state"][:, i], self.hist["t"][:, i] = obs, t
+        for k, v in prev.items():
+            self.hist[k][:, i] = v
+        # this transition's action and reward are not known yet ('none' until record_outcome);
+        # the triplet layout embeds the whole window, so they must be valid indices
+        self.hist["action"][:, i] = tokens.none_action(self.cfg.n_actions)
+        self.hist["reward"][:, i] = tokens.none_reward()
+        if i - self.start + 1 > self.cfg.seq_len:
+            self.start = i + 1 - keep_on_refill(self.cfg.seq_len)
+            return self.prefill_logits()
+        if self.cache is None:
+            return self.prefill_logits()
+        f = {k: v[:, i:i + 1] for k, v in self.hist.items()}
+        return self.model.decode(f, self.cache, first=(i == self.start))
+
+    def record_outcome(self, action: torch.Tensor, reward: torch.Tensor) -> None:
+        self.hist["action"][:, self.step] = action
+        self.hist["reward"][:, self.step] = reward.long()
+        self.step += 1
+
+
+def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
+         greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
+         use_cache: bool = True, record: bool = False) -> PlayResult:
+    """The frozen model plays from an empty context (see :func:`rollout`)."""
+    model.eval()
+    n = len(goal_ids) * seeds
+    player = ContextPlayer(model, n, episodes * env_cfg.max_episode_steps, torch.device(device), use_cache)
+    return rollout(lambda obs, t, prev, state: player.act_logits(obs, t, prev), env_cfg, goal_ids, seeds,
+                   episodes, greedy, temperature, seed, device, record, on_action=player.record_outcome)

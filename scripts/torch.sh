@@ -1,0 +1,19 @@
+# Sourced by setup.sh and lock.sh: install_torch PYTHON PIN installs torch into PYTHON's venv.
+#   default      the CPU build of PIN (e.g. torch==2.13.0): a local wheel when pip's find-links
+#                has one (dependencies then from the index), else the PyTorch CPU index. Plain
+#                PyPI is never asked first: on Linux it serves a multi-GB CUDA build.
+#   ADLIB_TORCH  any other pip spec, e.g. for a GPU:
+#                ADLIB_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+install_torch() {
+    local py="$1" pin="$2"
+    local -a pip=("$py" -m pip --disable-pip-version-check -q)
+    if [[ -n "${ADLIB_TORCH:-}" ]]; then
+        local -a spec
+        read -r -a spec <<<"$ADLIB_TORCH"
+        "${pip[@]}" install "${spec[@]}"
+    elif "${pip[@]}" install --no-index --no-deps "$pin" >/dev/null 2>&1; then
+        "${pip[@]}" install "$pin"   # the local wheel is installed; now its dependencies
+    else
+        "${pip[@]}" install "$pin" --index-url https://download.pytorch.org/whl/cpu
+    fi
+}
