@@ -123,6 +123,18 @@ def write_curves_csv(path: str | Path, columns: dict[str, np.ndarray]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
+# a curve named NAME + STD_SUFFIX is the spread of curve NAME: plotted as a band, not a line
+STD_SUFFIX = "_std"
+
+
+def moving_average(y: np.ndarray, k: int = 5) -> np.ndarray:
+    """Centred moving average of ``k``, shrinking at the edges, ignoring NaNs."""
+    ok = np.isfinite(y)
+    num = np.convolve(np.where(ok, y, 0.0), np.ones(k), mode="same")
+    den = np.convolve(ok.astype(float), np.ones(k), mode="same")
+    return num / np.maximum(den, 1)
+
+
 def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, ylabel: str,
                 reference: dict[str, tuple[list[int], list[float]]] | None = None) -> None:
     """A PNG of learning curves against episode number (moving average of 5 for readability)."""
@@ -130,25 +142,28 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     styles = {"random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
               "explorer": dict(ls="-.", color="tab:purple")}
     for name, y in curves.items():
+        if name.endswith(STD_SUFFIX):
+            continue
         x = np.arange(1, len(y) + 1)
         st = next((v for k, v in styles.items() if name.startswith(k)), {})
-        if len(y) > 10 and not st:  # centred moving average of 5, shrinking at the edges
-            ok = np.isfinite(y)
-            num = np.convolve(np.where(ok, y, 0.0), np.ones(5), mode="same")
-            den = np.convolve(ok.astype(float), np.ones(5), mode="same")
-            y = num / np.maximum(den, 1)
-        ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
+        if len(y) > 10 and not st:
+            y = moving_average(y)
+        line, = ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
+        if name + STD_SUFFIX in curves:   # the spread over seeds: mean +- std (smoothed like the mean)
+            sd = moving_average(curves[name + STD_SUFFIX]) if len(y) > 10 else curves[name + STD_SUFFIX]
+            ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, lw=0,
+                            label=f"{name} ± std over seeds")
     for name, (xs, ys) in (reference or {}).items():
         ax.plot(xs, ys, "o", ms=5, label=name, color="tab:red")
     ax.set_xlabel("episode of in-context play")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)   # beside, never on a curve
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -234,6 +249,9 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
                        seed=eval_cfg.seed, device=device)
             metrics[group][mode] = summarize(res, seeds, env_cfg)
             curves[group][f"ad_{mode}"] = res.returns.mean(0)
+            if seeds > 1:   # [goals x seeds, E] -> per-seed curves (each a mean over goals) -> std
+                per_seed = res.returns.reshape(len(goals), seeds, E).mean(0)
+                curves[group][f"ad_{mode}{STD_SUFFIX}"] = per_seed.std(0)
         curves[group]["a2c_source"] = source_curve(found, goals, E)
         curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
         curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))

@@ -39,9 +39,10 @@ class EpsOptimal:
 def noise_histories(env_cfg: EnvConfig, cfg: NoiseConfig, goal_ids: list[int],
                     device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
     """``cfg.streams_per_goal`` AD^eps streams per goal, each exactly ``cfg.episodes`` episodes
-    long, as history columns. Streams are numbered goal-major (stream = i_goal * streams + j)."""
+    long, as history columns. Streams are numbered goal-major (stream = i_goal * streams + j).
+    Draws are keyed by (goal, stream, step): a goal's streams do not depend on the other goals."""
     res = rollout(EpsOptimal(cfg), env_cfg, goal_ids, cfg.streams_per_goal, cfg.episodes, greedy=False,
-                  seed=cfg.seed, device=device, record=True)
+                  seed=cfg.seed, device=device, record=True, keyed=True)
     tr = res.trace
     active = tr["episode"] < cfg.episodes                                                # [n, steps]
     steps = np.cumsum(active, 1) - 1

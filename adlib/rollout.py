@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from adlib import tokens
+from adlib import rng, tokens
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 
@@ -38,6 +38,9 @@ class PlayResult:
         return None if self.trace is None else self.trace["episode"]
 
 
+# stream keys of the counter-based draws of a keyed rollout
+_ACT, _START = 1, 2
+
 # what a recorded rollout keeps of every step (the columns of a learning history, plus the
 # episode number of the step within its run)
 TRACE_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state", "episode")
@@ -60,21 +63,30 @@ def random_policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tens
 @torch.no_grad()
 def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
             greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
-            record: bool = False, on_action: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> PlayResult:
+            record: bool = False, on_action: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+            keyed: bool = False) -> PlayResult:
     """Every goal x seed plays ``episodes`` episodes in one lockstep batch (runs goal-major:
     run = goal * seeds + seed); the only loop over env steps outside A2C's training.
 
     ``on_action(action, reward)`` is called after every env step (a context player records
     the outcome there). With ``record``, every step of every run is kept (``trace``; runs that
     finished early keep stepping in lockstep: their steps have ``episode >= episodes``).
-    Sampling uses its own seeded generator: runs are reproducible.
+    Sampling uses its own seeded generator: runs are reproducible. With ``keyed``, every draw
+    of run (goal g, seed j) is instead a counter-based hash of (``seed``, g, j, step)
+    (:mod:`adlib.rng`): a run's randomness then does not depend on which other goals share the
+    batch (data generation, where a goal's streams must not change when the goal list does).
     """
     device = torch.device(device)
     ids = torch.tensor(goal_ids, dtype=torch.long).repeat_interleave(seeds)
     N = len(ids)
     goals = dr.all_goals(env_cfg)[ids].to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    u = (lambda: torch.rand(N, generator=gen, device=device)) if env_cfg.random_start else (lambda: None)
+    run_key = (ids * 100_003 + torch.arange(N) % seeds).to(device)                 # [N] identity of each run
+    k = -1                                                                          # env step (-1: the first reset)
+    if keyed:
+        u = (lambda: rng.uniform(seed, _START, run_key, k)) if env_cfg.random_start else (lambda: None)
+    else:
+        u = (lambda: torch.rand(N, generator=gen, device=device)) if env_cfg.random_start else (lambda: None)
     state, obs = dr.reset(env_cfg, goals, u())
     prev = {"prev_action": torch.full((N,), tokens.none_action(dr.N_ACTIONS), device=device),
             "prev_reward": torch.full((N,), tokens.none_reward(), device=device),
@@ -85,7 +97,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     ep_ret = torch.zeros(N, device=device)
     rows = torch.arange(N, device=device)
     trace: list[tuple[torch.Tensor, ...]] = []
-    for _ in range(episodes * env_cfg.max_episode_steps):
+    for k in range(episodes * env_cfg.max_episode_steps):
         if bool((episode >= episodes).all()):
             break
         logits = policy(obs, state.t, prev, state).float()
@@ -93,7 +105,10 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
             action = logits.argmax(-1)
         else:
             probs = torch.softmax(logits / temperature, -1)
-            action = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+            if keyed:
+                action = rng.categorical(probs, rng.uniform(seed, _ACT, run_key, k))
+            else:
+                action = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
         out = dr.step(env_cfg, state, action, u())
         if on_action is not None:
             on_action(action, out.reward)

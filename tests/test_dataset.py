@@ -271,6 +271,21 @@ def test_noise_streams_have_exact_episode_count():
         assert cols["step"][cols["stream"] == s].tolist() == list(range(int((cols["stream"] == s).sum())))
 
 
+@pytest.mark.parametrize("random_start", [False, True])
+def test_noise_streams_of_a_goal_do_not_depend_on_the_other_goals(random_start):
+    """Keyed draws: goal 5's streams are the same alone and beside other goals (a batch-wide
+    generator would hand it other random numbers when the goal list changes)."""
+    env = dataclasses.replace(ENV, random_start=random_start)
+    cfg = dataclasses.replace(NOISE, streams_per_goal=2, episodes=12, decay_episodes=10)
+    alone = noise_histories(env, cfg, [5])
+    beside = noise_histories(env, cfg, [0, 5, 17])
+    rows = (beside["stream"] >= 2) & (beside["stream"] < 4)                 # goal 5 is the second goal
+    for k in ("state", "action", "reward", "next_state", "t"):
+        assert np.array_equal(alone[k], beside[k][rows]), k
+    again = noise_histories(env, dataclasses.replace(cfg, seed=cfg.seed + 1), [5])
+    assert not np.array_equal(alone["action"], again["action"][: len(alone["action"])])   # the seed matters
+
+
 def test_noise_success_rises_as_eps_decays():
     cfg = dataclasses.replace(NOISE, streams_per_goal=4, episodes=40, decay_episodes=30)
     cols = noise_histories(ENV, cfg, [0, 4, 19, 23])

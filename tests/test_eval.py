@@ -203,10 +203,14 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
         res = play(model, ENV, goals, 1, E, greedy=True, seed=0)
         assert g["greedy"] == summarize(res, 1, ENV)
         csv = np.genfromtxt(curves / f"{group}.csv", delimiter=",", names=True)
-        assert list(csv.dtype.names) == ["episode", "ad_greedy", "ad_sampled", "a2c_source", "random", "optimum",
-                                         "explorer"]
+        assert list(csv.dtype.names) == ["episode", "ad_greedy", "ad_sampled", "ad_sampled_std", "a2c_source",
+                                         "random", "optimum", "explorer"]
         assert len(csv) == E
         np.testing.assert_allclose(csv["ad_greedy"], res.returns.mean(0), atol=5e-6)
+        sampled = play(model, ENV, goals, 2, E, greedy=False, seed=0).returns          # [goals x 2 seeds, E]
+        per_seed = np.stack([sampled[0::2].mean(0), sampled[1::2].mean(0)])           # runs are goal-major
+        np.testing.assert_allclose(csv["ad_sampled"], per_seed.mean(0), atol=5e-6)
+        np.testing.assert_allclose(csv["ad_sampled_std"], per_seed.std(0), atol=5e-6)
         np.testing.assert_allclose(csv["a2c_source"], source_curve(find_source_goals(model_run["sources"], 1), goals, E), atol=5e-6)
         np.testing.assert_allclose(csv["explorer"], explorer_curve(ENV, E), atol=5e-6)
         png = curves / f"{group}.png"
