@@ -400,7 +400,14 @@ def read_yaml(path: str | Path) -> Any:
         m = re.search(r'duplicate key "([^"]+)"', str(e.problem))
         line = e.problem_mark.line if e.problem_mark is not None else 0
         key = _key_path_at(text, line, m.group(1)) if m else "?"
-        first = f", first at line {e.context_mark.line + 1}" if e.context_mark is not None else ""
+        first = ""
+        if m and e.context_mark is not None:   # context_mark is the mapping's start: find the first key
+            lines, dup = text.splitlines(), text.splitlines()[line]
+            indent = len(dup) - len(dup.lstrip())
+            first_line = next((i for i in range(e.context_mark.line, line)
+                               if lines[i][indent:].startswith(f"{m.group(1)}:")
+                               and len(lines[i]) - len(lines[i].lstrip()) == indent), None)
+            first = f", first at line {first_line + 1}" if first_line is not None else ""
         raise ParamError(f"{path}: {key}: duplicate key (line {line + 1}{first}); "
                          f"YAML keeps only one of them silently") from None
     except YAMLError as e:

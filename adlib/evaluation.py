@@ -137,7 +137,8 @@ def moving_average(y: np.ndarray, k: int = 5) -> np.ndarray:
 
 def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, ylabel: str,
                 reference: dict[str, tuple[list[int], list[float]]] | None = None) -> None:
-    """A PNG of learning curves against episode number (moving average of 5 for readability)."""
+    """A PNG of learning curves against episode number; curves longer than 10 episodes (but the
+    constant baselines) are smoothed with a moving average of 5, and the title says so."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -145,13 +146,14 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     styles = {"random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
               "explorer": dict(ls="-.", color="tab:purple")}
+    smoothed = False
     for name, y in curves.items():
         if name.endswith(STD_SUFFIX):
             continue
         x = np.arange(1, len(y) + 1)
         st = next((v for k, v in styles.items() if name.startswith(k)), {})
         if len(y) > 10 and not st:
-            y = moving_average(y)
+            y, smoothed = moving_average(y), True
         line, = ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
         if name + STD_SUFFIX in curves:   # the spread over seeds: mean +- std (smoothed like the mean)
             sd = moving_average(curves[name + STD_SUFFIX]) if len(y) > 10 else curves[name + STD_SUFFIX]
@@ -161,7 +163,7 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
         ax.plot(xs, ys, "o", ms=5, label=name, color="tab:red")
     ax.set_xlabel("episode of in-context play")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title + (" (moving average of 5)" if smoothed else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)   # beside, never on a curve
     fig.tight_layout()
@@ -181,7 +183,7 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
         paper = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]  # SPEC.md §6
         reference = {"AD paper (Fig. 4)": ([x for x, _ in paper if x <= E], [y for x, y in paper if x <= E])}
     explorer = "explorer (ideal, all goals" + (", fixed start)" if not env_cfg.random_start else ", from the centre)")
-    titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant} (moving average of 5)",
+    titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant}",
               "train_goals": f"AD on {n_goals['train_goals']} training goals (over-fitting check), {variant}"}
     for group, cs in curves.items():
         plot_curves(Path(curves_dir) / f"{group}.png", {explorer if k == "explorer" else k: v for k, v in cs.items()},

@@ -226,7 +226,10 @@ def test_duplicate_key_is_refused_naming_its_full_path(tmp_path):
     path = tmp_path / "params.yaml"
     text = (ROOT / "params.yaml").read_text().replace("  num_steps: 1500\n", "  num_steps: 1500\n  lr: 3.0e-4\n")
     path.write_text(text)
-    with pytest.raises(ParamError, match=r"dt\.lr: duplicate key \(line \d+, first at line \d+\)"):
+    lines = text.splitlines()
+    first = lines.index("  lr: 1.0e-3") + 1                       # 1-based line numbers
+    second = lines.index("  lr: 3.0e-4") + 1
+    with pytest.raises(ParamError, match=rf"dt\.lr: duplicate key \(line {second}, first at line {first}\)"):
         load_params(path)
 
 
