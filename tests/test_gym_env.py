@@ -129,7 +129,9 @@ BAD_ENV_ARGS = [
     ({"goal": (2.5, 3)}, "goal"),                 # was stored as (2, 3) and rewarded there
     ({"goal": (2, 2)}, "start cell"),             # the centre of a 5x5 room: won without moving
     ({"goal": (5, 0)}, "outside"),
+    ({"goal": (0, 5)}, "outside"),                # one column past the edge (a mutant kept it)
     ({"goal": (-1, 0)}, "outside"),
+    ({"goal": (0, -1)}, "outside"),
     ({"goal": (1, 2, 3)}, "goal"),
     ({"goal": "a1"}, "goal"),
     ({"grid_size": 0}, "env.grid_size"),
