@@ -33,7 +33,6 @@ class ContextPlayer:
 
     def __init__(self, model: ADTransformer, n: int, max_steps: int, device: torch.device, use_cache: bool = True):
         self.model, self.cfg = model, model.cfg
-        self.use_cache = use_cache
         self.cache = KVCache(self.cfg, n, device) if use_cache else None
         self.hist = {k: torch.empty((n, max_steps), dtype=torch.long, device=device) for k in tokens.FIELDS}
         self.step = 0   # transitions seen so far

@@ -81,9 +81,9 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     N = len(ids)
     goals = dr.all_goals(env_cfg)[ids].to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    run_key = (ids * 100_003 + torch.arange(N) % seeds).to(device)                 # [N] identity of each run
     k = -1                                                                          # env step (-1: the first reset)
     if keyed:
+        run_key = (ids * 100_003 + torch.arange(N) % seeds).to(device)             # [N] identity of each run
         u = (lambda: rng.uniform(seed, _START, run_key, k)) if env_cfg.random_start else (lambda: None)
     else:
         u = (lambda: torch.rand(N, generator=gen, device=device)) if env_cfg.random_start else (lambda: None)
