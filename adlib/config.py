@@ -81,7 +81,9 @@ class NoiseConfig:
     """AD^eps noise-distillation histories (Zisman et al., 2024), an extra source next to A2C."""
 
     streams_per_goal: int = _f(0, "noise-distillation streams per training goal (0 = none)", rng=(0, 100_000))
-    episodes: int = _f(120, "episodes per noise stream", rng=(1, 1_000_000))
+    transitions: int = _f(600, "transitions per noise stream (cut there, mid-episode if need be, as A2C histories "
+                               "are cut at history_len): a fixed length, so every stream holds a dt.seq_len window "
+                               "whatever its goal's distance", rng=(1, 10_000_000))
     decay_episodes: int = _f(80, "episodes over which eps decays linearly from eps_start to eps_end", rng=(1, 1_000_000))
     eps_start: float = _f(1.0, "initial probability of a uniform random action", rng=(0, 1))
     eps_end: float = _f(0.0, "final probability of a uniform random action", rng=(0, 1))
@@ -342,9 +344,9 @@ def _cross_checks(p: Params) -> None:
                          f"{p.source.env_steps} (histories cannot be longer than what was trained)")
     if p.dataset.history_len < p.source.nenvs:
         raise ParamError(f"dataset.history_len = {p.dataset.history_len}: must be >= source.nenvs = {p.source.nenvs}")
-    if p.dataset.noise.decay_episodes > p.dataset.noise.episodes:
-        raise ParamError(f"dataset.noise.decay_episodes = {p.dataset.noise.decay_episodes}: must be <= "
-                         f"dataset.noise.episodes = {p.dataset.noise.episodes}")
+    if p.dataset.noise.streams_per_goal and p.dataset.noise.transitions < p.dt.seq_len:
+        raise ParamError(f"dataset.noise.transitions = {p.dataset.noise.transitions}: must be >= dt.seq_len = "
+                         f"{p.dt.seq_len} (a training window lies within one stream)")
     rs = p.runtime.source
     if rs.checkpoint_every % rs.log_every:
         raise ParamError(f"runtime.source.checkpoint_every = {rs.checkpoint_every}: must be a multiple of "

@@ -112,6 +112,7 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
         "transitions": int(len(data["state"])),
         "history_len_per_agent": cfg.history_len, "subsample": cfg.subsample,
         "longest_stream": int(np.bincount(data["stream"]).max()),
+        "shortest_stream": int(np.bincount(data["stream"]).min()),
     }
     table = to_table(data, extra={"goal": pa.uint16(), "kind": pa.uint8()},
                      metadata={"adlib": json.dumps(meta)})
@@ -163,6 +164,13 @@ class HistoryDataset:
         self.starts = np.flatnonzero(np.concatenate([[True], stream[1:] != stream[:-1]]))   # [n_streams]
         self.lengths = np.diff(np.concatenate([self.starts, [len(stream)]]))
         self.grid_size = self.meta["grid_size"]
+        if seq_len is not None and (short := self.lengths < seq_len).any():
+            kinds = np.unique(self.cols["kind"][self.starts[short]]).tolist()
+            keys = " / ".join(["dataset.subsample or dataset.history_len"] * (KIND_A2C in kinds)
+                              + ["dataset.noise.transitions"] * (KIND_NOISE in kinds))
+            raise ParamError(f"dt.seq_len = {seq_len}: {int(short.sum())} of {len(short)} streams of {data_dir} are "
+                             f"shorter (shortest {self.lengths.min()} transitions) and would never be trained on; "
+                             f"lower dt.seq_len or change {keys}")
 
     def __len__(self) -> int:
         return len(self.cols["state"])

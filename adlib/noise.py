@@ -38,16 +38,17 @@ class EpsOptimal:
 
 def noise_histories(env_cfg: EnvConfig, cfg: NoiseConfig, goal_ids: list[int],
                     device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """``cfg.streams_per_goal`` AD^eps streams per goal, each exactly ``cfg.episodes`` episodes
-    long, as history columns. Streams are numbered goal-major (stream = i_goal * streams + j).
-    Draws are keyed by (goal, stream, step): a goal's streams do not depend on the other goals."""
-    res = rollout(EpsOptimal(cfg), env_cfg, goal_ids, cfg.streams_per_goal, cfg.episodes, greedy=False,
-                  seed=cfg.seed, device=device, record=True, keyed=True)
-    tr = res.trace
-    active = tr["episode"] < cfg.episodes                                                # [n, steps]
-    steps = np.cumsum(active, 1) - 1
-    stream = np.broadcast_to(np.arange(active.shape[0], dtype=np.int32)[:, None], active.shape)
-    cols = {"stream": stream[active], "step": steps[active].astype(np.int32)}
-    cols.update({k: tr[k][active] for k in ("t", "state", "action", "reward", "terminated", "truncated",
+    """``cfg.streams_per_goal`` AD^eps streams per goal, each exactly ``cfg.transitions`` env
+    steps long (the last episode may be cut), as history columns. Streams are numbered
+    goal-major (stream = i_goal * streams + j). Draws are keyed by (goal, stream, step): a
+    goal's streams do not depend on the other goals."""
+    n = cfg.transitions      # every episode takes >= 1 step: n episodes are never all done in n steps
+    res = rollout(EpsOptimal(cfg), env_cfg, goal_ids, cfg.streams_per_goal, n, greedy=False,
+                  seed=cfg.seed, device=device, record=True, keyed=True, max_steps=n)
+    tr = res.trace                                                                      # each [streams, n]
+    shape = tr["state"].shape
+    cols = {"stream": np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None], shape).ravel(),
+            "step": np.broadcast_to(np.arange(shape[1], dtype=np.int32)[None, :], shape).ravel()}
+    cols.update({k: tr[k].ravel() for k in ("t", "state", "action", "reward", "terminated", "truncated",
                                             "next_state")})
     return cols

@@ -64,7 +64,7 @@ def random_policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tens
 def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
             greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
             record: bool = False, on_action: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
-            keyed: bool = False) -> PlayResult:
+            keyed: bool = False, max_steps: int | None = None) -> PlayResult:
     """Every goal x seed plays ``episodes`` episodes in one lockstep batch (runs goal-major:
     run = goal * seeds + seed); the only loop over env steps outside A2C's training.
 
@@ -75,6 +75,8 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     of run (goal g, seed j) is instead a counter-based hash of (``seed``, g, j, step)
     (:mod:`adlib.rng`): a run's randomness then does not depend on which other goals share the
     batch (data generation, where a goal's streams must not change when the goal list does).
+    ``max_steps`` stops every run after that many env steps (episodes not finished by then
+    keep return 0 and length 0).
     """
     device = torch.device(device)
     ids = torch.tensor(goal_ids, dtype=torch.long).repeat_interleave(seeds)
@@ -97,7 +99,8 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     ep_ret = torch.zeros(N, device=device)
     rows = torch.arange(N, device=device)
     trace: list[tuple[torch.Tensor, ...]] = []
-    for k in range(episodes * env_cfg.max_episode_steps):
+    steps = episodes * env_cfg.max_episode_steps
+    for k in range(steps if max_steps is None else min(steps, max_steps)):
         if bool((episode >= episodes).all()):
             break
         logits = policy(obs, state.t, prev, state).float()

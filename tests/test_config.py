@@ -32,7 +32,7 @@ def good() -> dict:
     raw["split"].update(n_train=16)
     raw["source"].update(nenvs=2, nsteps=10, env_steps=2000, shards=[0, 1])
     raw["dataset"].update(history_len=1000, subsample=1)
-    raw["dataset"]["noise"].update(episodes=30, decay_episodes=20)
+    raw["dataset"]["noise"].update(streams_per_goal=2, transitions=100, decay_episodes=20)
     raw["dt"].update(seq_len=16, embedding_dim=32, num_heads=4)
     raw["eval"].update(train_goals=2)
     return raw
@@ -111,7 +111,8 @@ BAD = [
     ("history_len_above_env_steps", with_("dataset.history_len", 2001), "dataset.history_len"),
     ("history_len_below_nenvs", with_("dataset.history_len", 1), "dataset.history_len"),
     ("noise_eps_above_one", with_("dataset.noise.eps_start", 1.1), "dataset.noise.eps_start"),
-    ("noise_decay_longer_than_episodes", with_("dataset.noise.decay_episodes", 31), "dataset.noise.decay_episodes"),
+    ("noise_transitions_below_seq_len", with_("dataset.noise.transitions", 15), "dataset.noise.transitions"),
+    ("noise_transitions_zero", with_("dataset.noise.transitions", 0), "dataset.noise.transitions"),
     ("unknown_layout", with_("dt.layout", "quad"), "dt.layout"),
     ("unknown_state_embedding", with_("dt.state_embedding", "onehot"), "dt.state_embedding"),
     ("seq_len_zero", with_("dt.seq_len", 0), "dt.seq_len"),

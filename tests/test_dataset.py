@@ -20,6 +20,7 @@ from adlib.histories import (
     DataError,
     cut_and_subsample,
     episode_index,
+    episode_table,
     find_source_goals,
     goal_dir,
     read_table,
@@ -34,7 +35,7 @@ torch.set_num_threads(1)
 
 ENV = EnvConfig(grid_size=5, max_episode_steps=10)
 SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0, 1))
-NOISE = NoiseConfig(streams_per_goal=2, episodes=30, decay_episodes=20, eps_start=1.0, eps_end=0.0, seed=0)
+NOISE = NoiseConfig(streams_per_goal=2, transitions=200, decay_episodes=20, eps_start=1.0, eps_end=0.0, seed=0)
 DATA = DatasetConfig(history_len=1000, subsample=1, noise=NOISE)
 PER_STREAM = DATA.history_len // SRC.nenvs
 
@@ -257,18 +258,18 @@ def test_subsample_keeps_every_kth_episode():
 
 # ---------------------------------------------------------------- AD^eps noise histories
 
-def test_noise_streams_have_exact_episode_count():
-    cfg = dataclasses.replace(NOISE, streams_per_goal=3, episodes=25)
-    goals = [0, 5, 17]
+def test_noise_streams_have_exact_transition_count():
+    """Every stream is exactly ``transitions`` steps long whatever its goal's distance (a
+    count of episodes would make near goals' streams shorter than a training window)."""
+    cfg = dataclasses.replace(NOISE, streams_per_goal=3, transitions=25)
+    goals = [0, 5, 13, 17]                                 # 13: next to the start (2, 2); 0: a corner
     cols = noise_histories(ENV, cfg, goals)
-    done = cols["terminated"] | cols["truncated"]
     n_streams = len(goals) * cfg.streams_per_goal
     assert sorted(set(cols["stream"].tolist())) == list(range(n_streams))
-    assert np.bincount(cols["stream"], weights=done, minlength=n_streams).tolist() == [25] * n_streams
-    last = np.flatnonzero(np.concatenate([cols["stream"][1:] != cols["stream"][:-1], [True]]))
-    assert done[last].all()  # every stream ends on an episode end
+    assert np.bincount(cols["stream"], minlength=n_streams).tolist() == [25] * n_streams
     for s in range(n_streams):
-        assert cols["step"][cols["stream"] == s].tolist() == list(range(int((cols["stream"] == s).sum())))
+        assert cols["step"][cols["stream"] == s].tolist() == list(range(25))
+    assert (cols["terminated"] | cols["truncated"]).sum() > n_streams      # several episodes per stream
 
 
 @pytest.mark.parametrize("random_start", [False, True])
@@ -276,7 +277,7 @@ def test_noise_streams_of_a_goal_do_not_depend_on_the_other_goals(random_start):
     """Keyed draws: goal 5's streams are the same alone and beside other goals (a batch-wide
     generator would hand it other random numbers when the goal list changes)."""
     env = dataclasses.replace(ENV, random_start=random_start)
-    cfg = dataclasses.replace(NOISE, streams_per_goal=2, episodes=12, decay_episodes=10)
+    cfg = dataclasses.replace(NOISE, streams_per_goal=2, transitions=150, decay_episodes=10)
     alone = noise_histories(env, cfg, [5])
     beside = noise_histories(env, cfg, [0, 5, 17])
     rows = (beside["stream"] >= 2) & (beside["stream"] < 4)                 # goal 5 is the second goal
@@ -287,17 +288,17 @@ def test_noise_streams_of_a_goal_do_not_depend_on_the_other_goals(random_start):
 
 
 def test_noise_success_rises_as_eps_decays():
-    cfg = dataclasses.replace(NOISE, streams_per_goal=4, episodes=40, decay_episodes=30)
+    cfg = dataclasses.replace(NOISE, streams_per_goal=4, transitions=400, decay_episodes=30)
     cols = noise_histories(ENV, cfg, [0, 4, 19, 23])
-    ep = episode_index(cols["terminated"], cols["truncated"], cols["stream"])
-    success = np.zeros((cols["stream"].max() + 1, cfg.episodes))
-    np.add.at(success, (cols["stream"], ep), cols["reward"])
-    early, late = success[:, :5].mean(), success[:, -10:].mean()
-    assert early < 0.6
-    assert late == 1.0  # eps_end = 0: the shortest-path policy always arrives
-    ends = cols["terminated"] | cols["truncated"]
-    lengths = np.diff(np.concatenate([[-1], np.flatnonzero(ends)]))
-    assert lengths.reshape(-1, cfg.episodes)[:, -10:].max() == 4  # corners are 4 steps away
+    table = episode_table(cols)                              # finished episodes only
+    for s in range(int(cols["stream"].max()) + 1):
+        mine = table["stream"] == s
+        success, length = table["success"][mine], table["length"][mine]
+        assert len(success) > 45                             # 30 noisy episodes, then short walks
+        assert success[-10:].all()                           # eps_end = 0: the shortest path always arrives
+        assert length[-10:].max() <= 4                       # corners are 4 steps away
+    early = np.mean([table["success"][table["stream"] == s][:5].mean() for s in range(16)])
+    assert early < 0.6                                       # eps_start = 1: mostly random walks
 
 
 def test_noise_streams_in_dataset_cover_train_goals(pipeline):

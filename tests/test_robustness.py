@@ -35,7 +35,7 @@ import torch
 import yaml
 from helpers_dt import DATA, ENV, REPO, SPLIT, SRC, stage_env, tiny_dt, tiny_rt
 
-from adlib.config import EvalConfig, EvalRuntime, Params, RuntimeConfig, SourceRuntime, parse_params, to_dict
+from adlib.config import EvalConfig, EvalRuntime, ParamError, Params, RuntimeConfig, SourceRuntime, parse_params, to_dict
 from adlib.dataset import DATA_FILE, META_FILE, HistoryDataset, build_dataset
 from adlib.evaluation import evaluate_checkpoint
 from adlib.histories import DataError, find_source_goals, read_table, write_table
@@ -606,6 +606,18 @@ def test_seq_len_longer_than_every_stream_fails_before_loading_and_writes_nothin
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "dt.seq_len" in lines[0] and f"longest {longest}" in lines[0]
     assert listing(tmp_path) == ["params.yaml"]                   # no model, no TensorBoard file
+
+
+def test_seq_len_longer_than_some_streams_fails_naming_the_keys(runs, tmp_path):
+    """Streams shorter than a window used to be skipped silently: with a short AD^eps stream
+    length, exactly the near goals' streams vanished from training."""
+    meta = json.loads((runs["A"] / "dataset" / META_FILE).read_text())
+    shortest, longest = meta["shortest_stream"], meta["longest_stream"]
+    assert shortest < longest
+    with pytest.raises(ParamError, match=rf"dt.seq_len = {shortest + 1}: \d+ of {meta['streams']} streams .*"
+                                         rf"shortest {shortest} .*dataset.subsample or dataset.history_len"):
+        HistoryDataset(runs["A"] / "dataset", ENV, seq_len=shortest + 1)
+    assert len(HistoryDataset(runs["A"] / "dataset", ENV, seq_len=shortest)) == meta["transitions"]
 
 
 def test_eval_with_a_held_out_source_missing_fails_before_playing(runs, tmp_path, monkeypatch):
