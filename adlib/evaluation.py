@@ -81,14 +81,17 @@ def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
 
 
 def summarize(res: PlayResult, seeds: int, env_cfg: EnvConfig) -> dict:
-    """Return / success / path-efficiency at report points, first/last 10 episodes; mean and
-    standard deviation over seeds (each seed's value is its mean over goals)."""
+    """Return / success / path-efficiency at report points, first/last 10 episodes; mean,
+    standard deviation over seeds (each seed's value is its mean over goals) and over goals
+    (``goal_std``: each goal's value is its mean over seeds)."""
     E = res.returns.shape[1]
     G = len(res.goal_ids) // seeds
 
-    def stat(x: np.ndarray) -> dict:      # x: [N, ...] -> per-seed means -> mean, std
-        per_seed = x.reshape(G, seeds, -1).mean(axis=(0, 2))
-        return {"mean": round(float(per_seed.mean()), 4), "std": round(float(per_seed.std()), 4)}
+    def stat(x: np.ndarray) -> dict:      # x: [N, ...] -> per-seed / per-goal means -> mean, stds
+        per_run = x.reshape(G, seeds, -1).mean(axis=2)                          # [G, seeds]
+        per_seed, per_goal = per_run.mean(0), per_run.mean(1)
+        return {"mean": round(float(per_seed.mean()), 4), "std": round(float(per_seed.std()), 4),
+                "goal_std": round(float(per_goal.std()), 4)}
 
     k = min(10, E)
     out = {"episodes": E, "runs": len(res.goal_ids), "goals": G, "seeds": seeds}
@@ -136,9 +139,11 @@ def moving_average(y: np.ndarray, k: int = 5) -> np.ndarray:
 
 
 def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, ylabel: str,
-                reference: dict[str, tuple[list[int], list[float]]] | None = None) -> None:
+                reference: dict[str, tuple[list[int], list[float]]] | None = None, band_over: str = "seeds",
+                x_log: bool = False) -> None:
     """A PNG of learning curves against episode number; curves longer than 10 episodes (but the
-    constant baselines) are smoothed with a moving average of 5, and the title says so."""
+    constant baselines) are smoothed with a moving average of 5, and the title says so. A
+    curve's ``_std`` partner is drawn as a band labelled '± std over ``band_over``'."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -155,12 +160,14 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
         if len(y) > 10 and not st:
             y, smoothed = moving_average(y), True
         line, = ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
-        if name + STD_SUFFIX in curves:   # the spread over seeds: mean +- std (smoothed like the mean)
+        if name + STD_SUFFIX in curves:   # the spread: mean +- std (smoothed like the mean)
             sd = moving_average(curves[name + STD_SUFFIX]) if len(y) > 10 else curves[name + STD_SUFFIX]
             ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, lw=0,
-                            label=f"{name} ± std over seeds")
+                            label=f"{name} ± std over {band_over}")
     for name, (xs, ys) in (reference or {}).items():
         ax.plot(xs, ys, "o", ms=5, label=name, color="tab:red")
+    if x_log:
+        ax.set_xscale("log")
     ax.set_xlabel("episode of in-context play")
     ax.set_ylabel(ylabel)
     ax.set_title(title + (" (moving average of 5)" if smoothed else ""))
@@ -172,6 +179,10 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     plt.close(fig)
 
 
+# the AD paper's held-out curve on Dark Room, paper variant (episode, return), read off its Fig. 4 (SPEC.md §6)
+AD_PAPER = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]
+
+
 def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]], n_goals: dict[str, int],
                 variant: str, env_cfg: EnvConfig) -> None:
     """eval_dt's PNGs: per group, AD's curves with the baselines; the AD paper's points beside
@@ -180,8 +191,7 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
     ylabel = "success rate (return)" if env_cfg.terminate_on_goal else "return per episode"
     reference = None
     if not env_cfg.terminate_on_goal and env_cfg.reward_mode == "stand" and env_cfg.grid_size == 9:
-        paper = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]  # SPEC.md §6
-        reference = {"AD paper (Fig. 4)": ([x for x, _ in paper if x <= E], [y for x, y in paper if x <= E])}
+        reference = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])}
     explorer = "explorer (ideal, all goals" + (", fixed start)" if not env_cfg.random_start else ", from the centre)")
     titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant}",
               "train_goals": f"AD on {n_goals['train_goals']} training goals (over-fitting check), {variant}"}

@@ -52,7 +52,7 @@ def test_oracle_on_original_room_always_succeeds_on_shortest_paths():
     m = summarize(res, 1, ROOM9)
     assert m["goals"] == 80 and m["episodes"] == E
     for key in ("success@1", "success_first10", "success_last10", "return_last10"):
-        assert m[key] == {"mean": 1.0, "std": 0.0}, key
+        assert m[key] == {"mean": 1.0, "std": 0.0, "goal_std": 0.0}, key
     assert m["steps_over_shortest_last10"] == 1.0
     assert optimum_return(ROOM9, ALL9) == 1.0
 
@@ -279,7 +279,7 @@ def test_play_context_holds_the_env_outputs(model_run):
     assert (player.hist["prev_reward"][:, 0] == 2).all()      # 'none', not 0: nothing happened yet
 
 
-def test_summary_spread_is_over_seeds_each_averaged_over_goals():
+def test_summary_spreads_are_over_seeds_and_over_goals():
     """Runs are goal-major (run = goal * seeds + seed): seed s scores s on goal 0 and 10 s on
     goal 1, so the per-seed means are 0, 5.5, 11 (a wrong grouping gives other numbers)."""
     from adlib.rollout import PlayResult
@@ -291,7 +291,9 @@ def test_summary_spread_is_over_seeds_each_averaged_over_goals():
                      lengths=np.full((6, E), 4), shortest=np.full(6, 4))
     s = summarize(res, seeds, ROOM9)["return_last10"]
     per_seed = np.array([0.0, 5.5, 11.0]) / 20.0
-    assert s == {"mean": round(float(per_seed.mean()), 4), "std": round(float(per_seed.std()), 4)}
+    per_goal = np.array([1.0, 10.0]) / 20.0                    # goal 0: mean of 0, 1, 2; goal 1: of 0, 10, 20
+    assert s == {"mean": round(float(per_seed.mean()), 4), "std": round(float(per_seed.std()), 4),
+                 "goal_std": round(float(per_goal.std()), 4)}
 
 
 def test_source_curve_equals_episode_returns_read_row_by_row(model_run):

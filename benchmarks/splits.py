@@ -1,0 +1,137 @@
+"""AD's held-out numbers on several task splits (mean ± std across splits), by DVC experiments.
+
+    python -m benchmarks.splits --name default --seeds 0 1 2
+    python -m benchmarks.splits --name paper --seeds 0 1 2 \\
+        -S env.terminate_on_goal=false -S env.reward_mode=stand -S eval.episodes=1000
+
+For each seed: ``dvc exp run -S split.seed=K [-S ...]`` in this workspace (the source agents
+do not depend on the split: DVC restores them from its cache), then a copy of that run's
+eval report (``metrics/eval_detail.json``, ``metrics/curves/held_out.csv``) goes to
+``docs/splits/<name>/split_<K>/``. Then the workspace is put back (params.yaml, dvc.lock and
+metrics/ from git, outputs by ``dvc checkout``), and the section "Across splits: <name>" of
+docs/results.md and ``docs/img/splits_<name>.png`` are written. ``--collect-only`` skips the
+runs and tabulates what docs/splits/<name>/ holds. Each split's number is its mean over the
+held-out goals and eval seeds; "goal spread" is the std over goals of each goal's mean, averaged
+over splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adlib.evaluation import AD_PAPER, STD_SUFFIX, plot_curves
+from benchmarks import table, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.md"
+POINTS = (1, 5, 10, 20, 50, 100, 200, 300, 500, 1000)
+
+
+def run_split(seed: int, sets: list[str], dest: Path) -> None:
+    cmd = ["dvc", "exp", "run", "-S", f"split.seed={seed}", *[a for s in sets for a in ("-S", s)]]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "metrics" / "eval_detail.json", dest / "eval_detail.json")
+    shutil.copy(ROOT / "metrics" / "curves" / "held_out.csv", dest / "held_out.csv")
+    (dest / "command.txt").write_text(" ".join(cmd) + "\n")
+
+
+def restore_workspace() -> None:
+    subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], cwd=ROOT, check=True)
+    subprocess.run(["dvc", "checkout", "--quiet"], cwd=ROOT, check=True)
+
+
+def fmt(values: list[float], digits: int) -> str:
+    a = np.array(values, float)
+    return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
+
+
+def collect(name: str, base: Path) -> tuple[str, dict[int, pd.DataFrame]]:
+    splits = sorted(int(p.name.split("_")[1]) for p in base.glob("split_*"))
+    if not splits:
+        raise SystemExit(f"{base}: no split_<K> folders; run without --collect-only first")
+    detail = {k: json.loads((base / f"split_{k}" / "eval_detail.json").read_text()) for k in splits}
+    curves = {k: pd.read_csv(base / f"split_{k}" / "held_out.csv") for k in splits}
+    original = detail[splits[0]]["variant"].startswith("original")
+    digits = 3 if original else 2
+    score = "success" if original else "return"
+    s0 = detail[splits[0]]["held_out"]["sampled"]
+    keys = [k for k in (f"{score}_first10", f"{score}_11to20", f"{score}@50", f"{score}@100", f"{score}_last10",
+                        "steps_over_shortest_last10", "shortest_path_share_last10") if k in s0]
+    rows = []
+    for k in keys:
+        per = [detail[s]["held_out"]["sampled"][k] for s in splits]
+        vals = [v["mean"] if isinstance(v, dict) else v for v in per]
+        goal = np.mean([v["goal_std"] for v in per]) if isinstance(per[0], dict) else float("nan")
+        rows.append([f"AD sampled: {k}", *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), f"{goal:.{digits}f}"])
+    for group, mode, key in (("held_out", "greedy", f"{score}_last10"), ("train_goals", "sampled", f"{score}_last10")):
+        vals = [detail[s][group][mode][key]["mean"] for s in splits]
+        rows.append([f"{'AD greedy' if mode == 'greedy' else 'training goals, AD sampled'}: {key}",
+                     *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), ""])
+    for key in ("a2c_source_first10", "a2c_source_last10", "random", "optimum"):
+        vals = [detail[s]["held_out"]["baselines"][key] for s in splits]
+        rows.append([f"baseline: {key}", *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), ""])
+    head = ["held-out goals", *(f"split {s}" for s in splits), "mean ± std over splits", "goal spread"]
+    body = table(head, rows)
+
+    E = len(curves[splits[0]])
+    pts = [p for p in POINTS if p <= E]
+    ad = np.stack([curves[s]["ad_sampled"].to_numpy() for s in splits])           # [splits, E]
+    prow = [["AD sampled (mean ± std over splits)", *(fmt(ad[:, p - 1], digits) for p in pts)],
+            ["AD greedy", *(fmt([curves[s]["ad_greedy"][p - 1] for s in splits], digits) for p in pts)],
+            ["A2C source (its own first episodes)",
+             *(fmt([curves[s]["a2c_source"][p - 1] for s in splits], digits) for p in pts)],
+            ["perfect explorer (SPEC.md §6)", *(f"{curves[splits[0]]['explorer'][p - 1]:.{digits}f}" for p in pts)]]
+    if not original:
+        ref = dict(AD_PAPER)
+        prow.append(["AD paper (Fig. 4)", *(f"{ref[p]}" if p in ref else "" for p in pts)])
+    body += ("\n\nPer episode (each split's value is the mean over its held-out goals and eval seeds; "
+             "single episodes, not smoothed):\n\n" + table(["episode", *map(str, pts)], prow))
+    cmds = sorted({(base / f"split_{s}" / "command.txt").read_text().strip() for s in splits})
+    body += "\n\nMade by `python -m benchmarks.splits --name " + name + "`, which ran:\n\n" + \
+        "\n".join(f"    {c}" for c in cmds)
+    plot = {f"AD sampled, mean of {len(splits)} splits": ad.mean(0), f"AD sampled, mean of {len(splits)} splits"
+            + STD_SUFFIX: ad.std(0)}
+    for s in splits:
+        plot[f"AD sampled, split {s}"] = ad[splits.index(s)]
+    for b in ("random", "optimum", "explorer"):
+        plot[b] = curves[splits[0]][b].to_numpy() if b != "random" else \
+            np.mean([curves[s]["random"].to_numpy() for s in splits], 0)
+    ref = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])} \
+        if not original else None
+    img = ROOT / "docs" / "img" / f"splits_{name}.png"
+    plot_curves(img, plot, f"AD on held-out goals, {len(splits)} splits, {detail[splits[0]]['variant']}",
+                "success rate" if original else "return per episode", ref, band_over="splits", x_log=E > 300)
+    body += f"\n\n![held-out curves across splits](img/{img.name})"
+    return body, curves
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True, help="label of this configuration (folder and section name)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("-S", "--set", action="append", default=[], help="extra `dvc exp run -S` override")
+    ap.add_argument("--collect-only", action="store_true")
+    args = ap.parse_args()
+    base = ROOT / "docs" / "splits" / args.name
+    if not args.collect_only:
+        try:
+            for seed in args.seeds:
+                run_split(seed, args.set, base / f"split_{seed}")
+        finally:
+            restore_workspace()
+    body, _ = collect(args.name, base)
+    write_section(f"Across splits: {args.name}", body, RESULTS)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
