@@ -80,14 +80,23 @@ class SourceConfig:
 class NoiseConfig:
     """AD^eps noise-distillation histories (Zisman et al., 2024), an extra source next to A2C."""
 
-    streams_per_goal: int = _f(0, "noise-distillation streams per training goal (0 = none)", rng=(0, 100_000))
+    streams_per_goal: int = _f(10, "noise-distillation streams per training goal (0 = none)", rng=(0, 100_000))
     transitions: int = _f(600, "transitions per noise stream (cut there, mid-episode if need be, as A2C histories "
                                "are cut at history_len): a fixed length, so every stream holds a dt.seq_len window "
                                "whatever its goal's distance", rng=(1, 10_000_000))
-    decay_episodes: int = _f(80, "episodes over which eps decays linearly from eps_start to eps_end", rng=(1, 1_000_000))
+    decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end", rng=(1, 1_000_000))
     eps_start: float = _f(1.0, "initial probability of a uniform random action", rng=(0, 1))
     eps_end: float = _f(0.0, "final probability of a uniform random action", rng=(0, 1))
     seed: int = _f(0, "seed of the noise histories", rng=(0, 2**31 - 1))
+
+
+@dataclass(frozen=True)
+class ExplorerConfig:
+    """Systematic-explorer histories: a source kind beside A2C and AD^eps (not in the default)."""
+
+    streams_per_goal: int = _f(0, "explorer streams per training goal (0 = none)", rng=(0, 100_000))
+    transitions: int = _f(600, "transitions per explorer stream", rng=(1, 10_000_000))
+    seed: int = _f(0, "seed of the explorer's tie-breaking", rng=(0, 2**31 - 1))
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,10 @@ class DatasetConfig:
     """Parquet learning-history dataset of the training goals."""
 
     history_len: int = _f(300_000, "transitions kept per agent, in stream order (SPEC: 800 000)", rng=(1, None))
-    subsample: int = _f(25, "keep every k-th episode of each stream", rng=(1, 1_000_000))
+    subsample: int = _f(50, "keep every k-th episode of each stream", rng=(1, 1_000_000))
     a2c_streams_per_goal: int = _f(0, "A2C streams kept per training goal (0 = all seeds x nenvs)", rng=(0, 1_000_000))
     noise: NoiseConfig = field(default_factory=NoiseConfig, metadata={"doc": "AD^eps histories"})
+    explorer: ExplorerConfig = field(default_factory=ExplorerConfig, metadata={"doc": "systematic-explorer histories"})
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ class EvalConfig:
     episodes: int = _f(200, "episodes played from an empty context", rng=(1, 1_000_000))
     seeds: int = _f(5, "independent runs per goal", rng=(1, 10_000))
     train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(1, 10_000))
-    temperature: float = _f(1.0, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
+    temperature: float = _f(0.5, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
     seed: int = _f(0, "evaluation seed", rng=(0, 2**31 - 1))
 
 
@@ -346,6 +356,9 @@ def _cross_checks(p: Params) -> None:
         raise ParamError(f"dataset.history_len = {p.dataset.history_len}: must be >= source.nenvs = {p.source.nenvs}")
     if p.dataset.noise.streams_per_goal and p.dataset.noise.transitions < p.dt.seq_len:
         raise ParamError(f"dataset.noise.transitions = {p.dataset.noise.transitions}: must be >= dt.seq_len = "
+                         f"{p.dt.seq_len} (a training window lies within one stream)")
+    if p.dataset.explorer.streams_per_goal and p.dataset.explorer.transitions < p.dt.seq_len:
+        raise ParamError(f"dataset.explorer.transitions = {p.dataset.explorer.transitions}: must be >= dt.seq_len = "
                          f"{p.dt.seq_len} (a training window lies within one stream)")
     rs = p.runtime.source
     if rs.checkpoint_every % rs.log_every:

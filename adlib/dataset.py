@@ -23,9 +23,9 @@ from adlib.histories import (
     write_table,
 )
 from adlib.io import check_env, read_json, write_json
-from adlib.noise import noise_histories
+from adlib.noise import explorer_histories, noise_histories
 
-KIND_A2C, KIND_NOISE = 0, 1
+KIND_A2C, KIND_NOISE, KIND_EXPLORER = 0, 1, 2
 DATA_FILE, META_FILE = "histories.parquet", "meta.json"
 FORMAT = "adlib-histories-v2"
 
@@ -92,14 +92,20 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
                         f"({len(found)} goal folders found); run `dvc repro` or `dvc pull` for all shards")
     parts, source = a2c_streams(env_cfg, cfg, train, found)
     next_stream = n_a2c_streams = int(parts[-1]["stream"].max()) + 1
-    if cfg.noise.streams_per_goal > 0:
-        cols = noise_histories(env_cfg, cfg.noise, train)
-        goal_of_stream = np.repeat(np.array(train, np.uint16), cfg.noise.streams_per_goal)
+    synthetic = ((KIND_NOISE, cfg.noise.streams_per_goal, noise_histories, cfg.noise),
+                 (KIND_EXPLORER, cfg.explorer.streams_per_goal, explorer_histories, cfg.explorer))
+    for kind, per_goal, make, kind_cfg in synthetic:
+        if per_goal == 0:
+            continue
+        cols = make(env_cfg, kind_cfg, train)
+        goal_of_stream = np.repeat(np.array(train, np.uint16), per_goal)
         cols["goal"] = goal_of_stream[cols["stream"]]
         cols["stream"] = (cols["stream"] + next_stream).astype(np.int32)
-        cols["kind"] = np.full(len(cols["state"]), KIND_NOISE, np.uint8)
+        cols["kind"] = np.full(len(cols["state"]), kind, np.uint8)
+        next_stream = int(cols["stream"].max()) + 1
         parts.append(cols)
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    n_kind = np.bincount(data["kind"][np.flatnonzero(np.diff(data["stream"], prepend=-1))], minlength=3)
     assert not held_out & set(np.unique(data["goal"]).tolist()), "held-out goal in training data"
 
     meta = {
@@ -108,7 +114,7 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
         "env": to_dict(env_cfg), "source": source, "dataset": to_dict(cfg),
         "train_goals": train, "held_out_goals": sorted(held_out),
         "streams": int(data["stream"].max()) + 1, "a2c_streams": n_a2c_streams,
-        "noise_streams": int(data["stream"].max()) + 1 - n_a2c_streams,
+        "noise_streams": int(n_kind[KIND_NOISE]), "explorer_streams": int(n_kind[KIND_EXPLORER]),
         "transitions": int(len(data["state"])),
         "history_len_per_agent": cfg.history_len, "subsample": cfg.subsample,
         "longest_stream": int(np.bincount(data["stream"]).max()),
@@ -167,7 +173,8 @@ class HistoryDataset:
         if seq_len is not None and (short := self.lengths < seq_len).any():
             kinds = np.unique(self.cols["kind"][self.starts[short]]).tolist()
             keys = " / ".join(["dataset.subsample or dataset.history_len"] * (KIND_A2C in kinds)
-                              + ["dataset.noise.transitions"] * (KIND_NOISE in kinds))
+                              + ["dataset.noise.transitions"] * (KIND_NOISE in kinds)
+                              + ["dataset.explorer.transitions"] * (KIND_EXPLORER in kinds))
             raise ParamError(f"dt.seq_len = {seq_len}: {int(short.sum())} of {len(short)} streams of {data_dir} are "
                              f"shorter (shortest {self.lengths.min()} transitions) and would never be trained on; "
                              f"lower dt.seq_len or change {keys}")

@@ -1,13 +1,14 @@
-"""AD^eps noise-distillation histories (Zisman et al., ICML 2024), played by the rollout engine."""
+"""Synthetic learning histories played by the rollout engine: AD^eps noise distillation
+(Zisman et al., ICML 2024) and a systematic explorer."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from adlib.config import EnvConfig, NoiseConfig
+from adlib.config import EnvConfig, ExplorerConfig, NoiseConfig
 from adlib.envs import darkroom as dr
-from adlib.rollout import rollout
+from adlib.rollout import Policy, rollout
 
 
 class EpsOptimal:
@@ -36,15 +37,51 @@ class EpsOptimal:
         return probs.log()                                                                # -inf where 0
 
 
-def noise_histories(env_cfg: EnvConfig, cfg: NoiseConfig, goal_ids: list[int],
-                    device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """``cfg.streams_per_goal`` AD^eps streams per goal, each exactly ``cfg.transitions`` env
+class Explorer:
+    """Knows the room, not the goal: walks towards the nearest cell it has not stood on yet in
+    this run (episodes share what it saw; ties are sampled), and once a reward has shown the
+    goal cell, walks the shortest path to it. In the original variant it finds any goal of a
+    9x9 room within a few episodes; the learning it shows is explained by its context only."""
+
+    def __init__(self, env_cfg: EnvConfig):
+        n = env_cfg.grid_size
+        rows, cols = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        self.cells = torch.stack([rows.flatten(), cols.flatten()], -1)                   # [C, 2]
+        self.seen: torch.Tensor | None = None                                           # [N, C]
+        self.goal: torch.Tensor | None = None                                           # [N] cell, -1 unknown
+
+    def __call__(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor],
+                 state: dr.EnvState) -> torch.Tensor:
+        N, C = obs.shape[0], len(self.cells)
+        cells = self.cells.to(obs.device)
+        if self.seen is None:
+            self.seen = torch.zeros(N, C, dtype=torch.bool, device=obs.device)
+            self.goal = torch.full((N,), -1, dtype=torch.long, device=obs.device)
+        rows = torch.arange(N, device=obs.device)
+        last = prev["prev_next_state"]                                                  # pre-reset cell
+        real = last < C                                                                 # not 'none'
+        self.seen[rows[real], last[real]] = True
+        self.seen[rows, obs] = True
+        self.goal = torch.where((prev["prev_reward"] == 1) & (self.goal < 0), last, self.goal)
+        dist = dr.shortest_path(None, state.pos[:, None, :], cells[None])               # [N, C]
+        dist = torch.where(self.seen, torch.iinfo(dist.dtype).max, dist)
+        nearest = dist == dist.min(-1, keepdim=True).values                             # [N, C]
+        explore = (dr.optimal_actions(state.pos[:, None, :], cells[None]) & nearest[..., None]).any(1)
+        known = self.goal >= 0
+        exploit = dr.optimal_actions(state.pos, cells[self.goal.clamp(min=0)])
+        good = torch.where(known[:, None], exploit, explore)                            # [N, 5]
+        return torch.where(good, 0.0, -torch.inf)
+
+
+def synthetic_histories(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], streams_per_goal: int,
+                        transitions: int, seed: int, device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """``streams_per_goal`` streams per goal of ``policy``, each exactly ``transitions`` env
     steps long (the last episode may be cut), as history columns. Streams are numbered
     goal-major (stream = i_goal * streams + j). Draws are keyed by (goal, stream, step): a
     goal's streams do not depend on the other goals."""
-    n = cfg.transitions      # every episode takes >= 1 step: n episodes are never all done in n steps
-    res = rollout(EpsOptimal(cfg), env_cfg, goal_ids, cfg.streams_per_goal, n, greedy=False,
-                  seed=cfg.seed, device=device, record=True, keyed=True, max_steps=n)
+    n = transitions          # every episode takes >= 1 step: n episodes are never all done in n steps
+    res = rollout(policy, env_cfg, goal_ids, streams_per_goal, n, greedy=False, seed=seed, device=device,
+                  record=True, keyed=True, max_steps=n)
     tr = res.trace                                                                      # each [streams, n]
     shape = tr["state"].shape
     cols = {"stream": np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None], shape).ravel(),
@@ -52,3 +89,17 @@ def noise_histories(env_cfg: EnvConfig, cfg: NoiseConfig, goal_ids: list[int],
     cols.update({k: tr[k].ravel() for k in ("t", "state", "action", "reward", "terminated", "truncated",
                                             "next_state")})
     return cols
+
+
+def noise_histories(env_cfg: EnvConfig, cfg: NoiseConfig, goal_ids: list[int],
+                    device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """AD^eps streams (:class:`EpsOptimal`) of ``goal_ids`` (see :func:`synthetic_histories`)."""
+    return synthetic_histories(EpsOptimal(cfg), env_cfg, goal_ids, cfg.streams_per_goal, cfg.transitions, cfg.seed,
+                               device)
+
+
+def explorer_histories(env_cfg: EnvConfig, cfg: ExplorerConfig, goal_ids: list[int],
+                       device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """Systematic-explorer streams (:class:`Explorer`) of ``goal_ids`` (see :func:`synthetic_histories`)."""
+    return synthetic_histories(Explorer(env_cfg), env_cfg, goal_ids, cfg.streams_per_goal, cfg.transitions,
+                               cfg.seed, device)

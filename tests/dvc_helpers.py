@@ -30,7 +30,8 @@ TINY = {
                "entropy_coef": 0.01, "gamma": 0.99, "seed": 0, "shards": [0, 1]},
     "dataset": {"history_len": 8000, "subsample": 1,
                 "noise": {"streams_per_goal": 0, "transitions": 600, "decay_episodes": 80, "eps_start": 1.0,
-                          "eps_end": 0.0, "seed": 0}},
+                          "eps_end": 0.0, "seed": 0},
+                "explorer": {"streams_per_goal": 0, "transitions": 600, "seed": 0}},
     "runtime": {"source": {"device": "cpu", "threads": 1, "log_every": 10, "checkpoint_every": 2000}},
 }
 

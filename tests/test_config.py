@@ -33,6 +33,7 @@ def good() -> dict:
     raw["source"].update(nenvs=2, nsteps=10, env_steps=2000, shards=[0, 1])
     raw["dataset"].update(history_len=1000, subsample=1)
     raw["dataset"]["noise"].update(streams_per_goal=2, transitions=100, decay_episodes=20)
+    raw["dataset"]["explorer"].update(streams_per_goal=1, transitions=100)
     raw["dt"].update(seq_len=16, embedding_dim=32, num_heads=4)
     raw["eval"].update(train_goals=2)
     return raw
@@ -113,6 +114,8 @@ BAD = [
     ("noise_eps_above_one", with_("dataset.noise.eps_start", 1.1), "dataset.noise.eps_start"),
     ("noise_transitions_below_seq_len", with_("dataset.noise.transitions", 15), "dataset.noise.transitions"),
     ("noise_transitions_zero", with_("dataset.noise.transitions", 0), "dataset.noise.transitions"),
+    ("explorer_transitions_below_seq_len", with_("dataset.explorer.transitions", 15), "dataset.explorer.transitions"),
+    ("explorer_streams_negative", with_("dataset.explorer.streams_per_goal", -1), "dataset.explorer.streams_per_goal"),
     ("unknown_layout", with_("dt.layout", "quad"), "dt.layout"),
     ("unknown_state_embedding", with_("dt.state_embedding", "onehot"), "dt.state_embedding"),
     ("seq_len_zero", with_("dt.seq_len", 0), "dt.seq_len"),

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from adlib.config import DatasetConfig, EnvConfig, NoiseConfig, SourceConfig, SplitConfig
-from adlib.dataset import DATA_FILE, KIND_A2C, KIND_NOISE, HistoryDataset, build_dataset
+from adlib.config import DatasetConfig, EnvConfig, ExplorerConfig, NoiseConfig, SourceConfig, SplitConfig
+from adlib.dataset import DATA_FILE, KIND_A2C, KIND_EXPLORER, KIND_NOISE, HistoryDataset, build_dataset
 from adlib.histories import (
     COLUMNS,
     SCHEMA,
@@ -27,7 +27,8 @@ from adlib.histories import (
     to_table,
     write_table,
 )
-from adlib.noise import noise_histories
+from adlib.envs import darkroom as dr
+from adlib.noise import Explorer, explorer_histories, noise_histories
 from adlib.sources import train_shard
 from adlib.tasks import split_goals
 
@@ -299,6 +300,43 @@ def test_noise_success_rises_as_eps_decays():
         assert length[-10:].max() <= 4                       # corners are 4 steps away
     early = np.mean([table["success"][table["stream"] == s][:5].mean() for s in range(16)])
     assert early < 0.6                                       # eps_start = 1: mostly random walks
+
+
+def test_explorer_finds_every_goal_of_a_9x9_room_then_walks_shortest_paths():
+    """The systematic explorer: first success within 6 episodes on all 80 goals (a random walk
+    takes hundreds on far goals); from then on every episode is a shortest path."""
+    room = EnvConfig()
+    cols = explorer_histories(room, ExplorerConfig(streams_per_goal=1, transitions=300), list(range(80)))
+    table = episode_table(cols)
+    d = dr.shortest_path(room, torch.tensor(dr.start_pos(room)), dr.all_goals(room)).numpy()
+    for s in range(80):
+        mine = table["stream"] == s
+        success, length = table["success"][mine], table["length"][mine]
+        first = int(np.argmax(success))
+        assert success[first] and first <= 5, (s, first)
+        assert success[first:].all() and (length[first + 1:] == d[s]).all(), s
+
+
+def test_explorer_never_reads_the_goal_from_the_env_state():
+    """Same logits whatever goal the env state carries: it learns the goal from rewards only."""
+    room = EnvConfig()
+    obs = torch.tensor([40, 40])
+    prev = {"prev_action": torch.tensor([5, 5]), "prev_reward": torch.tensor([2, 2]),
+            "prev_next_state": torch.tensor([81, 81])}
+    a = Explorer(room)(obs, torch.zeros(2, dtype=torch.long), prev,
+                       dr.EnvState(torch.tensor([[4, 4], [4, 4]]), torch.tensor([[0, 0], [8, 8]]), torch.zeros(2)))
+    assert torch.equal(a[0], a[1]) and torch.isfinite(a[0]).sum() == 4      # any of the 4 neighbours
+
+
+def test_explorer_streams_in_dataset_have_their_own_kind(tmp_path, pipeline):
+    cfg = dataclasses.replace(DATA, explorer=ExplorerConfig(streams_per_goal=2, transitions=100))
+    meta = build_dataset(ENV, cfg, pipeline["split"], pipeline["sources"], 2, tmp_path / "ds")
+    ds = HistoryDataset(tmp_path / "ds")
+    kinds = ds.cols["kind"][ds.starts]
+    n_train = len(pipeline["split"]["train"])
+    assert (kinds == KIND_EXPLORER).sum() == 2 * n_train == meta["explorer_streams"]
+    assert (kinds == KIND_NOISE).sum() == NOISE.streams_per_goal * n_train == meta["noise_streams"]
+    assert (ds.lengths[kinds == KIND_EXPLORER] == 100).all()
 
 
 def test_noise_streams_in_dataset_cover_train_goals(pipeline):
