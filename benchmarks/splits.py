@@ -70,8 +70,8 @@ def collect(name: str, base: Path) -> tuple[str, dict[int, pd.DataFrame]]:
     for k in keys:
         per = [detail[s]["held_out"]["sampled"][k] for s in splits]
         vals = [v["mean"] if isinstance(v, dict) else v for v in per]
-        goal = np.mean([v["goal_std"] for v in per]) if isinstance(per[0], dict) else float("nan")
-        rows.append([f"AD sampled: {k}", *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), f"{goal:.{digits}f}"])
+        goal = f"{np.mean([v['goal_std'] for v in per]):.{digits}f}" if isinstance(per[0], dict) else ""
+        rows.append([f"AD sampled: {k}", *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), goal])
     for group, mode, key in (("held_out", "greedy", f"{score}_last10"), ("train_goals", "sampled", f"{score}_last10")):
         vals = [detail[s][group][mode][key]["mean"] for s in splits]
         rows.append([f"{'AD greedy' if mode == 'greedy' else 'training goals, AD sampled'}: {key}",
