@@ -85,7 +85,7 @@ class NoiseConfig:
                                "are cut at history_len): a fixed length, so every stream holds a dt.seq_len window "
                                "whatever its goal's distance", rng=(1, 10_000_000))
     decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end", rng=(1, 1_000_000))
-    eps_start: float = _f(1.0, "initial probability of a uniform random action", rng=(0, 1))
+    eps_start: float = _f(0.5, "initial probability of a uniform random action", rng=(0, 1))
     eps_end: float = _f(0.0, "final probability of a uniform random action", rng=(0, 1))
     seed: int = _f(0, "seed of the noise histories", rng=(0, 2**31 - 1))
 
