@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def run(name: str, spec: dict, split_seed: int, seeds: int = 3, episodes: int = 
         build_dataset(p.env, ds, split, "data/sources", len(p.source.shards), ddir)
     t0 = time.time()
     train(p.env, dt, split, ddir, rdir, rt=dataclasses.replace(p.runtime.dt, eval_step=0, device="cpu"))
-    out = {"name": name, "spec": spec, "split_seed": split_seed, "train_s": round(time.time() - t0),
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    out = {"name": name, "spec": spec, "code": head, "split_seed": split_seed, "train_s": round(time.time() - t0),
            "transitions": json.loads((ddir / "meta.json").read_text())["transitions"]}
     model, _ = load_model(rdir / "model.pt")
     for temp in (1.0, 0.5):
@@ -68,13 +70,14 @@ def write_table() -> str:
         r = json.loads(line)
         for t in ("T1.0", "T0.5"):
             rows.append([r["name"], t[1:], *(f"{r[t][k]:.2f}" for k in KEYS), str(r["train_s"]),
-                         f"{r['transitions']:,}"])
+                         f"{r['transitions']:,}", r.get("code", "")])
     body = ("Each lever at the default's full training length (1500 steps x batch 32) on the pipeline's own "
             "source histories (1 A2C seed per goal), split 0; 23 held-out goals x 3 seeds, 100 episodes from an "
             "empty context; sampled at temperature 1.0 and 0.5. Episodes 91-100 are the 'last 10'. "
-            "Train s: wall time with another run sharing the 2 cores (1 thread each).\n\n"
+            "Train s: wall time with other runs sharing the 2 cores (1 thread each). Each variant's "
+            "overrides apply to the params.yaml of the commit named in the last column.\n\n"
             + table(["variant", "temperature", "first 10", "11-20", "last 10", "steps / shortest (last 10)",
-                     "train s", "transitions"], rows)
+                     "train s", "transitions", "params.yaml of"], rows)
             + "\n\nCommand: `python -m benchmarks.levers run NAME SPEC`; raw lines in `docs/levers.jsonl`.")
     write_section("Levers at full training", body, ROOT / "docs" / "results.md")
     return body
