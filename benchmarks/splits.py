@@ -54,25 +54,59 @@ def fmt(values: list[float], digits: int) -> str:
     return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
 
 
-def collect(name: str, base: Path) -> tuple[str, dict[int, pd.DataFrame]]:
+def from_curve(curve: pd.Series, key: str) -> float | None:
+    """A headline number of :func:`adlib.evaluation.summarize` recomputed from the per-episode
+    mean curve (equal to it: every seed averages the same goals), or None if not derivable."""
+    y, E = curve.to_numpy(), len(curve)
+    stem = key.rsplit("_", 1)[-1] if "_" in key else ""
+    if "@" in key:
+        p = int(key.split("@")[1])
+        return float(y[p - 1]) if p <= E else None
+    ranges = {"first10": (0, 10), "11to20": (10, 20), "last10": (E - 10, E)}
+    return float(y[slice(*ranges[stem])].mean()) if stem in ranges else None
+
+
+def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, dict[int, pd.DataFrame]]:
+    """The section's markdown from ``base/split_<K>/``; with ``episodes``, every split's curve
+    is cut to that many episodes and the headline numbers of longer runs are recomputed from
+    their cut curves (their spread over goals is then left out)."""
     splits = sorted(int(p.name.split("_")[1]) for p in base.glob("split_*"))
     if not splits:
         raise SystemExit(f"{base}: no split_<K> folders; run without --collect-only first")
     detail = {k: json.loads((base / f"split_{k}" / "eval_detail.json").read_text()) for k in splits}
     curves = {k: pd.read_csv(base / f"split_{k}" / "held_out.csv") for k in splits}
+    if episodes is not None:
+        for k in splits:
+            if detail[k]["held_out"]["sampled"]["episodes"] != episodes:
+                cut = curves[k].iloc[:episodes]
+                for group, mode, col in (("held_out", "sampled", "ad_sampled"), ("held_out", "greedy", "ad_greedy")):
+                    d = detail[k][group][mode]
+                    for key in list(d):
+                        v = from_curve(cut[col], key) if key.startswith(("return", "success")) else None
+                        d[key] = v if v is None or not isinstance(d[key], dict) else {"mean": v, "std": float("nan"),
+                                                                                        "goal_std": float("nan")}
+                b = detail[k]["held_out"]["baselines"]
+                b["a2c_source_first10"] = from_curve(cut["a2c_source"], "return_first10")
+                b["a2c_source_last10"] = from_curve(cut["a2c_source"], "return_last10")
+                detail[k].pop("train_goals", None)
+                curves[k] = cut
     original = detail[splits[0]]["variant"].startswith("original")
     digits = 3 if original else 2
     score = "success" if original else "return"
-    s0 = detail[splits[0]]["held_out"]["sampled"]
     keys = [k for k in (f"{score}_first10", f"{score}_11to20", f"{score}@50", f"{score}@100", f"{score}_last10",
-                        "steps_over_shortest_last10", "shortest_path_share_last10") if k in s0]
+                        "steps_over_shortest_last10", "shortest_path_share_last10")
+            if all(detail[s]["held_out"]["sampled"].get(k) is not None for s in splits)]
     rows = []
     for k in keys:
         per = [detail[s]["held_out"]["sampled"][k] for s in splits]
         vals = [v["mean"] if isinstance(v, dict) else v for v in per]
-        goal = f"{np.mean([v['goal_std'] for v in per]):.{digits}f}" if isinstance(per[0], dict) else ""
+        spreads = [v["goal_std"] for v in per if isinstance(v, dict) and np.isfinite(v["goal_std"])]
+        goal = f"{np.mean(spreads):.{digits}f}" + (f" ({len(spreads)} splits)" if len(spreads) < len(per) else "") \
+            if spreads else ""
         rows.append([f"AD sampled: {k}", *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), goal])
     for group, mode, key in (("held_out", "greedy", f"{score}_last10"), ("train_goals", "sampled", f"{score}_last10")):
+        if any(group not in detail[s] for s in splits):
+            continue
         vals = [detail[s][group][mode][key]["mean"] for s in splits]
         rows.append([f"{'AD greedy' if mode == 'greedy' else 'training goals, AD sampled'}: {key}",
                      *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), ""])
@@ -120,6 +154,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("-S", "--set", action="append", default=[], help="extra `dvc exp run -S` override")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--episodes", type=int, default=None, help="cut every split's curve to this many episodes")
     args = ap.parse_args()
     base = ROOT / "docs" / "splits" / args.name
     if not args.collect_only:
@@ -128,7 +163,7 @@ def main() -> None:
                 run_split(seed, args.set, base / f"split_{seed}")
         finally:
             restore_workspace()
-    body, _ = collect(args.name, base)
+    body, _ = collect(args.name, base, args.episodes)
     write_section(f"Across splits: {args.name}", body, RESULTS)
     print(body)
 
