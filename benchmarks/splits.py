@@ -136,9 +136,9 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
             + STD_SUFFIX: ad.std(0)}
     for s in splits:
         plot[f"AD sampled, split {s}"] = ad[splits.index(s)]
-    for b in ("random", "optimum", "explorer"):
-        plot[b] = curves[splits[0]][b].to_numpy() if b != "random" else \
-            np.mean([curves[s]["random"].to_numpy() for s in splits], 0)
+    for b in ("random", "optimum", "explorer"):     # the explorer is over all goals: the same on every split
+        plot[b + (" (mean of the splits' goals)" if b != "explorer" else "")] = \
+            np.mean([curves[s][b].to_numpy() for s in splits], 0)
     ref = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])} \
         if not original else None
     img = ROOT / "docs" / "img" / f"splits_{name}.png"
