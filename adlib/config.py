@@ -354,12 +354,11 @@ def _cross_checks(p: Params) -> None:
                          f"{p.source.env_steps} (histories cannot be longer than what was trained)")
     if p.dataset.history_len < p.source.nenvs:
         raise ParamError(f"dataset.history_len = {p.dataset.history_len}: must be >= source.nenvs = {p.source.nenvs}")
-    if p.dataset.noise.streams_per_goal and p.dataset.noise.transitions < p.dt.seq_len:
-        raise ParamError(f"dataset.noise.transitions = {p.dataset.noise.transitions}: must be >= dt.seq_len = "
-                         f"{p.dt.seq_len} (a training window lies within one stream)")
-    if p.dataset.explorer.streams_per_goal and p.dataset.explorer.transitions < p.dt.seq_len:
-        raise ParamError(f"dataset.explorer.transitions = {p.dataset.explorer.transitions}: must be >= dt.seq_len = "
-                         f"{p.dt.seq_len} (a training window lies within one stream)")
+    for name in ("noise", "explorer"):                       # synthetic streams of a fixed length
+        kind = getattr(p.dataset, name)
+        if kind.streams_per_goal and kind.transitions < p.dt.seq_len:
+            raise ParamError(f"dataset.{name}.transitions = {kind.transitions}: must be >= dt.seq_len = "
+                             f"{p.dt.seq_len} (a training window lies within one stream)")
     rs = p.runtime.source
     if rs.checkpoint_every % rs.log_every:
         raise ParamError(f"runtime.source.checkpoint_every = {rs.checkpoint_every}: must be a multiple of "
