@@ -190,8 +190,9 @@ class EpisodeStats:
     """Per-agent sums over a log window: episodes finished, their returns, lengths and
     successes, and the update losses; :meth:`point` turns them into an :class:`AgentLog`."""
 
-    def __init__(self, G: int, device: torch.device):
+    def __init__(self, G: int, device: torch.device, success_return: int = 1):
         self.sums = {k: torch.zeros(G, device=device) for k in (*EPISODE_STATS, *LOSS_STATS)}
+        self.success_return = success_return   # an episode succeeds with this return (keydoor: 2)
         self.updates = 0
 
     def add_rollout(self, ro: Rollout, ep_ret: torch.Tensor) -> torch.Tensor:
@@ -204,7 +205,7 @@ class EpisodeStats:
             s["episodes"] += done.sum(1)
             s["episodic_return"] += (ep_ret * done).sum(1)
             s["episodic_length"] += (done * (ro.t[k] + 1)).sum(1)
-            s["success_rate"] += (done & (ep_ret > 0)).sum(1)
+            s["success_rate"] += (done & (ep_ret >= self.success_return)).sum(1)
             ep_ret = ep_ret * ~done
         return ep_ret
 
@@ -243,17 +244,18 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
     n_updates = updates_of(cfg)
     keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)], dtype=torch.long)
-    params = {k: v.to(device).requires_grad_() for k, v in init_params(cfg, env_cfg.grid_size ** 2, keys).items()}
+    params = {k: v.to(device).requires_grad_() for k, v in init_params(cfg, dr.n_states(env_cfg), keys).items()}
     opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
     akey = keys.to(device).view(G, 1).expand(G, E)                                   # [G, E]
     env_ids = torch.arange(E, device=device)
     uniforms = lambda kind, counter: rng.uniform(cfg.seed, kind, akey, env_ids, counter)   # [..., G, E]
-    goals = dr.all_goals(env_cfg)[torch.tensor(goal_ids)].to(device)                 # [G, 2]
-    state, obs = dr.reset(env_cfg, goals.view(G, 1, 2).expand(G, E, 2).reshape(G * E, 2),
+    goals = dr.all_goals(env_cfg)[torch.tensor(goal_ids)].to(device)                 # [G, W]
+    W = goals.shape[-1]
+    state, obs = dr.reset(env_cfg, goals.view(G, 1, W).expand(G, E, W).reshape(G * E, W),
                           uniforms(_START, -1).flatten() if env_cfg.random_start else None)
     obs, ep_ret = obs.view(G, E), torch.zeros(G, E, device=device)
     hist = History.empty(n_updates * T, G, E, env_cfg)
-    stats, logs, start = EpisodeStats(G, device), [], 0
+    stats, logs, start = EpisodeStats(G, device, dr.success_return(env_cfg)), [], 0
     if resume is not None:
         start, state, obs, ep_ret, logs = _restore(resume, params, opt, hist, T, device)
         for entry in logs if on_log is not None else ():
@@ -294,7 +296,7 @@ def _snapshot(upd: int, params: dict[str, torch.Tensor], opt: torch.optim.Optimi
         "update": upd,
         "params": {k: v.detach().cpu().clone() for k, v in params.items()},
         "optimizer": copy.deepcopy(opt.state_dict()),   # a snapshot, not the live state
-        "env_state": {"pos": state.pos.cpu(), "goal": state.goal.cpu(), "t": state.t.cpu()},
+        "env_state": {k: getattr(state, k).cpu() for k in dr.EnvState._fields},
         "obs": obs.cpu(), "ep_ret": ep_ret.cpu(),
         "history": {f: torch.from_numpy(getattr(hist, f)[: upd * T].copy()) for f in HISTORY_FIELDS},
         "logs": [{"update": e.update, "env_steps": e.env_steps,
@@ -309,7 +311,7 @@ def _restore(snap: dict, params: dict[str, torch.Tensor], opt: torch.optim.Optim
     for k, v in params.items():
         v.data.copy_(snap["params"][k])
     opt.load_state_dict(snap["optimizer"])
-    state = dr.EnvState(*(snap["env_state"][k].to(device) for k in ("pos", "goal", "t")))
+    state = dr.EnvState(*(snap["env_state"][k].to(device) for k in dr.EnvState._fields))
     for f in HISTORY_FIELDS:
         getattr(hist, f)[: upd * T] = snap["history"][f].numpy()
     logs = [AgentLog(int(e["update"]), int(e["env_steps"]), {k: v.numpy() for k, v in e["stats"].items()})

@@ -38,11 +38,17 @@ def _f(default: Any, doc: str, *, rng: tuple[float | None, float | None] | None 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Dark Room settings (SPEC.md §2)."""
+    """Dark Room family settings (SPEC.md §2; kinds in :mod:`adlib.envs.darkroom`)."""
 
-    grid_size: int = _f(9, "grid side; states are row * grid_size + col", rng=(3, 31))
-    max_episode_steps: int = _f(20, "episode step limit (truncation)", rng=(1, 10_000))
-    terminate_on_goal: bool = _f(True, "reaching the goal ends the episode (original); false = AD paper variant")
+    kind: str = _f("darkroom", "'darkroom' (a task is a goal cell) or 'keydoor' (Dark Key-to-Door: a task is a "
+                               "(key, door) pair of cells)", choices=("darkroom", "keydoor"))
+    grid_size: int = _f(9, "grid side; cells are row * grid_size + col", rng=(3, 31))
+    max_episode_steps: int = _f(20, "episode step limit (truncation); must let the farthest task be completed",
+                                rng=(1, 10_000))
+    n_tasks: int = _f(0, "tasks in use (0 = all: 80 goals of a 9x9 room, 6480 key-door pairs); else a fixed "
+                         "pseudo-random subset of that many, the same for every split", rng=(0, None))
+    terminate_on_goal: bool = _f(True, "reaching the goal (keydoor: opening the door) ends the episode (original); "
+                                       "false = AD paper variant")
     random_start: bool = _f(False, "start in a random cell instead of the centre")
     reward_mode: str = _f("reach", "'reach': +1 on the step that reaches the goal; 'stand': +1 on every step on the goal (paper)",
                           choices=("reach", "stand"))
@@ -318,10 +324,36 @@ def parse_section(cls: type, raw: Any, prefix: str, complete: bool = True) -> An
     return cls(**kwargs)
 
 
+def total_tasks(env: EnvConfig) -> int:
+    """Tasks of the room before ``env.n_tasks`` picks some: goals (every cell but the start)
+    or (key, door) pairs with key != door."""
+    cells = env.grid_size * env.grid_size
+    return cells * (cells - 1) if env.kind == "keydoor" else cells - 1
+
+
+def n_goals(env: EnvConfig) -> int:
+    """Tasks in use (:func:`adlib.envs.darkroom.all_goals`)."""
+    return min(env.n_tasks, total_tasks(env)) if env.n_tasks else total_tasks(env)
+
+
 def _check_env(env: EnvConfig) -> None:
+    from adlib.envs.darkroom import farthest_task_steps   # the rules live with the env
+
     if env.grid_size % 2 == 0 and not env.random_start:
         raise ParamError(f"env.grid_size = {env.grid_size}: must be odd when env.random_start is false "
                          f"(the start is the centre)")
+    if env.kind == "keydoor" and env.reward_mode != "reach":
+        raise ParamError(f"env.reward_mode = {env.reward_mode!r}: must be 'reach' when env.kind is 'keydoor' "
+                         f"(the key and the door each pay once)")
+    if env.n_tasks > total_tasks(env):
+        raise ParamError(f"env.n_tasks = {env.n_tasks}: out of range, must be <= {total_tasks(env)} (the tasks of a "
+                         f"{env.grid_size}x{env.grid_size} {env.kind}), or 0 for all")
+    need = farthest_task_steps(env)
+    if env.max_episode_steps < need:
+        where = "a random start" if env.random_start else "the centre"
+        raise ParamError(f"env.max_episode_steps = {env.max_episode_steps}: too short, must be >= {need}: the "
+                         f"farthest task of a {env.grid_size}x{env.grid_size} {env.kind} takes {need} steps from "
+                         f"{where}, so some tasks could never be completed")
 
 
 def env_config(**settings: Any) -> EnvConfig:
@@ -334,10 +366,10 @@ def env_config(**settings: Any) -> EnvConfig:
 
 def _cross_checks(p: Params) -> None:
     _check_env(p.env)
-    n_goals = p.env.grid_size * p.env.grid_size - 1
-    if p.split.n_train >= n_goals:
-        raise ParamError(f"split.n_train = {p.split.n_train}: out of range, must be <= {n_goals - 1} "
-                         f"(grid_size {p.env.grid_size} has {n_goals} goals and at least one must be held out)")
+    goals = n_goals(p.env)
+    if p.split.n_train >= goals:
+        raise ParamError(f"split.n_train = {p.split.n_train}: out of range, must be <= {goals - 1} "
+                         f"(the env has {goals} tasks in use and at least one must be held out)")
     if p.dt.embedding_dim % p.dt.num_heads:
         raise ParamError(f"dt.num_heads = {p.dt.num_heads}: must divide dt.embedding_dim = {p.dt.embedding_dim}")
     if p.dt.min_lr > p.dt.lr:
@@ -365,8 +397,11 @@ def _cross_checks(p: Params) -> None:
                          f"runtime.source.log_every = {rs.log_every}")
     if list(p.source.shards) != list(range(len(p.source.shards))):
         raise ParamError(f"source.shards = {list(p.source.shards)}: must be [0, 1, ..., n-1] (n shard stages)")
-    if len(p.source.shards) > n_goals:
-        raise ParamError(f"source.shards: {len(p.source.shards)} shards: must be <= {n_goals} (the number of goals)")
+    if len(p.source.shards) > goals:
+        raise ParamError(f"source.shards: {len(p.source.shards)} shards: must be <= {goals} (the number of tasks)")
+    if p.env.kind == "keydoor" and p.dataset.explorer.streams_per_goal:
+        raise ParamError(f"dataset.explorer.streams_per_goal = {p.dataset.explorer.streams_per_goal}: must be 0 when "
+                         f"env.kind is 'keydoor' (the systematic explorer is written for Dark Room)")
     if p.eval.train_goals > p.split.n_train:
         raise ParamError(f"eval.train_goals = {p.eval.train_goals}: must be <= split.n_train = {p.split.n_train}")
 

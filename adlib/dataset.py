@@ -110,7 +110,7 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
 
     meta = {
         "format": FORMAT,
-        "grid_size": env_cfg.grid_size, "n_states": env_cfg.grid_size ** 2, "n_actions": dr.N_ACTIONS,
+        "grid_size": env_cfg.grid_size, "n_states": dr.n_states(env_cfg), "n_actions": dr.N_ACTIONS,
         "env": to_dict(env_cfg), "source": source, "dataset": to_dict(cfg),
         "train_goals": train, "held_out_goals": sorted(held_out),
         "streams": int(data["stream"].max()) + 1, "a2c_streams": n_a2c_streams,
@@ -147,12 +147,14 @@ class HistoryDataset:
             raise DataError(f"{meta_path}: unknown dataset format {self.meta.get('format')!r}")
         try:
             inner = self.meta["env"]["grid_size"]
-            consistent = self.meta["grid_size"] == inner and self.meta["n_states"] == inner ** 2
+            consistent = (self.meta["grid_size"] == inner
+                          and self.meta["n_states"] == dr.n_states(EnvConfig(**self.meta["env"])))
         except (KeyError, TypeError):
             raise DataError(f"{meta_path}: no grid_size / n_states / env record; rerun build_history_dataset") from None
         if not consistent:
             raise DataError(f"{meta_path}: grid_size {self.meta['grid_size']} and n_states {self.meta['n_states']} "
-                            f"disagree with its env record (grid_size {inner}); the file was edited or damaged")
+                            f"disagree with its env record (grid_size {inner}, kind {self.meta['env'].get('kind')}); "
+                            f"the file was edited or damaged")
         if env_cfg is not None:
             check_env(meta_path, self.meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
         longest = self.meta.get("longest_stream", 0)
@@ -169,7 +171,7 @@ class HistoryDataset:
             raise DataError(f"{data_dir / DATA_FILE}: rows are not grouped by stream")
         self.starts = np.flatnonzero(np.concatenate([[True], stream[1:] != stream[:-1]]))   # [n_streams]
         self.lengths = np.diff(np.concatenate([self.starts, [len(stream)]]))
-        self.grid_size = self.meta["grid_size"]
+        self.grid_size, self.n_states = self.meta["grid_size"], self.meta["n_states"]
         if seq_len is not None and (short := self.lengths < seq_len).any():
             kinds = np.unique(self.cols["kind"][self.starts[short]]).tolist()
             keys = " / ".join(["dataset.subsample or dataset.history_len"] * (KIND_A2C in kinds)
@@ -215,6 +217,6 @@ class HistoryDataset:
         pidx = np.maximum(prev, 0)
         out["prev_action"] = np.where(first, tokens.none_action(dr.N_ACTIONS), self.cols["action"][pidx])
         out["prev_reward"] = np.where(first, tokens.none_reward(), self.cols["reward"][pidx])
-        out["prev_next_state"] = np.where(first, tokens.none_state(self.grid_size), self.cols["next_state"][pidx])
+        out["prev_next_state"] = np.where(first, tokens.none_state(self.n_states), self.cols["next_state"][pidx])
         out["goal"] = self.cols["goal"][rows]
         return out

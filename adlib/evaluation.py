@@ -56,18 +56,21 @@ def random_return(env_cfg: EnvConfig, goals: list[int], seed: int = 0) -> float:
 
 
 def optimum_return(env_cfg: EnvConfig, goals: list[int]) -> float:
-    """Mean return of the known-goal optimal policy from the fixed start."""
+    """Mean return of the known-task optimal policy from the fixed start."""
     d = dr.shortest_path(env_cfg, torch.tensor(dr.start_pos(env_cfg)), dr.all_goals(env_cfg)[torch.tensor(goals)])
     if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
         return float((env_cfg.max_episode_steps - d + 1).clamp(min=0).float().mean())
-    return float((d <= env_cfg.max_episode_steps).float().mean())
+    return float(((d <= env_cfg.max_episode_steps).float() * dr.success_return(env_cfg)).mean())
 
 
 def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
     """The idealised perfect explorer of SPEC.md §6: it does not know the goal, reveals
     ``max_episode_steps`` new cells per episode (goal found at a uniform step), then walks
     straight to it. Averaged over all goals; for 9x9 / 20 steps / paper variant it gives
-    2.63, 6.75, 10.88, 15.0, then 16.5."""
+    2.63, 6.75, 10.88, 15.0, then 16.5. In larger rooms it is an upper bound (far cells take
+    more than one step each to reveal). Key-to-Door has no such closed form: all NaN there."""
+    if env_cfg.kind == "keydoor":
+        return np.full(episodes, np.nan)
     n, m = len(dr.all_goals(env_cfg)), env_cfg.max_episode_steps
     opt = optimum_return(env_cfg, list(range(n)))
     if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
@@ -101,13 +104,14 @@ def summarize(res: PlayResult, seeds: int, env_cfg: EnvConfig) -> dict:
     if E >= 20:
         out["return_11to20"] = stat(res.returns[:, 10:20])
     out["return_last10"] = stat(res.returns[:, -k:])
-    if env_cfg.terminate_on_goal:
+    if env_cfg.terminate_on_goal or env_cfg.kind == "keydoor":   # success: goal reached / door opened
         for p in report_points(E):
             out[f"success@{p}"] = stat(res.success[:, p - 1:p].astype(float))
         out["success_first10"] = stat(res.success[:, :k].astype(float))
         if E >= 20:
             out["success_11to20"] = stat(res.success[:, 10:20].astype(float))
         out["success_last10"] = stat(res.success[:, -k:].astype(float))
+    if env_cfg.terminate_on_goal:   # episode lengths measure the path only when the episode ends there
         last = res.success[:, -k:]
         ratio = res.lengths[:, -k:] / np.maximum(1, res.shortest)[:, None]
         out["steps_over_shortest_last10"] = round(float(ratio[last].mean()), 4) if last.any() else None
@@ -190,7 +194,8 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
     E = len(curves["held_out"]["ad_sampled"])
     ylabel = "success rate (return)" if env_cfg.terminate_on_goal else "return per episode"
     reference = None
-    if not env_cfg.terminate_on_goal and env_cfg.reward_mode == "stand" and env_cfg.grid_size == 9:
+    if (env_cfg.kind == "darkroom" and not env_cfg.terminate_on_goal and env_cfg.reward_mode == "stand"
+            and env_cfg.grid_size == 9):
         reference = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])}
     explorer = "explorer (ideal, all goals" + (", fixed start)" if not env_cfg.random_start else ", from the centre)")
     titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant}",

@@ -6,12 +6,12 @@ stored contiguously, in time order. Columns (compact integer types, zstd):
     stream      int32   global stream id (unique within a file)
     step        int32   index of the transition within its stream (before any subsampling)
     t           uint16  in-episode timestep of ``state`` (0 at reset)
-    state       uint16  cell index row * grid_size + col
+    state       uint16  observation: cell index row * grid_size + col (+ grid_size**2 holding the key)
     action      uint8   0 no-op, 1 up, 2 right, 3 down, 4 left
     reward      uint8   0 or 1 (Dark Room rewards are binary in both reward modes)
     terminated  bool
     truncated   bool
-    next_state  uint16  cell reached by the action, before any auto-reset
+    next_state  uint16  observation reached by the action, before any auto-reset
 
 The source folders (written by train_source_agents, read by every later stage) are laid out
 here and only here::
@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from adlib.config import EnvConfig
+from adlib.envs import darkroom as dr
 from adlib.io import DataError, atomic_path, read_json
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class History:
 
     @classmethod
     def empty(cls, steps: int, G: int, E: int, env_cfg: EnvConfig) -> "History":
-        cell = np.uint8 if env_cfg.grid_size ** 2 <= 256 else np.uint16
+        cell = np.uint8 if dr.n_states(env_cfg) <= 256 else np.uint16
         tdt = np.uint8 if env_cfg.max_episode_steps < 256 else np.uint16
         shape = (steps, G, E)
         return cls(t=np.empty(shape, tdt), state=np.empty(shape, cell), action=np.empty(shape, np.uint8),
@@ -228,8 +229,9 @@ def cut_and_subsample(cols: dict[str, np.ndarray], steps_per_stream: int, every:
     return {k: v[keep] for k, v in cols.items()}
 
 
-def episode_table(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One row per finished episode: stream, episode number, return, length, success."""
+def episode_table(cols: dict[str, np.ndarray], success_return: int = 1) -> dict[str, np.ndarray]:
+    """One row per finished episode: stream, episode number, return, length, success (a return
+    of at least ``success_return``: :func:`adlib.envs.darkroom.success_return`)."""
     done = cols["terminated"] | cols["truncated"]
     ep = episode_index(cols["terminated"], cols["truncated"], cols["stream"])
     # per-episode return: sum of rewards of rows with the same (stream, episode)
@@ -240,4 +242,4 @@ def episode_table(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     finished[inv[done]] = True
     length = np.bincount(inv, minlength=len(uniq))
     return {"stream": (uniq >> 32)[finished], "episode": (uniq & 0xFFFFFFFF)[finished],
-            "return": ret[finished], "length": length[finished], "success": ret[finished] > 0}
+            "return": ret[finished], "length": length[finished], "success": ret[finished] >= success_return}

@@ -53,6 +53,7 @@ class ModelConfig:
     attention_dropout: float = 0.0
     residual_dropout: float = 0.0
     embedding_dropout: float = 0.0
+    key_flag: bool = False          # keydoor: states carry a has-key flag (n_states = 2 grid_size**2)
 
     @property
     def tokens_per_transition(self) -> int:
@@ -63,8 +64,10 @@ class ModelConfig:
         return self.seq_len * self.tokens_per_transition
 
     @classmethod
-    def from_dt(cls, dt: DTConfig, grid_size: int, n_actions: int, max_timestep: int) -> "ModelConfig":
-        return cls(grid_size=grid_size, n_actions=n_actions, max_timestep=max_timestep, layout=dt.layout,
+    def from_dt(cls, dt: DTConfig, grid_size: int, n_actions: int, max_timestep: int,
+                key_flag: bool = False) -> "ModelConfig":
+        return cls(grid_size=grid_size, n_actions=n_actions, max_timestep=max_timestep, key_flag=key_flag,
+                   layout=dt.layout,
                    state_embedding=dt.state_embedding, seq_len=dt.seq_len, embedding_dim=dt.embedding_dim,
                    num_layers=dt.num_layers, num_heads=dt.num_heads, feed_forward_dim=dt.feed_forward_dim,
                    attention_dropout=dt.attention_dropout, residual_dropout=dt.residual_dropout,
@@ -161,25 +164,33 @@ class Block(nn.Module):
 
 
 class StateEmbedding(nn.Module):
-    """Cells (and the 'none' index, ``tokens.none_state``) to vectors: a table, or row + column vectors."""
+    """States (and the 'none' index, ``tokens.none_state``) to vectors: a table (one vector per
+    state), or a row vector + a column vector (+ a has-key vector with ``key_flag``: keydoor
+    state = cell + size**2 * has_key)."""
 
-    def __init__(self, size: int, d: int, mode: str):
+    def __init__(self, size: int, d: int, mode: str, key_flag: bool = False):
         super().__init__()
-        self.size, self.mode = size, mode
-        n = size * size
+        self.size, self.mode, self.key_flag = size, mode, key_flag
+        self.n_states = size * size * (2 if key_flag else 1)
         if mode == "table":
-            self.table = nn.Embedding(n + 1, d)
+            self.table = nn.Embedding(self.n_states + 1, d)
         else:
             self.row = nn.Embedding(size + 1, d)   # index `size` = none
             self.col = nn.Embedding(size + 1, d)
+            if key_flag:
+                self.flag = nn.Embedding(3, d)     # no key, key, none
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         if self.mode == "table":
             return self.table(s)
-        none = s >= self.size * self.size
-        r = torch.where(none, self.size, s // self.size)
-        c = torch.where(none, self.size, s % self.size)
-        return self.row(r) + self.col(c)
+        none = s >= self.n_states
+        cell = s % (self.size * self.size)
+        r = torch.where(none, self.size, cell // self.size)
+        c = torch.where(none, self.size, cell % self.size)
+        out = self.row(r) + self.col(c)
+        if self.key_flag:
+            out = out + self.flag(torch.where(none, 2, s // (self.size * self.size)))
+        return out
 
 
 class ADTransformer(nn.Module):
@@ -189,12 +200,12 @@ class ADTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.embedding_dim
-        self.state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding)
+        self.state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding, cfg.key_flag)
         self.time_emb = nn.Embedding(cfg.max_timestep + 1, d)
         self.action_emb = nn.Embedding(tokens.none_action(cfg.n_actions) + 1, d)   # the actions, none
         self.reward_emb = nn.Embedding(tokens.none_reward() + 1, d)               # 0, 1, none
         if cfg.layout == "transition":
-            self.next_state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding)
+            self.next_state_emb = StateEmbedding(cfg.grid_size, d, cfg.state_embedding, cfg.key_flag)
         else:
             self.type_emb = nn.Embedding(TOKENS_PER_TRANSITION["triplet"], d)   # s, a, r token types
         self.drop = nn.Dropout(cfg.embedding_dropout)

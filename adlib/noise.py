@@ -12,7 +12,7 @@ from adlib.rollout import Policy, rollout
 
 
 class EpsOptimal:
-    """A shortest-path policy that acts uniformly at random with probability eps, eps decaying
+    """A shortest-path policy (to the goal; keydoor: the key, then the door) that acts uniformly at random with probability eps, eps decaying
     linearly from ``eps_start`` to ``eps_end`` over the first ``decay_episodes`` episodes of
     each run. Episodes are counted from the in-episode timestep (a run's t falls to 0 at each
     reset), so it needs no help from the rollout."""
@@ -31,7 +31,7 @@ class EpsOptimal:
             self.episode = torch.zeros_like(t)
         else:
             self.episode = self.episode + (t == 0).long()
-        good = dr.optimal_actions(state.pos, state.goal).float()                          # [N, 5]
+        good = dr.optimal_actions(state.pos, dr.target(state)).float()                   # [N, 5]
         eps = self.eps().unsqueeze(-1)
         probs = eps / dr.N_ACTIONS + (1 - eps) * good / good.sum(-1, keepdim=True)
         return probs.log()                                                                # -inf where 0
@@ -44,9 +44,7 @@ class Explorer:
     9x9 room within a few episodes; the learning it shows is explained by its context only."""
 
     def __init__(self, env_cfg: EnvConfig):
-        n = env_cfg.grid_size
-        rows, cols = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        self.cells = torch.stack([rows.flatten(), cols.flatten()], -1)                   # [C, 2]
+        self.cells = dr.all_cells(env_cfg)                                              # [C, 2]
         self.seen: torch.Tensor | None = None                                           # [N, C]
         self.goal: torch.Tensor | None = None                                           # [N] cell, -1 unknown
 
@@ -63,7 +61,7 @@ class Explorer:
         self.seen[rows[real], last[real]] = True
         self.seen[rows, obs] = True
         self.goal = torch.where((prev["prev_reward"] == 1) & (self.goal < 0), last, self.goal)
-        dist = dr.shortest_path(None, state.pos[:, None, :], cells[None])               # [N, C]
+        dist = dr.manhattan(state.pos[:, None, :], cells[None])                         # [N, C]
         dist = torch.where(self.seen, torch.iinfo(dist.dtype).max, dist)
         nearest = dist == dist.min(-1, keepdim=True).values                             # [N, C]
         explore = (dr.optimal_actions(state.pos[:, None, :], cells[None]) & nearest[..., None]).any(1)

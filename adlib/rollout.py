@@ -23,9 +23,9 @@ class PlayResult:
 
     goal_ids: np.ndarray   # [N]
     returns: np.ndarray
-    success: np.ndarray
+    success: np.ndarray    # the task completed: goal reached (keydoor: door opened)
     lengths: np.ndarray
-    shortest: np.ndarray   # [N] shortest path from the start (fixed start only)
+    shortest: np.ndarray   # [N] fewest steps to complete the task from the start (fixed start only)
     trace: dict[str, np.ndarray] | None = None   # when recorded: TRACE_FIELDS, each [N, steps]
 
     @property
@@ -51,8 +51,8 @@ Policy = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dr.EnvSt
 
 
 def oracle_policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor], state: dr.EnvState) -> torch.Tensor:
-    """Knows the goal: logits favouring the shortest-path actions (a reference for metrics)."""
-    return torch.where(dr.optimal_actions(state.pos, state.goal), 0.0, -1e9)
+    """Knows the task: logits favouring the shortest-path actions (a reference for metrics)."""
+    return torch.where(dr.optimal_actions(state.pos, dr.target(state)), 0.0, -1e9)
 
 
 def random_policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor], state: dr.EnvState) -> torch.Tensor:
@@ -92,7 +92,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     state, obs = dr.reset(env_cfg, goals, u())
     prev = {"prev_action": torch.full((N,), tokens.none_action(dr.N_ACTIONS), device=device),
             "prev_reward": torch.full((N,), tokens.none_reward(), device=device),
-            "prev_next_state": torch.full((N,), tokens.none_state(env_cfg.grid_size), device=device)}
+            "prev_next_state": torch.full((N,), tokens.none_state(dr.n_states(env_cfg)), device=device)}
     returns = torch.zeros(N, episodes, device=device)
     lengths = torch.zeros(N, episodes, dtype=torch.long, device=device)
     episode = torch.zeros(N, dtype=torch.long, device=device)
@@ -129,9 +129,10 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
         prev = {"prev_action": action, "prev_reward": out.reward.long(), "prev_next_state": out.final_obs}
         state, obs = out.state, out.obs
     start = torch.tensor(dr.start_pos(env_cfg), device=device)
-    shortest = dr.shortest_path(env_cfg, start.expand_as(goals), goals)
+    shortest = dr.shortest_path(env_cfg, start.expand(N, 2), goals)
     ret = returns.cpu().numpy()
-    return PlayResult(goal_ids=ids.numpy(), returns=ret, success=ret > 0, lengths=lengths.cpu().numpy(),
+    return PlayResult(goal_ids=ids.numpy(), returns=ret, success=ret >= dr.success_return(env_cfg),
+                      lengths=lengths.cpu().numpy(),
                       shortest=shortest.cpu().numpy(),
                       trace={k: torch.stack(v, 1).cpu().numpy() for k, v in zip(TRACE_FIELDS, zip(*trace))}
                       if record else None)

@@ -38,12 +38,12 @@ log = get_logger("train_source_agents")
 SUMMARY_WINDOW = 5_000
 
 
-def agent_summary(hist: History, agent: int, window: int = SUMMARY_WINDOW) -> dict:
+def agent_summary(hist: History, agent: int, window: int = SUMMARY_WINDOW, success_return: int = 1) -> dict:
     """Success and episode length of one agent over the last ``window`` env steps (all its envs
     together), and the first env step at which a window's success rate reached 0.9."""
     cols = agent_streams(hist, [agent])
     E = hist.state.shape[2]
-    ep = episode_table(cols)
+    ep = episode_table(cols, success_return)
     done = cols["terminated"] | cols["truncated"]
     end = cols["step"][done].astype(np.int64) * E          # agent env steps when each episode ended
     win = end // window
@@ -139,7 +139,7 @@ def write_goal(shard_dir: str | Path, goal: int, agents: list[int], params: dict
     save_torch(gdir / AGENT_FILE, {"params": {k: v[agents].clone() for k, v in params.items()},
                                    "goal_id": goal, "goal": cell, "seeds": list(range(cfg.seeds_per_goal)),
                                    "env": env_rec, "source": src_rec})
-    per_agent = [agent_summary(hist, a) for a in agents]
+    per_agent = [agent_summary(hist, a, success_return=dr.success_return(env_cfg)) for a in agents]
     summary = {
         "goal_id": goal, "goal": cell, "seeds": cfg.seeds_per_goal, "streams": len(agents) * cfg.nenvs,
         "env_steps_per_agent": a2c.updates_of(cfg) * cfg.nenvs * cfg.nsteps,

@@ -1,4 +1,4 @@
-"""The deterministic train / held-out split of Dark Room goals."""
+"""The deterministic train / held-out split of the tasks ("goals") in use (:func:`adlib.envs.darkroom.all_goals`)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ def split_goals(env_cfg: EnvConfig, cfg: SplitConfig) -> dict:
     train = sorted(int(i) for i in perm[: cfg.n_train])
     held_out = sorted(int(i) for i in perm[cfg.n_train:])
     return {
+        "kind": env_cfg.kind,
         "grid_size": env_cfg.grid_size,
         "seed": cfg.seed,
         "n_goals": len(goals),
         "train": train,
         "held_out": held_out,
-        "cells": {str(i): goals[i] for i in range(len(goals))},  # goal id -> [row, col]
+        "cells": {str(i): goals[i] for i in range(len(goals))},  # goal id -> [row, col] (keydoor: key, door)
     }
 
 
@@ -43,9 +44,14 @@ def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
         raise DataError(f"{path}: goals {sorted(train & held_out)} are both training and held-out")
     if not train or not held_out or train | held_out != set(range(n_goals)):
         raise DataError(f"{path}: train and held-out goals must partition 0..{n_goals - 1}")
-    if env_cfg is not None and split.get("grid_size") != env_cfg.grid_size:
-        raise DataError(f"{path}: split is for a {split.get('grid_size')}x{split.get('grid_size')} room "
-                         f"but env.grid_size = {env_cfg.grid_size}; rerun split_tasks")
+    if env_cfg is not None and (split.get("grid_size"), split.get("kind", "darkroom")) != (env_cfg.grid_size,
+                                                                                            env_cfg.kind):
+        raise DataError(f"{path}: split is for a {split.get('grid_size')}x{split.get('grid_size')} "
+                        f"{split.get('kind', 'darkroom')} but env.grid_size = {env_cfg.grid_size}, env.kind = "
+                        f"{env_cfg.kind!r}; rerun split_tasks")
+    if env_cfg is not None and n_goals != len(dr.all_goals(env_cfg)):
+        raise DataError(f"{path}: split has {n_goals} tasks but the env has {len(dr.all_goals(env_cfg))} in use "
+                        f"(env.n_tasks = {env_cfg.n_tasks}); rerun split_tasks")
     return split
 
 

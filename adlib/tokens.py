@@ -18,7 +18,7 @@ dataset's windows, the in-context player and the model's embedding tables all us
 from __future__ import annotations
 
 FIELDS = ("state", "t", "action", "reward", "prev_action", "prev_reward", "prev_next_state")
-N_REWARDS = 2          # Dark Room rewards are 0 or 1 in both reward modes
+N_REWARDS = 2          # every step pays 0 or 1 (both reward modes; keydoor's key and door pay on different steps)
 
 
 def none_action(n_actions: int) -> int:
@@ -29,5 +29,5 @@ def none_reward() -> int:
     return N_REWARDS
 
 
-def none_state(grid_size: int) -> int:
-    return grid_size * grid_size
+def none_state(n_states: int) -> int:
+    return n_states

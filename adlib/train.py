@@ -53,7 +53,8 @@ def make_optimizer(model: torch.nn.Module, cfg: DTConfig) -> torch.optim.Optimiz
 
 
 def build_model(dt: DTConfig, env_cfg: EnvConfig) -> ADTransformer:
-    return ADTransformer(ModelConfig.from_dt(dt, env_cfg.grid_size, dr.N_ACTIONS, env_cfg.max_episode_steps))
+    return ADTransformer(ModelConfig.from_dt(dt, env_cfg.grid_size, dr.N_ACTIONS, env_cfg.max_episode_steps,
+                                             key_flag=env_cfg.kind == "keydoor"))
 
 
 def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, goals: list[int], episodes: int,

@@ -46,7 +46,7 @@ class Trajectory:
     ``returns [E]``."""
 
     title: str
-    goal: tuple[int, int]
+    goal: tuple[int, ...]   # goal cell, or key cell + door cell (keydoor)
     positions: np.ndarray
     episode_of_step: np.ndarray
     rewards: np.ndarray
@@ -103,24 +103,35 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
     n_eps = len(traj.returns)
     top = max(float(traj.returns.max()), 0.0)
     font = _font(_text_px(cell_px))
-    widest = [traj.title, f"goal {traj.goal} | episode {n_eps}/{n_eps}", f"return {top:g} | last episode {top:g}"]
+    task = task_label(traj.goal)
+    widest = [traj.title, f"{task} | episode {n_eps}/{n_eps}", f"return {top:g} | last episode {top:g}"]
     width = 8 + int(np.ceil(max(font.getlength(s) for s in widest)))
     out: list[list[np.ndarray]] = []
     for e in range(n_eps):
         steps = np.flatnonzero(traj.episode_of_step == e)
         last = f"{traj.returns[e - 1]:g}" if e > 0 else "-"
         visited = np.zeros((size, size), bool)
-        cells = ([traj.start] if traj.start is not None else []) + [divmod(int(p), size) for p in traj.positions[steps]]
+        # observations -> cells (keydoor observations add size**2 while the key is held)
+        cells = ([traj.start] if traj.start is not None else []) + [divmod(int(p) % (size * size), size)
+                                                                    for p in traj.positions[steps]]
         gains = ([0.0] if traj.start is not None else []) + traj.rewards[steps].tolist()
         frames, ret = [], 0.0
         for cell, r in zip(cells, gains):
             ret += r
             visited[cell] = True
-            img = draw_frame(size, cell, traj.goal, cell_px, visited if shade_visited else None)
-            lines = [traj.title, f"goal {traj.goal} | episode {e + 1}/{n_eps}", f"return {ret:g} | last episode {last}"]
+            # keydoor: rewards so far this episode = 1 key held, 2 door open
+            img = draw_frame(size, cell, traj.goal, cell_px, visited if shade_visited else None, stage=int(ret))
+            lines = [traj.title, f"{task} | episode {e + 1}/{n_eps}", f"return {ret:g} | last episode {last}"]
             frames.append(overlay(img, lines, [DIM_TEXT, TEXT, GOAL if ret > 0 else TEXT], cell_px, width))
         out.append(frames)
     return out
+
+
+def task_label(goal: tuple[int, ...]) -> str:
+    """``goal (r, c)``, or ``key (r, c) door (r, c)`` for Key-to-Door."""
+    if len(goal) == 4:
+        return f"key {tuple(goal[:2])} door {tuple(goal[2:])}"
+    return f"goal {tuple(goal)}"
 
 
 def video_frames(episodes: list[list[np.ndarray]], hold: int = HOLD_END) -> list[np.ndarray]:

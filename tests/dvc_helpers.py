@@ -53,7 +53,7 @@ TINY_DOWNSTREAM = {
 RESULT_SECTIONS = ("env", "split", "source", "dataset", "dt", "eval", "render")
 STAGE_READS = {
     "check_params": list(RESULT_SECTIONS),
-    "split_tasks": ["env.grid_size", "split"],          # the goal set depends on the room's side only
+    "split_tasks": ["env.kind", "env.grid_size", "env.n_tasks", "split"],   # the task set: kind, side, subset
     "train_source_agents": ["env", "source"],
     "build_history_dataset": ["env", "dataset", "source.shards"],
     "train_dt": ["env", "dt"],

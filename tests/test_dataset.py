@@ -324,7 +324,8 @@ def test_explorer_never_reads_the_goal_from_the_env_state():
     prev = {"prev_action": torch.tensor([5, 5]), "prev_reward": torch.tensor([2, 2]),
             "prev_next_state": torch.tensor([81, 81])}
     a = Explorer(room)(obs, torch.zeros(2, dtype=torch.long), prev,
-                       dr.EnvState(torch.tensor([[4, 4], [4, 4]]), torch.tensor([[0, 0], [8, 8]]), torch.zeros(2)))
+                       dr.EnvState(torch.tensor([[4, 4], [4, 4]]), torch.tensor([[0, 0], [8, 8]]), torch.zeros(2),
+                                   torch.zeros(2, dtype=torch.long)))
     assert torch.equal(a[0], a[1]) and torch.isfinite(a[0]).sum() == 4      # any of the 4 neighbours
 
 

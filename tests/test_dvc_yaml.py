@@ -101,13 +101,16 @@ def test_runtime_is_tracked_by_no_stage_and_every_result_key_by_some():
     assert stage_reads("check_params") == result
 
 
-def test_split_depends_on_the_room_side_only():
-    """Why split_tasks tracks env.grid_size and no other env key."""
+def test_split_depends_on_the_task_set_only():
+    """Why split_tasks tracks env.kind, env.grid_size, env.n_tasks and no other env key."""
     base = split_goals(EnvConfig(grid_size=7), SplitConfig(seed=3, n_train=30))
-    for other in (EnvConfig(grid_size=7, max_episode_steps=5, terminate_on_goal=False, reward_mode="stand"),
+    for other in (EnvConfig(grid_size=7, max_episode_steps=6, terminate_on_goal=False, reward_mode="stand"),
                   EnvConfig(grid_size=7, random_start=True)):
         assert split_goals(other, SplitConfig(seed=3, n_train=30)) == base
     assert split_goals(EnvConfig(grid_size=5), SplitConfig(seed=3, n_train=20)) != base
+    assert split_goals(EnvConfig(grid_size=7, n_tasks=40), SplitConfig(seed=3, n_train=30)) != base
+    keydoor = split_goals(EnvConfig(kind="keydoor", grid_size=7, max_episode_steps=20), SplitConfig(seed=3, n_train=30))
+    assert keydoor["n_goals"] == 49 * 48 and keydoor != base
 
 
 # ---------------------------------------------------------------- the committed dvc.lock

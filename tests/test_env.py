@@ -16,10 +16,12 @@ def cfg(**kw) -> EnvConfig:
     return EnvConfig(**{"grid_size": SIZE, "max_episode_steps": 20, **kw})
 
 
-def state_at(pos: list[tuple[int, int]], goal: list[tuple[int, int]], t: list[int] | None = None) -> dr.EnvState:
+def state_at(pos: list[tuple[int, int]], goal: list[tuple[int, ...]], t: list[int] | None = None,
+             stage: list[int] | None = None) -> dr.EnvState:
     B = len(pos)
     return dr.EnvState(pos=torch.tensor(pos, dtype=torch.long), goal=torch.tensor(goal, dtype=torch.long),
-                       t=torch.tensor(t if t is not None else [0] * B, dtype=torch.long))
+                       t=torch.tensor(t if t is not None else [0] * B, dtype=torch.long),
+                       stage=torch.tensor(stage if stage is not None else [0] * B, dtype=torch.long))
 
 
 def step_one(c: EnvConfig, pos, goal, action: int, t: int = 0, u: float | None = None) -> dr.StepOut:

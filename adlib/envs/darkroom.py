@@ -1,10 +1,23 @@
-"""Dark Room as pure batched functions over a state of tensors (gymnax style).
+"""The Dark Room family as pure batched functions over a state of tensors (gymnax style).
 
-Conventions of the original environment (SPEC.md §2): state index = row * grid_size + col,
+Conventions of the original environment (SPEC.md §2): cell index = row * grid_size + col,
 rows counted from the top; actions 0 no-op, 1 up (row - 1), 2 right (col + 1),
 3 down (row + 1), 4 left (col - 1); a move into a wall leaves the agent in place.
 
-The goal is part of the state, so one batch can hold every env of every goal.
+Two kinds (``env.kind``):
+
+- ``darkroom``: a task ("goal") is one invisible goal cell, ``goal [B, 2]``; any room size
+  (Dark Room Hard is 17x17, 20 steps, terminate on goal). The observation is the cell.
+- ``keydoor`` (Dark Key-to-Door, Laskin et al. 2023, §5): a task is an invisible key cell and
+  an invisible door cell, ``goal [B, 4] = (key row, key col, door row, door col)``, key !=
+  door. +1 on the step that first reaches the key in an episode (the agent then holds it),
+  +1 on the step that reaches the door while holding the key (once: the door is then open);
+  nothing else pays. With ``terminate_on_goal`` the open door ends the episode; by default
+  (the paper names no termination) the episode runs to its step limit. The agent observes
+  its cell and whether it holds the key: ``obs = cell + grid_size**2 * has_key`` (a
+  memoryless source policy could not act optimally without the flag).
+
+The task is part of the state, so one batch can hold every env of every task.
 Settings come from :class:`adlib.config.EnvConfig` and are static (not in the state).
 """
 
@@ -13,6 +26,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from adlib.config import EnvConfig, ParamError
@@ -25,9 +39,10 @@ ACTION_DELTAS = torch.tensor([[0, 0], [-1, 0], [0, 1], [1, 0], [0, -1]], dtype=t
 class EnvState(NamedTuple):
     """Batched env state. ``t`` counts steps taken in the current episode."""
 
-    pos: torch.Tensor   # [B, 2] long, (row, col)
-    goal: torch.Tensor  # [B, 2] long
-    t: torch.Tensor     # [B] long
+    pos: torch.Tensor    # [B, 2] long, (row, col)
+    goal: torch.Tensor   # [B, 2] long goal cell (darkroom) or [B, 4] key cell, door cell (keydoor)
+    t: torch.Tensor      # [B] long
+    stage: torch.Tensor  # [B] long, keydoor progress: 0 no key, 1 key held, 2 door open (0 in darkroom)
 
 
 class StepOut(NamedTuple):
@@ -46,58 +61,151 @@ def start_pos(cfg: EnvConfig) -> tuple[int, int]:
     return cfg.grid_size // 2, cfg.grid_size // 2
 
 
-def all_goals(cfg: EnvConfig) -> torch.Tensor:
-    """Every cell but the start cell, in row-major order: [grid_size**2 - 1, 2] long."""
+def all_cells(cfg: EnvConfig) -> torch.Tensor:
+    """Every cell of the room in row-major order: [grid_size**2, 2] long."""
     rows, cols = torch.meshgrid(torch.arange(cfg.grid_size), torch.arange(cfg.grid_size), indexing="ij")
-    cells = torch.stack([rows.flatten(), cols.flatten()], -1)
+    return torch.stack([rows.flatten(), cols.flatten()], -1)
+
+
+def task_width(cfg: EnvConfig) -> int:
+    """Integers per task: 2 (goal cell) or 4 (key cell, door cell)."""
+    return 4 if cfg.kind == "keydoor" else 2
+
+
+def n_states(cfg: EnvConfig) -> int:
+    """Size of the observation space: the cells, twice over for keydoor (without / with the key)."""
+    return cfg.grid_size ** 2 * (2 if cfg.kind == "keydoor" else 1)
+
+
+# the seed of the fixed task subset that ``env.n_tasks`` keeps (the same for every split)
+TASK_POOL_SEED = 0
+
+
+def every_task(cfg: EnvConfig) -> torch.Tensor:
+    """Every task of the room: darkroom, every cell but the start cell ``[grid_size**2 - 1, 2]``;
+    keydoor, every (key, door) pair of cells with key != door ``[n**2 (n**2 - 1), 4]``, key-major."""
+    cells = all_cells(cfg)
+    if cfg.kind == "keydoor":
+        n = len(cells)
+        key, door = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        keep = key != door
+        return torch.cat([cells[key[keep]], cells[door[keep]]], -1)
     sr, sc = start_pos(cfg)
-    keep = ~((cells[:, 0] == sr) & (cells[:, 1] == sc))
-    return cells[keep]
+    return cells[~((cells[:, 0] == sr) & (cells[:, 1] == sc))]
 
 
-def check_goal(cfg: EnvConfig, goal: Any, key: str = "goal") -> tuple[int, int]:
-    """``goal`` as a (row, col) pair of ints, or :class:`~adlib.config.ParamError` naming
-    ``key``: two integers inside the grid, and not the fixed start cell (a goal there would be
-    "reached" without moving, and under 'reach' never pay)."""
+def all_goals(cfg: EnvConfig) -> torch.Tensor:
+    """The tasks the pipeline uses (goal id = row): every task (:func:`every_task`), or with
+    ``env.n_tasks > 0`` a fixed pseudo-random subset of that many, in the same order (the
+    subset depends on the room only, never on the split: the split draws from it)."""
+    tasks = every_task(cfg)
+    if cfg.n_tasks == 0 or cfg.n_tasks >= len(tasks):
+        return tasks
+    keep = np.sort(np.random.default_rng(TASK_POOL_SEED).permutation(len(tasks))[:cfg.n_tasks])
+    return tasks[torch.from_numpy(keep)]
+
+
+def check_goal(cfg: EnvConfig, goal: Any, key: str = "goal") -> tuple[int, ...]:
+    """A task as a flat tuple of ints, or :class:`~adlib.config.ParamError` naming ``key``.
+
+    darkroom: a (row, col) pair inside the grid, not the fixed start cell (a goal there would
+    be "reached" without moving, and under 'reach' never pay). keydoor: a (key, door) pair of
+    such cells, ``((row, col), (row, col))`` or flat ``(kr, kc, dr, dc)``, key != door (one
+    step would pay both rewards; the AD paper's 81**2 count includes these 81 degenerate tasks).
+    """
+    keydoor = cfg.kind == "keydoor"
+    what = "a ((row, col), (row, col)) (key, door) pair" if keydoor else "a (row, col) pair"
     try:
-        row, col = goal
-        ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (row, col))
+        flat = [v for part in goal for v in part] if keydoor and len(goal) == 2 else list(goal)
+        ok = len(flat) == task_width(cfg) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in flat)
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ParamError(f"{key} = {goal!r}: must be a (row, col) pair of integers")
-    row, col = int(row), int(col)
-    if not (0 <= row < cfg.grid_size and 0 <= col < cfg.grid_size):
-        raise ParamError(f"{key} = {goal!r}: outside the {cfg.grid_size}x{cfg.grid_size} grid "
-                         f"(rows and columns 0 .. {cfg.grid_size - 1})")
-    if not cfg.random_start and (row, col) == start_pos(cfg):
+        raise ParamError(f"{key} = {goal!r}: must be {what} of integers")
+    flat = [int(v) for v in flat]
+    names = ("key", "door") if keydoor else ("goal",)
+    for i, name in enumerate(names):
+        row, col = flat[2 * i:2 * i + 2]
+        if not (0 <= row < cfg.grid_size and 0 <= col < cfg.grid_size):
+            raise ParamError(f"{key} = {goal!r}: the {name} cell ({row}, {col}) is outside the "
+                             f"{cfg.grid_size}x{cfg.grid_size} grid (rows and columns 0 .. {cfg.grid_size - 1})")
+    if keydoor and flat[:2] == flat[2:]:
+        raise ParamError(f"{key} = {goal!r}: the key and the door are the same cell; they must differ")
+    if not keydoor and not cfg.random_start and tuple(flat) == start_pos(cfg):
         raise ParamError(f"{key} = {goal!r}: is the start cell; a goal must be another cell")
-    return row, col
+    return tuple(flat)
 
 
-def obs_of(cfg: EnvConfig, pos: torch.Tensor) -> torch.Tensor:
-    """State index of positions ``[..., 2]``."""
-    return pos[..., 0] * cfg.grid_size + pos[..., 1]
+def obs_of(cfg: EnvConfig, pos: torch.Tensor, stage: torch.Tensor | None = None) -> torch.Tensor:
+    """Observation of positions ``[..., 2]``: the cell index, plus ``grid_size**2`` where a
+    keydoor agent holds the key (``stage [...] >= 1``)."""
+    cell = pos[..., 0] * cfg.grid_size + pos[..., 1]
+    if stage is None or cfg.kind != "keydoor":
+        return cell
+    return cell + cfg.grid_size ** 2 * (stage >= 1).long()
+
+
+def target(state: EnvState) -> torch.Tensor:
+    """The cell ``[B, 2]`` a task-knowing agent heads for now: the goal; for keydoor the key
+    until it is held, then the door."""
+    if state.goal.shape[-1] == 2:
+        return state.goal
+    return torch.where((state.stage == 0).unsqueeze(-1), state.goal[..., :2], state.goal[..., 2:])
 
 
 def _start_positions(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
     """Start cells for a batch: the centre, or uniform over cells other than the goal."""
     if not cfg.random_start:
         sr, sc = start_pos(cfg)
-        return torch.tensor([sr, sc], device=goal.device).expand_as(goal).clone()
+        return torch.tensor([sr, sc], device=goal.device).expand(goal.shape[0], 2).clone()
     if u is None:
         raise ValueError("random_start needs uniforms u [B] in [0, 1)")
     n = cfg.grid_size * cfg.grid_size
     idx = (u * (n - 1)).long().clamp_max(n - 2)
-    idx = idx + (idx >= obs_of(cfg, goal)).long()  # skip the goal cell
+    idx = idx + (idx >= obs_of(cfg, goal[..., :2])).long()  # skip the goal (keydoor: key) cell
     return torch.stack([idx // cfg.grid_size, idx % cfg.grid_size], -1)
 
 
 def reset(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None = None) -> tuple[EnvState, torch.Tensor]:
-    """Fresh episodes for goals ``[B, 2]``; ``u [B]`` uniforms are needed only with random_start."""
+    """Fresh episodes for tasks ``goal [B, W]``; ``u [B]`` uniforms are needed only with random_start."""
     pos = _start_positions(cfg, goal, u)
-    state = EnvState(pos=pos, goal=goal, t=torch.zeros(goal.shape[0], dtype=torch.long, device=goal.device))
-    return state, obs_of(cfg, pos)
+    zero = torch.zeros(goal.shape[0], dtype=torch.long, device=goal.device)
+    state = EnvState(pos=pos, goal=goal, t=zero, stage=zero.clone())
+    return state, obs_of(cfg, pos, state.stage)
+
+
+class Transition(NamedTuple):
+    """One step of every env before any reset (what :func:`step` auto-resets)."""
+
+    pos: torch.Tensor         # [B, 2] cell reached
+    stage: torch.Tensor       # [B] keydoor progress after the step
+    reward: torch.Tensor      # [B] bool
+    terminated: torch.Tensor  # [B] bool
+    truncated: torch.Tensor   # [B] bool
+
+
+def transition(cfg: EnvConfig, state: EnvState, action: torch.Tensor) -> Transition:
+    """The rules of one step, without the reset: moves, rewards, termination, truncation."""
+    deltas = ACTION_DELTAS.to(action.device)[action]                     # [B, 2]
+    new_pos = (state.pos + deltas).clamp(0, cfg.grid_size - 1)                # walls stop moves
+    t = state.t + 1
+    if cfg.kind == "keydoor":
+        at_key = (new_pos == state.goal[:, :2]).all(-1) & (state.stage == 0)
+        at_door = (new_pos == state.goal[:, 2:]).all(-1) & (state.stage == 1)   # key != door: not both
+        reward = at_key | at_door
+        stage = state.stage + reward.long()
+        terminated = at_door & cfg.terminate_on_goal
+    else:
+        at_goal = (new_pos == state.goal).all(-1)                            # [B]
+        if cfg.reward_mode == "stand":
+            reward = at_goal
+        else:  # "reach": only the step that arrives on the goal
+            reward = at_goal & ~(state.pos == state.goal).all(-1)
+        stage = state.stage
+        terminated = at_goal & cfg.terminate_on_goal
+    truncated = (t >= cfg.max_episode_steps) & ~terminated
+    return Transition(new_pos, stage, reward, terminated, truncated)
 
 
 def step(cfg: EnvConfig, state: EnvState, action: torch.Tensor, u: torch.Tensor | None = None) -> StepOut:
@@ -107,28 +215,43 @@ def step(cfg: EnvConfig, state: EnvState, action: torch.Tensor, u: torch.Tensor 
     this step (terminated or truncated) comes back already reset in ``state``/``obs``;
     the reward and the reached cell of the ending step are in ``reward`` and ``final_obs``.
     """
-    deltas = ACTION_DELTAS.to(action.device)[action]                     # [B, 2]
-    new_pos = (state.pos + deltas).clamp(0, cfg.grid_size - 1)                # walls stop moves
-    at_goal = (new_pos == state.goal).all(-1)                            # [B]
-    if cfg.reward_mode == "stand":
-        reward = at_goal
-    else:  # "reach": only the step that arrives on the goal
-        reward = at_goal & ~(state.pos == state.goal).all(-1)
-    t = state.t + 1
-    terminated = at_goal & cfg.terminate_on_goal
-    truncated = (t >= cfg.max_episode_steps) & ~terminated
-    done = terminated | truncated
-    final_obs = obs_of(cfg, new_pos)
+    tr = transition(cfg, state, action)
+    done = tr.terminated | tr.truncated
+    final_obs = obs_of(cfg, tr.pos, tr.stage)
     restart = _start_positions(cfg, state.goal, u)
-    pos = torch.where(done.unsqueeze(-1), restart, new_pos)
-    t = torch.where(done, torch.zeros_like(t), t)
-    new_state = EnvState(pos=pos, goal=state.goal, t=t)
-    return StepOut(new_state, obs_of(cfg, pos), reward.float(), terminated, truncated, final_obs)
+    pos = torch.where(done.unsqueeze(-1), restart, tr.pos)
+    t = torch.where(done, torch.zeros_like(state.t), state.t + 1)
+    stage = torch.where(done, torch.zeros_like(tr.stage), tr.stage)
+    new_state = EnvState(pos=pos, goal=state.goal, t=t, stage=stage)
+    return StepOut(new_state, obs_of(cfg, pos, stage), tr.reward.float(), tr.terminated, tr.truncated, final_obs)
+
+
+def manhattan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Fewest steps between cells ``a`` and ``b`` (both ``[..., 2]``): the Manhattan distance."""
+    return (a - b).abs().sum(-1)
 
 
 def shortest_path(cfg: EnvConfig, pos: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-    """Manhattan distance (= fewest steps) from ``pos`` to ``goal``, both ``[..., 2]``."""
-    return (pos - goal).abs().sum(-1)
+    """Fewest steps from ``pos [..., 2]`` to complete task ``goal [..., W]``: to the goal cell;
+    keydoor, to the key (at least one step: a step picks it up, a no-op where the agent starts
+    on it), then to the door."""
+    if cfg.kind == "keydoor":
+        return manhattan(pos, goal[..., :2]).clamp(min=1) + manhattan(goal[..., :2], goal[..., 2:])
+    return manhattan(pos, goal)
+
+
+def success_return(cfg: EnvConfig) -> int:
+    """The episode return that means the task was completed: the goal reached (1), or for
+    keydoor the key and the door (2)."""
+    return 2 if cfg.kind == "keydoor" else 1
+
+
+def farthest_task_steps(cfg: EnvConfig) -> int:
+    """The fewest steps the hardest task of the room needs from the worst start: every task
+    fits an episode iff this is <= ``max_episode_steps``."""
+    span = 2 * (cfg.grid_size - 1)                      # corner to corner
+    first = span if cfg.random_start else 2 * (cfg.grid_size // 2)
+    return first + (span if cfg.kind == "keydoor" else 0)
 
 
 def optimal_actions(pos: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
