@@ -3,6 +3,7 @@ gymnasium envs, parity between them, bad settings, and a tiny run of every stage
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -160,6 +161,28 @@ def test_gym_keydoor_matches_the_core_step_for_step():
             if term:
                 obs, info = env.reset()
                 assert obs == int(out.obs) and not info["has_key"]
+
+
+def test_dark_room_hard_matches_the_core_and_ends_on_the_goal():
+    rng = np.random.default_rng(1)
+    env = gym.make(HARD_ID, goal=(8, 13))
+    cfg = dataclasses.replace(env.unwrapped.cfg, max_episode_steps=env.spec.max_episode_steps)   # TimeLimit's
+    assert (cfg.grid_size, cfg.max_episode_steps, cfg.terminate_on_goal) == (17, 20, True)
+    obs, _ = env.reset(seed=0)
+    state, core_obs = dr.reset(cfg, torch.tensor([[8, 13]]))
+    assert obs == int(core_obs) == 8 * 17 + 8
+    ends = 0
+    for _ in range(400):
+        a = int(rng.choice(5, p=[0.05, 0.05, 0.8, 0.05, 0.05]))        # mostly right: reaches (8, 13) often
+        obs, r, term, trunc, _ = env.step(a)
+        out = dr.step(cfg, state, torch.tensor([a]))
+        assert (obs, r, term) == (int(out.final_obs), float(out.reward), bool(out.terminated))
+        state = out.state
+        if term or trunc:
+            assert trunc == bool(out.truncated)                         # TimeLimit at 20 = the core's limit
+            ends += term
+            env.reset()
+    assert ends > 0
 
 
 def test_gym_keydoor_refuses_bad_tasks_by_name():
