@@ -29,15 +29,15 @@ def _mean(d: dict, key: str) -> float | None:
     return None if v is None else (v["mean"] if isinstance(v, dict) else v)
 
 
-def collect(name: str, workspace: Path, minutes: float | None) -> dict:
+def collect(name: str, workspace: Path, minutes: float | None, commit: str | None = None) -> dict:
     p = load_params(workspace / "params.yaml")
     detail = json.loads((workspace / "metrics" / "eval_detail.json").read_text())
     split = json.loads((workspace / "data" / "split.json").read_text())
     held, train = detail["held_out"], detail.get("train_goals", {})
     sampled, greedy, base = held["sampled"], held["greedy"], held["baselines"]
     score = "success" if "success_last10" in sampled else "return"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workspace, capture_output=True,
-                            text=True).stdout.strip()
+    commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workspace, capture_output=True,
+                                      text=True).stdout.strip()
     line = {
         "name": name, "commit": commit, "kind": p.env.kind, "grid_size": p.env.grid_size,
         "max_episode_steps": p.env.max_episode_steps, "terminate_on_goal": p.env.terminate_on_goal,
@@ -88,10 +88,11 @@ def main() -> None:
     ap.add_argument("--name")
     ap.add_argument("--workspace", type=Path)
     ap.add_argument("--minutes", type=float, default=None, help="wall time of the run's dvc exp run")
+    ap.add_argument("--commit", default=None, help="the code's commit (default: the workspace's HEAD)")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     if args.name:
-        print(json.dumps(collect(args.name, args.workspace, args.minutes), indent=1))
+        print(json.dumps(collect(args.name, args.workspace, args.minutes, args.commit), indent=1))
     if args.table:
         print(table())
 
