@@ -201,7 +201,8 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
     titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant}",
               "train_goals": f"AD on {n_goals['train_goals']} training goals (over-fitting check), {variant}"}
     for group, cs in curves.items():
-        plot_curves(Path(curves_dir) / f"{group}.png", {explorer if k == "explorer" else k: v for k, v in cs.items()},
+        shown = {explorer if k == "explorer" else k: v for k, v in cs.items() if not np.isnan(v).all()}
+        plot_curves(Path(curves_dir) / f"{group}.png", shown,
                     titles[group], ylabel, reference if group == "held_out" else None)
 
 
@@ -235,6 +236,13 @@ def headline(detail: dict, score: str) -> dict:
     return out
 
 
+def variant_name(env_cfg: EnvConfig) -> str:
+    """How plots and reports name the environment variant."""
+    if env_cfg.kind == "keydoor":
+        return "Key-to-Door: " + ("the door ends the episode" if env_cfg.terminate_on_goal else "no termination")
+    return "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"
+
+
 def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: EvalConfig, split: dict,
                         sources_dir: str | Path, n_shards: int, metrics_path: str | Path, detail_path: str | Path,
                         curves_dir: str | Path, log_dir: str | Path | None = None,
@@ -253,7 +261,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         raise DataError(f"{sources_dir}: no source histories for goals {missing} (the A2C baseline); "
                         f"run train_source_agents or dvc pull")
     E = eval_cfg.episodes
-    metrics: dict = {"variant": "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"}
+    metrics: dict = {"variant": variant_name(env_cfg)}
     curves: dict[str, dict[str, np.ndarray]] = {}
     for group, goals in (("held_out", held_out), ("train_goals", train)):
         if not goals:
