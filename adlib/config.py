@@ -332,8 +332,8 @@ def total_tasks(env: EnvConfig) -> int:
 
 
 def n_goals(env: EnvConfig) -> int:
-    """Tasks in use (:func:`adlib.envs.darkroom.all_goals`)."""
-    return min(env.n_tasks, total_tasks(env)) if env.n_tasks else total_tasks(env)
+    """Tasks in use (:func:`adlib.envs.darkroom.all_goals`); ``env.n_tasks`` beyond the room is refused earlier."""
+    return env.n_tasks or total_tasks(env)
 
 
 def _check_env(env: EnvConfig) -> None:
