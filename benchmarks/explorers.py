@@ -1,0 +1,146 @@
+"""The perfect explorer of each Dark Room size, bracketed: an achievable explorer below it
+and the idealised bound above it.
+
+SPEC.md §6's perfect explorer (``adlib.evaluation.explorer_curve``) reveals
+``max_episode_steps`` new cells every episode. That is exact for the 9x9 room from the centre
+(every cell lies within 8 steps), but in larger rooms far cells cost more than one step each to
+reach, so the same formula is only an upper bound of the success rate there (and no bound of the
+paper variant's return: see ``_bound``). A lower bound that is actually
+achievable is the systematic explorer of ``adlib.noise.Explorer`` (walks to the nearest unseen
+cell, never reads the goal): any curve an explorer really plays is at most the perfect one.
+
+    python -m benchmarks.explorers [--episodes 30] [--seeds 20]
+
+Both curves are averaged over every goal of the room (each goal equally likely), 20-step
+episodes from the centre; the section "Perfect explorer, bracketed" of docs/results.md is
+written from this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adlib.config import EnvConfig
+from adlib.envs import darkroom as dr
+from adlib.evaluation import explorer_curve
+from adlib.noise import Explorer
+from adlib.rollout import rollout
+from benchmarks import table, write_section
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+POINTS = (1, 2, 3, 4, 5, 10, 20, 30)
+ROOMS = (("9x9 (Dark Room)", 9), ("13x13", 13), ("17x17 (Dark Room Hard, all 288 goals)", 17))
+
+
+def _bound(n: int, paper: bool) -> str:
+    if n == 9:
+        return " (SPEC.md §6; exact)"
+    # success: at most 20 new cells per episode can be searched, so this bounds any explorer;
+    # return: the formula credits found goals with the room's mean optimum, but an explorer finds
+    # near goals (longer stays) first, so there it is no bound
+    return " (no bound: near goals are found first)" if paper else " (an upper bound)"
+
+
+class KeyDoorExplorer:
+    """A systematic explorer of Dark Key-to-Door that sees only what the agent observes (its cell,
+    whether it holds the key) and the rewards: without the key it walks to the nearest cell it has
+    not yet arrived on without the key (the start first, by a no-op: a key there is picked up so),
+    with the key to the nearest cell not yet arrived on with it; a reward without the key marks the
+    key's cell, one with the key the door's; once known, it walks there by the shortest path, and
+    stays put once the door is open."""
+
+    def __init__(self, env_cfg: EnvConfig):
+        self.n = env_cfg.grid_size
+        self.cells = dr.all_cells(env_cfg)                                              # [C, 2]
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor],
+                 state: dr.EnvState) -> torch.Tensor:
+        N, C = obs.shape[0], len(self.cells)
+        rows = torch.arange(N)
+        if self.state is None:
+            self.state = dict(seen=torch.zeros(N, 2, C, dtype=torch.bool), key=torch.full((N,), -1),
+                              door=torch.full((N,), -1), holding=torch.zeros(N, dtype=torch.bool),
+                              opened=torch.zeros(N, dtype=torch.bool))
+        m = self.state
+        last, real = prev["prev_next_state"], prev["prev_next_state"] < 2 * C            # pre-reset arrival
+        cell, held = last % C, m["holding"].long()                                      # held before the step
+        m["seen"][rows[real], held[real], cell[real]] = True
+        paid = real & (prev["prev_reward"] == 1)
+        m["key"] = torch.where(paid & ~m["holding"], cell, m["key"])
+        m["door"] = torch.where(paid & m["holding"], cell, m["door"])
+        m["opened"] = (m["opened"] | (paid & m["holding"])) & (t > 0)                   # this episode
+        m["holding"] = obs >= C
+        pos = torch.stack([(obs % C) // self.n, (obs % C) % self.n], -1)               # [N, 2] from obs only
+        dist = dr.manhattan(pos[:, None, :], self.cells[None])                          # [N, C]
+        unseen = ~m["seen"][rows, m["holding"].long()]                                  # [N, C]
+        unseen[rows, m["key"].clamp(min=0)] &= ~(m["holding"] & (m["key"] >= 0))        # the door is not the key
+        dist = torch.where(unseen, dist, torch.iinfo(dist.dtype).max)
+        nearest = dist == dist.min(-1, keepdim=True).values
+        explore = (dr.optimal_actions(pos[:, None, :], self.cells[None]) & nearest[..., None]).any(1)
+        aim = torch.where(m["holding"], m["door"], m["key"])
+        go = dr.optimal_actions(pos, self.cells[aim.clamp(min=0)])
+        good = torch.where((aim >= 0)[:, None], go, explore)
+        stay = torch.zeros_like(good)
+        stay[:, 0] = True
+        good = torch.where(m["opened"][:, None], stay, good)
+        return torch.where(good, 0.0, -torch.inf)
+
+
+def explorer_play(env: EnvConfig, episodes: int, seeds: int):
+    """Per-episode outcomes of the systematic explorer of ``env``'s kind over all its tasks x seeds."""
+    goals = list(range(len(dr.all_goals(env))))
+    policy = KeyDoorExplorer(env) if env.kind == "keydoor" else Explorer(env)
+    return rollout(policy, env, goals, seeds, episodes, greedy=False, seed=0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--episodes", type=int, default=30)
+    ap.add_argument("--seeds", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    pts = [p for p in POINTS if p <= args.episodes]
+    rows = []
+    for variant, over in (("original (terminate on goal): success", {}),
+                          ("paper (+1 per step on the goal): return",
+                           dict(terminate_on_goal=False, reward_mode="stand"))):
+        for name, n in ROOMS:
+            env = replace(EnvConfig(), grid_size=n, **over)
+            low, high = explorer_play(env, args.episodes, args.seeds).returns.mean(0), explorer_curve(env, args.episodes)
+            rows.append([variant, name, "systematic explorer (achievable: a lower bound)",
+                         *[f"{low[p - 1]:.2f}" for p in pts]])
+            rows.append([variant, name, "idealised, 20 new cells per episode" + _bound(n, bool(over)),
+                         *[f"{high[p - 1]:.2f}" for p in pts]])
+    kd = replace(EnvConfig(), kind="keydoor", max_episode_steps=50, terminate_on_goal=False)
+    res = explorer_play(kd, args.episodes, 1)
+    name = "Dark Key-to-Door 9x9, 50 steps, all 6480 pairs"
+    rows.append(["Key-to-Door (+1 key, +1 door): return", name, "systematic explorer (achievable: a lower bound)",
+                 *[f"{res.returns.mean(0)[p - 1]:.2f}" for p in pts]])
+    rows.append(["Key-to-Door: doors opened", name, "systematic explorer (achievable: a lower bound)",
+                 *[f"{res.success.mean(0)[p - 1]:.2f}" for p in pts]])
+    md = table(["variant", "room", "explorer", *[f"ep {p}" for p in pts]], rows)
+    body = (
+        "The perfect explorer (knows the room, not the goal) lies between the two rows of each room: "
+        "the systematic explorer of `adlib.noise.Explorer` (nearest unseen cell, then the shortest path "
+        "once a reward showed the goal; a policy that really plays, so a lower bound) and SPEC.md §6's "
+        "idealised explorer (20 new cells per episode, the goal found at a uniform step: exact at 9x9, "
+        "where every cell is within 8 steps of the centre; in larger rooms an upper bound of the success "
+        "rate, since no explorer searches more than 20 new cells an episode, but not of the paper "
+        "variant's return, because it credits every found goal with the room's mean optimum while an "
+        "explorer finds the near goals, with their longer stays, first). Key-to-Door has no such formula; its row is "
+        "`KeyDoorExplorer` (this script: the same search for the key, then with the key for the door, from what "
+        "the agent observes and the rewards only), one run per (key, door) pair. Mean over every goal of the room, "
+        f"{args.seeds} seeds of the explorer's tie-breaking, 20-step episodes from the centre.\n\n"
+        f"{md}\n\nCommand: `python -m benchmarks.explorers --episodes {args.episodes} --seeds {args.seeds}`.\n")
+    print(body)
+    write_section("Perfect explorer, bracketed", body, RESULTS)
+
+
+if __name__ == "__main__":
+    main()
