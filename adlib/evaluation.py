@@ -67,8 +67,10 @@ def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
     """The idealised perfect explorer of SPEC.md §6: it does not know the goal, reveals
     ``max_episode_steps`` new cells per episode (goal found at a uniform step), then walks
     straight to it. Averaged over all goals; for 9x9 / 20 steps / paper variant it gives
-    2.63, 6.75, 10.88, 15.0, then 16.5. In larger rooms it is an upper bound (far cells take
-    more than one step each to reveal). Key-to-Door has no such closed form: all NaN there."""
+    2.63, 6.75, 10.88, 15.0, then 16.5. In larger rooms far cells take more than one step each
+    to reveal: there it bounds the success rate from above, but not the paper variant's return
+    (it credits found goals with the room's mean optimum, an explorer finds near ones first;
+    benchmarks/explorers.py brackets both). Key-to-Door has no such closed form: all NaN there."""
     if env_cfg.kind == "keydoor":
         return np.full(episodes, np.nan)
     n, m = len(dr.all_goals(env_cfg)), env_cfg.max_episode_steps
@@ -271,7 +273,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         for mode in ("greedy", "sampled"):
             seeds = 1 if mode == "greedy" else eval_cfg.seeds   # greedy play is deterministic per goal
             res = play(model, env_cfg, goals, seeds, E, greedy=mode == "greedy", temperature=eval_cfg.temperature,
-                       seed=eval_cfg.seed, device=device)
+                       seed=eval_cfg.seed, device=device, progress=f"eval_dt {group} {mode}")
             metrics[group][mode] = summarize(res, seeds, env_cfg)
             curves[group][f"ad_{mode}"] = res.returns.mean(0)
             if seeds > 1:   # [goals x seeds, E] -> per-seed curves (each a mean over goals) -> std

@@ -11,10 +11,13 @@ tokens every ``seq_len - keep + 1`` steps.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from adlib import tokens
 from adlib.config import EnvConfig
+from adlib.logs import bar
 from adlib.model import ADTransformer, KVCache
 from adlib.rollout import PlayResult, rollout
 
@@ -76,10 +79,21 @@ class ContextPlayer:
 
 def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
          greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
-         use_cache: bool = True, record: bool = False) -> PlayResult:
-    """The frozen model plays from an empty context (see :func:`rollout`)."""
+         use_cache: bool = True, record: bool = False, progress: str | None = None) -> PlayResult:
+    """The frozen model plays from an empty context (see :func:`rollout`). ``progress`` names a
+    progress bar of the lockstep env steps (none by default)."""
     model.eval()
     n = len(goal_ids) * seeds
     player = ContextPlayer(model, n, episodes * env_cfg.max_episode_steps, torch.device(device), use_cache)
-    return rollout(lambda obs, t, prev, state: player.act_logits(obs, t, prev), env_cfg, goal_ids, seeds,
-                   episodes, greedy, temperature, seed, device, record, on_action=player.record_outcome)
+    with bar(episodes * env_cfg.max_episode_steps, progress or "", unit="step") if progress else nullcontext() as pbar:
+        def policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor], state) -> torch.Tensor:
+            if pbar is not None:
+                pbar.update()
+            return player.act_logits(obs, t, prev)
+
+        res = rollout(policy, env_cfg, goal_ids, seeds, episodes, greedy, temperature, seed, device, record,
+                      on_action=player.record_outcome)
+        if pbar is not None:   # episodes that end on the goal finish before the step cap
+            pbar.total = pbar.n
+            pbar.refresh()
+    return res
