@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_stage(main: Callable[[], object]) -> None:
@@ -14,11 +19,14 @@ def run_stage(main: Callable[[], object]) -> None:
     torch or doing any work, so a bad parameter costs well under a second and writes nothing.
     Bad or missing data (:class:`~adlib.io.DataError`, ``FileNotFoundError``) prints one line
     naming the file and exits with status 1. Any other exception propagates with its traceback
-    (a bug).
+    (a bug). SIGTERM (``kill``, a scheduler's time limit) exits with status 143 through
+    ``SystemExit``, so that what a stage had started to write (the temporary folders of
+    :func:`~adlib.io.atomic_dir`) is removed on the way out, as on Ctrl-C.
     """
     from adlib.config import ParamError
     from adlib.io import DataError
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         main()
     except (ParamError, DataError, FileNotFoundError) as e:

@@ -819,3 +819,26 @@ def test_committed_dvc_config_holds_no_credentials():
     assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text)         # no user:password@ in a URL
     # credentials belong in .dvc/config.local, which git must ignore
     assert "/config.local" in (REPO / ".dvc" / ".gitignore").read_text().split()
+
+
+def test_sigterm_mid_stage_exits_143_and_leaves_no_temporary_output(tmp_path: Path):
+    """A stage killed with SIGTERM while writing an output removes its temporary folder (as on
+    Ctrl-C) instead of leaving a `.name.XXXX.tmp/` beside the output; the output never appears."""
+    script = f"""
+import os, signal, time
+from pathlib import Path
+from adlib.io import atomic_dir
+from stages import run_stage
+
+def main():
+    with atomic_dir(Path({str(tmp_path)!r}) / "videos") as tmp:
+        (tmp / "half_written.mp4").write_bytes(b"x")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+run_stage(main)
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=stage_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
