@@ -68,18 +68,20 @@ def fmt(v) -> str:
 def table() -> str:
     rows = [json.loads(x) for x in LINES.read_text().splitlines() if x.strip()]
     head = ("| run | env | tasks train / held out | state emb. | score | first 10 | 11–20 | @50 | last 10 (± seeds, ± goals) "
-            "| return last 10 (greedy) | A2C source first / last 10 | random | optimum | steps / shortest | pipeline |")
+            "| return last 10 (greedy) | training tasks, return last 10 | A2C source first / last 10 | random | optimum "
+            "| steps / shortest | pipeline |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        minutes = "–" if r["pipeline_minutes"] is None else f"{r['pipeline_minutes']:.1f} min"
         env = f"{r['kind']} {r['grid_size']}×{r['grid_size']}, {r['max_episode_steps']} steps" + (
             ", terminate" if r["terminate_on_goal"] else "")
         out.append(
             f"| {r['name']} ({r['commit']}) | {env} | {r['train']} / {r['held_out']} | {r['state_embedding']} | {r['score']} "
             f"| {fmt(r['first10'])} | {fmt(r['11to20'])} | {fmt(r['at50'])} "
             f"| {fmt(r['last10'])} ± {fmt(r['last10_std_seeds'])}, ± {fmt(r['last10_std_goals'])} "
-            f"| {fmt(r['return_last10'])} ({fmt(r['greedy_return_last10'])}) "
+            f"| {fmt(r['return_last10'])} ({fmt(r['greedy_return_last10'])}) | {fmt(r['train_goals_return_last10'])} "
             f"| {fmt(r['a2c_source_first10'])} / {fmt(r['a2c_source_last10'])} | {fmt(r['random'])} | {fmt(r['optimum'])} "
-            f"| {fmt(r['steps_over_shortest_last10'])} | {fmt(r['pipeline_minutes'])} min |")
+            f"| {fmt(r['steps_over_shortest_last10'])} | {minutes} |")
     return "\n".join(out)
 
 
