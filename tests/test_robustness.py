@@ -842,3 +842,38 @@ run_stage(main)
                        timeout=120)
     assert r.returncode == 128 + signal.SIGTERM, r.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_the_output_swap_waits_for_the_new_output(tmp_path: Path):
+    """A SIGTERM that arrives between the two renames that replace an existing output folder is
+    held back until the new folder is in place: the stage still exits 143, the new output is
+    there, and neither the old copy nor the temporary folder is left beside it."""
+    script = f"""
+import os, signal
+from pathlib import Path
+from adlib.io import atomic_dir
+from stages import run_stage
+
+out = Path({str(tmp_path)!r}) / "dataset"
+out.mkdir()
+(out / "old.parquet").write_bytes(b"old")
+rename = os.replace
+
+def replace(src, dst):
+    rename(src, dst)
+    if str(dst).endswith(".old"):          # the old output moved aside, the new one not yet in
+        os.kill(os.getpid(), signal.SIGTERM)
+
+os.replace = replace
+
+def main():
+    with atomic_dir(out) as tmp:
+        (tmp / "new.parquet").write_bytes(b"new")
+
+run_stage(main)
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=stage_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+    assert sorted(p.name for p in (tmp_path / "dataset").iterdir()) == ["new.parquet"]
