@@ -86,9 +86,7 @@ class KeyDoorExplorer:
         aim = torch.where(m["holding"], m["door"], m["key"])
         go = dr.optimal_actions(pos, self.cells[aim.clamp(min=0)])
         good = torch.where((aim >= 0)[:, None], go, explore)
-        stay = torch.zeros_like(good)
-        stay[:, 0] = True
-        good = torch.where(m["opened"][:, None], stay, good)
+        good = torch.where(m["opened"][:, None], dr.optimal_actions(pos, pos), good)   # no-op: stay put
         return torch.where(good, 0.0, -torch.inf)
 
 
