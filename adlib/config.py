@@ -90,7 +90,11 @@ class NoiseConfig:
     transitions: int = _f(600, "transitions per noise stream (cut there, mid-episode if need be, as A2C histories "
                                "are cut at history_len): a fixed length, so every stream holds a dt.seq_len window "
                                "whatever its goal's distance", rng=(1, 10_000_000))
-    decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end", rng=(1, 1_000_000))
+    schedule: str = _f("episodes", "when eps decays: 'episodes' (over the first decay_episodes episodes of a "
+                                   "stream) or 'first_reward' (eps_start until the stream's first reward, then over "
+                                   "the decay_episodes episodes after it)", choices=("episodes", "first_reward"))
+    decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end (0 = at once)",
+                             rng=(0, 1_000_000))
     eps_start: float = _f(0.5, "initial probability of a uniform random action", rng=(0, 1))
     eps_end: float = _f(0.0, "final probability of a uniform random action", rng=(0, 1))
     seed: int = _f(0, "seed of the noise histories", rng=(0, 2**31 - 1))

@@ -12,25 +12,38 @@ from adlib.rollout import Policy, rollout
 
 
 class EpsOptimal:
-    """A shortest-path policy (to the goal; keydoor: the key, then the door) that acts uniformly at random with probability eps, eps decaying
-    linearly from ``eps_start`` to ``eps_end`` over the first ``decay_episodes`` episodes of
-    each run. Episodes are counted from the in-episode timestep (a run's t falls to 0 at each
-    reset), so it needs no help from the rollout."""
+    """A shortest-path policy (to the goal; keydoor: the key, then the door) that acts uniformly
+    at random with probability eps. eps falls linearly from ``eps_start`` to ``eps_end`` over
+    ``decay_episodes`` episodes, counted by ``cfg.schedule``: from the start of each run
+    ('episodes'), or from the run's first reward ('first_reward': ``eps_start`` until then, so
+    the stream searches at one noise level and sharpens only once its context shows the goal).
+    Episodes are counted from the in-episode timestep (a run's t falls to 0 at each reset), so
+    it needs no help from the rollout."""
 
     def __init__(self, cfg: NoiseConfig):
         self.cfg = cfg
-        self.episode: torch.Tensor | None = None
+        self.episode: torch.Tensor | None = None   # [N] episodes begun since the clock started
+        self.clock: torch.Tensor | None = None     # [N] the decay clock runs (first_reward: once paid)
 
     def eps(self) -> torch.Tensor:
-        frac = (self.episode.float() / self.cfg.decay_episodes).clamp(max=1.0)
+        D = self.cfg.decay_episodes
+        frac = torch.ones_like(self.episode, dtype=torch.float) if D == 0 else (self.episode.float() / D).clamp(max=1.0)
+        frac = torch.where(self.clock, frac, 0.0)
         return self.cfg.eps_start + (self.cfg.eps_end - self.cfg.eps_start) * frac
 
     def __call__(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor],
                  state: dr.EnvState) -> torch.Tensor:
         if self.episode is None:
             self.episode = torch.zeros_like(t)
+            self.clock = torch.full_like(t, self.cfg.schedule == "episodes", dtype=torch.bool)
         else:
-            self.episode = self.episode + (t == 0).long()
+            self.episode = self.episode + ((t == 0) & self.clock).long()
+        if self.cfg.schedule == "first_reward":
+            # the clock starts on the step after the first reward: the episode it paid in is episode 0
+            # (the next one, 1, if the reward ended it); prev_reward is 'none' (2) on a run's first step
+            paid = (prev["prev_reward"] == 1) & ~self.clock
+            self.episode = torch.where(paid, (t == 0).long(), self.episode)
+            self.clock = self.clock | paid
         good = dr.optimal_actions(state.pos, dr.target(state)).float()                   # [N, 5]
         eps = self.eps().unsqueeze(-1)
         probs = eps / dr.N_ACTIONS + (1 - eps) * good / good.sum(-1, keepdim=True)

@@ -29,8 +29,8 @@ TINY = {
                "lr": 1.0e-4, "betas": [0.9, 0.999], "eps": 1.0e-6, "clip_grad_norm": 0.5, "value_coef": 0.99,
                "entropy_coef": 0.01, "gamma": 0.99, "seed": 0, "shards": [0, 1]},
     "dataset": {"history_len": 8000, "subsample": 1,
-                "noise": {"streams_per_goal": 0, "transitions": 600, "decay_episodes": 80, "eps_start": 1.0,
-                          "eps_end": 0.0, "seed": 0},
+                "noise": {"streams_per_goal": 0, "transitions": 600, "schedule": "episodes", "decay_episodes": 80,
+                          "eps_start": 1.0, "eps_end": 0.0, "seed": 0},
                 "explorer": {"streams_per_goal": 0, "transitions": 600, "seed": 0}},
     "runtime": {"source": {"device": "cpu", "threads": 1, "log_every": 10, "checkpoint_every": 2000}},
 }

@@ -302,6 +302,31 @@ def test_noise_success_rises_as_eps_decays():
     assert early < 0.6                                       # eps_start = 1: mostly random walks
 
 
+def test_noise_first_reward_schedule_searches_at_eps_start_then_exploits_at_once():
+    """schedule 'first_reward', decay 0: every episode after a stream's first success is a
+    shortest path (eps_end = 0), while the episodes before it are as noisy as eps_start says;
+    the 'episodes' schedule with the same eps still misses after its first success."""
+    cfg = dataclasses.replace(NOISE, streams_per_goal=8, transitions=400, eps_start=0.7, decay_episodes=0,
+                              schedule="first_reward")
+    goals = [0, 4, 19, 23]                                   # the four corners (goal ids skip the centre)
+    table = episode_table(noise_histories(ENV, cfg, goals))
+    before, misses_after = [], 0
+    for s in range(len(goals) * 8):
+        mine = table["stream"] == s
+        success, length = table["success"][mine], table["length"][mine]
+        first = int(np.argmax(success))
+        assert success.any() and success[first + 1:].all(), s
+        assert (length[first + 1:] == 4).all(), s            # shortest path from the centre
+        before.append(length[:first + 1].mean())
+    assert np.mean(before) > 6                              # eps 0.7 walks: far longer than 4 steps
+    slow = dataclasses.replace(cfg, schedule="episodes", decay_episodes=1_000)
+    table = episode_table(noise_histories(ENV, slow, goals))
+    for s in range(len(goals) * 8):
+        success = table["success"][table["stream"] == s]
+        misses_after += int((~success[int(np.argmax(success)) + 1:]).sum())
+    assert misses_after > 0
+
+
 def test_explorer_finds_every_goal_of_a_9x9_room_then_walks_shortest_paths():
     """The systematic explorer: first success within 6 episodes on all 80 goals (a random walk
     takes hundreds on far goals); from then on every episode is a shortest path."""
