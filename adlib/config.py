@@ -70,7 +70,7 @@ class SourceConfig:
     nenvs: int = _f(10, "parallel envs (= history streams) per agent", rng=(1, 4096))
     nsteps: int = _f(10, "rollout length between updates", rng=(1, 4096))
     env_steps: int = _f(800_000, "env steps per agent (all its envs together)", rng=(1, None))
-    seeds_per_goal: int = _f(1, "independent agents per goal", rng=(1, 1000))
+    seeds_per_goal: int = _f(3, "independent agents per goal", rng=(1, 1000))
     lr: float = _f(1e-4, "Adam learning rate", rng=(0, 1), open_lo=True)
     betas: tuple[float, float] = _f((0.9, 0.999), "Adam betas", rng=(0, 1), open_hi=True)
     eps: float = _f(1e-6, "Adam epsilon", rng=(0, 1), open_lo=True)

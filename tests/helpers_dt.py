@@ -36,7 +36,7 @@ from adlib.tasks import split_goals, write_split
 REPO = Path(__file__).resolve().parents[1]
 ENV = EnvConfig(grid_size=5, max_episode_steps=10)
 SPLIT = SplitConfig(seed=0, n_train=16)
-SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0,))
+SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, seeds_per_goal=1, shards=(0,))
 DATA = DatasetConfig(history_len=2000, subsample=25, noise=NoiseConfig(streams_per_goal=0))   # A2C only
 
 _built: dict[str, dict] = {}

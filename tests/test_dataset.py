@@ -35,7 +35,7 @@ from adlib.tasks import split_goals
 torch.set_num_threads(1)
 
 ENV = EnvConfig(grid_size=5, max_episode_steps=10)
-SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, shards=(0, 1))
+SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, seeds_per_goal=1, shards=(0, 1))
 NOISE = NoiseConfig(streams_per_goal=2, transitions=200, decay_episodes=20, eps_start=1.0, eps_end=0.0, seed=0)
 DATA = DatasetConfig(history_len=1000, subsample=1, noise=NOISE)
 PER_STREAM = DATA.history_len // SRC.nenvs

@@ -13,7 +13,7 @@ from adlib.config import EnvConfig, SourceConfig, SourceRuntime, to_dict
 torch.set_num_threads(1)
 
 ENV = EnvConfig(grid_size=5, max_episode_steps=10)
-SRC = SourceConfig(hidden_size=8, nenvs=4, nsteps=5, env_steps=6000, lr=1e-2, shards=(0,))
+SRC = SourceConfig(hidden_size=8, nenvs=4, nsteps=5, env_steps=6000, lr=1e-2, seeds_per_goal=1, shards=(0,))
 RT = SourceRuntime(log_every=10, checkpoint_every=100)
 
 

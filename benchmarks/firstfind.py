@@ -1,0 +1,138 @@
+"""Held-out success over episodes 11-20, taken apart: has AD found the goal yet (search), and
+does it walk back to it once found (exploitation)?
+
+    python -m benchmarks.firstfind run NAME MODEL [--split-seed K]
+    python -m benchmarks.firstfind table
+
+``run`` plays the held-out goals of ``params.yaml``'s env and split (``--split-seed``
+overrides the split seed; use the one the model was trained on) with the frozen MODEL, from
+an empty context (3 seeds x 30 episodes, sampled at ``eval.temperature``), and appends one
+JSON line to ``docs/firstfind.jsonl``. ``table`` writes those lines as the section "Search
+and exploitation, apart" of docs/results.md. Episodes are numbered from 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adlib.config import load_params
+from adlib.incontext import play
+from adlib.model import load_model
+from adlib.tasks import split_goals
+from benchmarks import table, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+LINES = ROOT / "docs" / "firstfind.jsonl"
+
+
+def decompose(success: np.ndarray, lo: int = 10, hi: int = 20) -> dict[str, float]:
+    """``success`` [runs, episodes] (bool) -> search and exploitation numbers over episodes
+    ``lo+1 .. hi`` (1-based)."""
+    runs, E = success.shape
+    found = np.cumsum(success, 1) > 0                                  # [runs, E] found by episode e
+    first = np.where(found.any(1), found.argmax(1), E)                 # 0-based, E = never
+    before = np.concatenate([np.zeros((runs, 1), bool), found[:, :-1]], 1)   # found in an earlier episode
+    w, b = success[:, lo:hi], before[:, lo:hi]
+    out = {"success_11to20": float(w.mean()),
+           "found_by_10": float((first < lo).mean()),
+           "found_share_11to20": float(b.mean()),
+           "success_11to20_if_found": float(w[b].mean()) if b.any() else float("nan"),
+           "success_11to20_if_not_found": float(w[~b].mean()) if (~b).any() else float("nan"),
+           "first_success_median": float(np.median(first) + 1),
+           "first_success_p90": float(np.percentile(first, 90) + 1),
+           f"never_in_{E}": float((first == E).mean())}
+    for k in (1, 2, 3):
+        m = first + k < E
+        out[f"success_first+{k}"] = float(success[np.flatnonzero(m), (first + k)[m]].mean())
+    # what 11-20 would be if every episode after the first success were one
+    out["success_11to20_if_exploited"] = float((b | w).mean())
+    return out
+
+
+def search_coverage(cells: np.ndarray, t: np.ndarray, success: np.ndarray, episodes: int = 5) -> list[float]:
+    """Mean number of cells first stood on in episode k (k = 1..episodes), over the runs that
+    have not succeeded before episode k. ``cells``, ``t``: [runs, steps] the cell each step
+    reached and its in-episode timestep; ``success``: [runs, E]. The explorer's is ~20 while
+    the room lasts (every step a new cell)."""
+    runs = len(cells)
+    ep = np.cumsum(t == 0, 1) - 1                                      # [runs, steps] 0-based episode
+    found = np.cumsum(success, 1) > 0
+    out = []
+    for k in range(episodes):
+        new = []
+        for i in range(runs):
+            if k > 0 and found[i, k - 1]:
+                continue
+            now, before = set(cells[i][ep[i] == k].tolist()), set(cells[i][ep[i] < k].tolist())
+            new.append(len(now - before))
+        out.append(float(np.mean(new)) if new else float("nan"))
+    return out
+
+
+def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, episodes: int = 30) -> dict:
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    p = load_params("params.yaml")
+    split_cfg = p.split if split_seed is None else dataclasses.replace(p.split, seed=split_seed)
+    held_out = split_goals(p.env, split_cfg)["held_out"]
+    model, _ = load_model(model_path)
+    res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature, record=True)
+    success = res.success.astype(bool)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+    out = {"name": name, "model": model_path, "split_seed": split_cfg.seed, "temperature": p.eval.temperature,
+           "runs": len(res.success), "code": head.strip(), **decompose(success),
+           "new_cells_per_search_episode": search_coverage(res.positions, res.trace["t"], success)}
+    with LINES.open("a") as f:
+        f.write(json.dumps(out) + "\n")
+    return out
+
+
+COLS = (("success_11to20", "11-20"), ("found_by_10", "found by ep. 10"),
+        ("success_11to20_if_found", "11-20, goal found before"), ("success_first+1", "episode after 1st success"),
+        ("success_first+3", "3rd episode after"), ("first_success_median", "1st success, median ep."),
+        ("first_success_p90", "90th pct."), ("success_11to20_if_exploited", "11-20 if exploited at once"),
+        ("new_cells_per_search_episode", "new cells, search episodes 1-5"))
+
+
+def cell(key: str, value) -> str:
+    if isinstance(value, list):
+        return " / ".join(f"{v:.0f}" for v in value)
+    return f"{value:.0f}" if key.startswith("first_success") else f"{value:.2f}"
+
+
+def write_table() -> str:
+    rows = []
+    for line in LINES.read_text().splitlines():
+        r = json.loads(line)
+        rows.append([r["name"], str(r["split_seed"]), *(cell(k, r[k]) for k, _ in COLS), r["code"]])
+    body = ("Held-out goals, 3 seeds x 30 episodes from an empty context, sampled at eval.temperature; "
+            "episodes numbered from 1. 'Found by ep. 10': share of runs with a success within the first 10 "
+            "episodes. 'Goal found before': 11-20 success in the episodes that come after a first success. "
+            "'11-20 if exploited at once': what 11-20 would be if every episode after the first success "
+            "succeeded (the search alone sets it). 'New cells': cells first stood on in each of the first five "
+            "episodes, over the runs still searching (a systematic explorer's is ~20, one per step).\n\n"
+            + table(["model", "split", *(c for _, c in COLS), "code"], rows)
+            + "\n\nCommand: `python -m benchmarks.firstfind run NAME MODEL`; raw lines in `docs/firstfind.jsonl`.")
+    write_section("Search and exploitation, apart", body, ROOT / "docs" / "results.md")
+    return body
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("run", "table"))
+    ap.add_argument("name", nargs="?")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--split-seed", type=int, default=None)
+    a = ap.parse_args()
+    print(run(a.name, a.model, a.split_seed) if a.what == "run" else write_table())
+
+
+if __name__ == "__main__":
+    main()
