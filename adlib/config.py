@@ -92,7 +92,7 @@ class NoiseConfig:
                                "whatever its goal's distance", rng=(1, 10_000_000))
     schedule: str = _f("episodes", "when eps decays: 'episodes' (over the first decay_episodes episodes of a "
                                    "stream) or 'first_reward' (eps_start until the stream's first reward, then over "
-                                   "the decay_episodes episodes after it)", choices=("episodes", "first_reward"))
+                                   "the decay_episodes episodes after it; Dark Room only)", choices=("episodes", "first_reward"))
     decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end (0 = at once)",
                              rng=(0, 1_000_000))
     eps_start: float = _f(0.5, "initial probability of a uniform random action", rng=(0, 1))
@@ -406,6 +406,9 @@ def _cross_checks(p: Params) -> None:
     if p.env.kind == "keydoor" and p.dataset.explorer.streams_per_goal:
         raise ParamError(f"dataset.explorer.streams_per_goal = {p.dataset.explorer.streams_per_goal}: must be 0 when "
                          f"env.kind is 'keydoor' (the systematic explorer is written for Dark Room)")
+    if p.env.kind == "keydoor" and p.dataset.noise.schedule == "first_reward":
+        raise ParamError("dataset.noise.schedule = 'first_reward': must be 'episodes' when env.kind is 'keydoor' "
+                         "(the first reward is the key: the stream would then head for a door it never saw)")
     if p.eval.train_goals > p.split.n_train:
         raise ParamError(f"eval.train_goals = {p.eval.train_goals}: must be <= split.n_train = {p.split.n_train}")
 

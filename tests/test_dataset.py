@@ -28,7 +28,7 @@ from adlib.histories import (
     write_table,
 )
 from adlib.envs import darkroom as dr
-from adlib.noise import Explorer, explorer_histories, noise_histories
+from adlib.noise import EpsOptimal, Explorer, explorer_histories, noise_histories
 from adlib.sources import train_shard
 from adlib.tasks import split_goals
 
@@ -304,13 +304,12 @@ def test_noise_success_rises_as_eps_decays():
 
 def test_noise_first_reward_schedule_searches_at_eps_start_then_exploits_at_once():
     """schedule 'first_reward', decay 0: every episode after a stream's first success is a
-    shortest path (eps_end = 0), while the episodes before it are as noisy as eps_start says;
-    the 'episodes' schedule with the same eps still misses after its first success."""
+    shortest path (eps_end = 0), while the episodes before it are as noisy as eps_start says."""
     cfg = dataclasses.replace(NOISE, streams_per_goal=8, transitions=400, eps_start=0.7, decay_episodes=0,
                               schedule="first_reward")
     goals = [0, 4, 19, 23]                                   # the four corners (goal ids skip the centre)
     table = episode_table(noise_histories(ENV, cfg, goals))
-    before, misses_after = [], 0
+    before = []
     for s in range(len(goals) * 8):
         mine = table["stream"] == s
         success, length = table["success"][mine], table["length"][mine]
@@ -319,12 +318,37 @@ def test_noise_first_reward_schedule_searches_at_eps_start_then_exploits_at_once
         assert (length[first + 1:] == 4).all(), s            # shortest path from the centre
         before.append(length[:first + 1].mean())
     assert np.mean(before) > 6                              # eps 0.7 walks: far longer than 4 steps
-    slow = dataclasses.replace(cfg, schedule="episodes", decay_episodes=1_000)
-    table = episode_table(noise_histories(ENV, slow, goals))
-    for s in range(len(goals) * 8):
-        success = table["success"][table["stream"] == s]
-        misses_after += int((~success[int(np.argmax(success)) + 1:]).sum())
-    assert misses_after > 0
+
+
+def _eps_sequence(cfg: NoiseConfig, t: list[int], prev_reward: list[int]) -> list[float]:
+    """eps of one run of EpsOptimal fed a made-up sequence of in-episode timesteps and previous
+    rewards (2 = 'none', the first step of a run)."""
+    env = EnvConfig(grid_size=5, max_episode_steps=4, terminate_on_goal=False)
+    state, obs = dr.reset(env, dr.all_goals(env)[:1], None)
+    pol, out = EpsOptimal(cfg), []
+    for tt, r in zip(t, prev_reward):
+        pol(obs, torch.tensor([tt]), {"prev_reward": torch.tensor([r])}, state)
+        out.append(round(float(pol.eps()[0]), 6))
+    return out
+
+
+def test_noise_eps_schedules_step_by_step():
+    """Four 4-step episodes, the first reward paid mid-episode 2 (on its 2nd step; no termination):
+    'episodes' falls from the run's start (the old formula, eps_start + (end - start) * min(e / D, 1));
+    'first_reward' holds eps_start until the step after that reward, then counts the episodes after
+    the paying one; decay 0 drops to eps_end at once."""
+    t = [0, 1, 2, 3] * 4
+    r = [2, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+    base = NoiseConfig(eps_start=0.8, eps_end=0.2, decay_episodes=2)
+    per_episode = lambda e: [e] * 4
+    assert _eps_sequence(base, t, r) == per_episode(0.8) + per_episode(0.5) + per_episode(0.2) + per_episode(0.2)
+    fr = dataclasses.replace(base, schedule="first_reward")
+    assert _eps_sequence(fr, t, r) == [0.8] * 4 + [0.8] * 4 + per_episode(0.5) + per_episode(0.2)
+    assert _eps_sequence(dataclasses.replace(fr, decay_episodes=0), t, r) == [0.8] * 6 + [0.2] * 10
+    # a reward on an episode's last step (seen as the next episode's first prev_reward): that next
+    # episode is the first one after the paying episode
+    r_last = [2, 0, 0, 0, 1] + [0] * 11
+    assert _eps_sequence(fr, t, r_last) == [0.8] * 4 + per_episode(0.5) + per_episode(0.2) + per_episode(0.2)
 
 
 def test_explorer_finds_every_goal_of_a_9x9_room_then_walks_shortest_paths():

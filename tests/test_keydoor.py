@@ -228,6 +228,15 @@ def test_bad_env_settings_fail_naming_the_key(env, message):
         parse_params(_params(**env))
 
 
+def test_first_reward_noise_schedule_is_refused_for_keydoor():
+    raw = _params(kind="keydoor", max_episode_steps=50)
+    raw["dataset"]["noise"]["schedule"] = "first_reward"
+    with pytest.raises(ParamError, match="dataset.noise.schedule = 'first_reward': must be 'episodes' when env.kind"):
+        parse_params(raw)
+    raw["dataset"]["noise"]["schedule"] = "episodes"
+    parse_params(raw)
+
+
 def test_explorer_source_is_refused_for_keydoor():
     raw = _params(kind="keydoor", max_episode_steps=50)
     raw["dataset"]["explorer"]["streams_per_goal"] = 2
