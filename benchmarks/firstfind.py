@@ -5,7 +5,8 @@ does it walk back to it once found (exploitation)?
     python -m benchmarks.firstfind table
 
 ``run`` plays the held-out goals of ``params.yaml``'s env and split (``--split-seed``
-overrides the split seed; use the one the model was trained on) with the frozen MODEL, from
+overrides the split seed; use the one the model was trained on) with the frozen MODEL (or,
+with MODEL ``explorer``, the systematic explorer :class:`adlib.noise.Explorer`), from
 an empty context (3 seeds x 30 episodes, sampled at ``eval.temperature``), and appends one
 JSON line to ``docs/firstfind.jsonl``. ``table`` writes those lines as the section "Search
 and exploitation, apart" of docs/results.md. Episodes are numbered from 1.
@@ -26,6 +27,8 @@ import torch
 from adlib.config import load_params
 from adlib.incontext import play
 from adlib.model import load_model
+from adlib.noise import Explorer
+from adlib.rollout import rollout
 from adlib.tasks import split_goals
 from benchmarks import table, write_section
 
@@ -57,11 +60,12 @@ def decompose(success: np.ndarray, lo: int = 10, hi: int = 20) -> dict[str, floa
     return out
 
 
-def search_coverage(cells: np.ndarray, t: np.ndarray, success: np.ndarray, episodes: int = 5) -> list[float]:
+def search_coverage(states: np.ndarray, cells: np.ndarray, t: np.ndarray, success: np.ndarray,
+                    episodes: int = 5) -> list[float]:
     """Mean number of cells first stood on in episode k (k = 1..episodes), over the runs that
-    have not succeeded before episode k. ``cells``, ``t``: [runs, steps] the cell each step
-    reached and its in-episode timestep; ``success``: [runs, E]. The explorer's is ~20 while
-    the room lasts (every step a new cell)."""
+    have not succeeded before episode k. ``states``, ``cells``, ``t``: [runs, steps] the cell
+    each step acted on and the cell it reached (pre-reset), and its in-episode timestep;
+    ``success``: [runs, E]. The start cell counts as seen from the first step on."""
     runs = len(cells)
     ep = np.cumsum(t == 0, 1) - 1                                      # [runs, steps] 0-based episode
     found = np.cumsum(success, 1) > 0
@@ -71,24 +75,31 @@ def search_coverage(cells: np.ndarray, t: np.ndarray, success: np.ndarray, episo
         for i in range(runs):
             if k > 0 and found[i, k - 1]:
                 continue
-            now, before = set(cells[i][ep[i] == k].tolist()), set(cells[i][ep[i] < k].tolist())
+            now = set(cells[i][ep[i] == k].tolist())
+            before = {int(states[i, 0])} | set(cells[i][ep[i] < k].tolist())
             new.append(len(now - before))
         out.append(float(np.mean(new)) if new else float("nan"))
     return out
 
 
 def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, episodes: int = 30) -> dict:
+    """``model_path`` 'explorer' plays :class:`adlib.noise.Explorer` instead of a model."""
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     p = load_params("params.yaml")
     split_cfg = p.split if split_seed is None else dataclasses.replace(p.split, seed=split_seed)
     held_out = split_goals(p.env, split_cfg)["held_out"]
-    model, _ = load_model(model_path)
-    res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature, record=True)
+    if model_path == "explorer":
+        res = rollout(Explorer(p.env), p.env, held_out, seeds, episodes, greedy=False, seed=p.eval.seed, record=True)
+    else:
+        model, _ = load_model(model_path)
+        res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature,
+                   seed=p.eval.seed, record=True)
     success = res.success.astype(bool)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     out = {"name": name, "model": model_path, "split_seed": split_cfg.seed, "temperature": p.eval.temperature,
-           "runs": len(res.success), "code": head.strip(), **decompose(success),
-           "new_cells_per_search_episode": search_coverage(res.positions, res.trace["t"], success)}
+           "runs": len(res.success), "episodes": episodes, "code": head.strip(), **decompose(success),
+           "new_cells_per_search_episode": search_coverage(res.trace["state"], res.positions, res.trace["t"],
+                                                           success)}
     with LINES.open("a") as f:
         f.write(json.dumps(out) + "\n")
     return out
@@ -101,24 +112,27 @@ COLS = (("success_11to20", "11-20"), ("found_by_10", "found by ep. 10"),
         ("new_cells_per_search_episode", "new cells, search episodes 1-5"))
 
 
-def cell(key: str, value) -> str:
+def cell(key: str, value, episodes: int) -> str:
     if isinstance(value, list):
         return " / ".join(f"{v:.0f}" for v in value)
-    return f"{value:.0f}" if key.startswith("first_success") else f"{value:.2f}"
+    if key.startswith("first_success"):
+        return f"never (> {episodes})" if value > episodes else f"{value:.0f}"
+    return f"{value:.2f}"
 
 
 def write_table() -> str:
     rows = []
     for line in LINES.read_text().splitlines():
         r = json.loads(line)
-        rows.append([r["name"], str(r["split_seed"]), *(cell(k, r[k]) for k, _ in COLS), r["code"]])
+        rows.append([r["name"], str(r["split_seed"]), *(cell(k, r[k], r["episodes"]) for k, _ in COLS), r["code"]])
     body = ("Held-out goals, 3 seeds x 30 episodes from an empty context, sampled at eval.temperature; "
             "episodes numbered from 1. 'Found by ep. 10': share of runs with a success within the first 10 "
             "episodes. 'Goal found before': 11-20 success in the episodes that come after a first success. "
             "'11-20 if exploited at once': what 11-20 would be if every episode after the first success "
             "succeeded (the search alone sets it). 'New cells': cells first stood on in each of the first five "
-            "episodes, over the runs still searching (a systematic explorer's is ~20, one per step).\n\n"
-            + table(["model", "split", *(c for _, c in COLS), "code"], rows)
+            "episodes, over the runs still searching (the start cell counts as seen). The 'explorer' row is "
+            "adlib.noise.Explorer itself (walks to the nearest unseen cell; no model), for comparison.\n\n"
+            + table(["model", "split", *(c for _, c in COLS), "benchmark run at"], rows)
             + "\n\nCommand: `python -m benchmarks.firstfind run NAME MODEL`; raw lines in `docs/firstfind.jsonl`.")
     write_section("Search and exploitation, apart", body, ROOT / "docs" / "results.md")
     return body
