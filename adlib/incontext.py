@@ -85,7 +85,7 @@ def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: i
     model.eval()
     n = len(goal_ids) * seeds
     player = ContextPlayer(model, n, episodes * env_cfg.max_episode_steps, torch.device(device), use_cache)
-    with bar(episodes * env_cfg.max_episode_steps, progress or "", unit="step") if progress else nullcontext() as pbar:
+    with bar(episodes * env_cfg.max_episode_steps, progress, unit="step") if progress else nullcontext() as pbar:
         def policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor], state) -> torch.Tensor:
             if pbar is not None:
                 pbar.update()

@@ -11,6 +11,15 @@ from adlib.envs import darkroom as dr
 from adlib.rollout import Policy, rollout
 
 
+def toward_nearest(pos: torch.Tensor, cells: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """``[N, 5]`` the actions that step from ``pos`` [N, 2] towards the nearest of the cells
+    [C, 2] that ``wanted`` [N, C] marks (ties: towards any of them)."""
+    dist = dr.manhattan(pos[:, None, :], cells[None])                                   # [N, C]
+    dist = torch.where(wanted, dist, torch.iinfo(dist.dtype).max)
+    nearest = dist == dist.min(-1, keepdim=True).values                                 # [N, C]
+    return (dr.optimal_actions(pos[:, None, :], cells[None]) & nearest[..., None]).any(1)
+
+
 class EpsOptimal:
     """A shortest-path policy (to the goal; keydoor: the key, then the door) that acts uniformly
     at random with probability eps. eps falls linearly from ``eps_start`` to ``eps_end`` over
@@ -74,10 +83,7 @@ class Explorer:
         self.seen[rows[real], last[real]] = True
         self.seen[rows, obs] = True
         self.goal = torch.where((prev["prev_reward"] == 1) & (self.goal < 0), last, self.goal)
-        dist = dr.manhattan(state.pos[:, None, :], cells[None])                         # [N, C]
-        dist = torch.where(self.seen, torch.iinfo(dist.dtype).max, dist)
-        nearest = dist == dist.min(-1, keepdim=True).values                             # [N, C]
-        explore = (dr.optimal_actions(state.pos[:, None, :], cells[None]) & nearest[..., None]).any(1)
+        explore = toward_nearest(state.pos, cells, ~self.seen)
         known = self.goal >= 0
         exploit = dr.optimal_actions(state.pos, cells[self.goal.clamp(min=0)])
         good = torch.where(known[:, None], exploit, explore)                            # [N, 5]

@@ -28,7 +28,7 @@ import torch
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluation import explorer_curve
-from adlib.noise import Explorer
+from adlib.noise import Explorer, toward_nearest
 from adlib.rollout import rollout
 from benchmarks import table, write_section
 
@@ -77,12 +77,9 @@ class KeyDoorExplorer:
         m["opened"] = (m["opened"] | (paid & m["holding"])) & (t > 0)                   # this episode
         m["holding"] = obs >= C
         pos = torch.stack([(obs % C) // self.n, (obs % C) % self.n], -1)               # [N, 2] from obs only
-        dist = dr.manhattan(pos[:, None, :], self.cells[None])                          # [N, C]
         unseen = ~m["seen"][rows, m["holding"].long()]                                  # [N, C]
         unseen[rows, m["key"].clamp(min=0)] &= ~(m["holding"] & (m["key"] >= 0))        # the door is not the key
-        dist = torch.where(unseen, dist, torch.iinfo(dist.dtype).max)
-        nearest = dist == dist.min(-1, keepdim=True).values
-        explore = (dr.optimal_actions(pos[:, None, :], self.cells[None]) & nearest[..., None]).any(1)
+        explore = toward_nearest(pos, self.cells, unseen)
         aim = torch.where(m["holding"], m["door"], m["key"])
         go = dr.optimal_actions(pos, self.cells[aim.clamp(min=0)])
         good = torch.where((aim >= 0)[:, None], go, explore)
