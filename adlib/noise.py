@@ -31,28 +31,27 @@ class EpsOptimal:
 
     def __init__(self, cfg: NoiseConfig):
         self.cfg = cfg
-        self.episode: torch.Tensor | None = None   # [N] episodes begun since the clock started
-        self.clock: torch.Tensor | None = None     # [N] the decay clock runs (first_reward: once paid)
+        self.episode: torch.Tensor | None = None   # [N] episode of each run (0-based)
+        self.start: torch.Tensor | None = None     # [N] episode the decay starts from (inf: not yet)
 
     def eps(self) -> torch.Tensor:
+        since = self.episode - self.start                                               # -inf until it starts
         D = self.cfg.decay_episodes
-        frac = torch.ones_like(self.episode, dtype=torch.float) if D == 0 else (self.episode.float() / D).clamp(max=1.0)
-        frac = torch.where(self.clock, frac, 0.0)
+        frac = (since >= 0).float() if D == 0 else (since / D).clamp(0.0, 1.0)
         return self.cfg.eps_start + (self.cfg.eps_end - self.cfg.eps_start) * frac
 
     def __call__(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor],
                  state: dr.EnvState) -> torch.Tensor:
         if self.episode is None:
             self.episode = torch.zeros_like(t)
-            self.clock = torch.full_like(t, self.cfg.schedule == "episodes", dtype=torch.bool)
+            self.start = torch.full_like(t, 0.0 if self.cfg.schedule == "episodes" else torch.inf, dtype=torch.float)
         else:
-            self.episode = self.episode + ((t == 0) & self.clock).long()
+            self.episode = self.episode + (t == 0).long()
         if self.cfg.schedule == "first_reward":
-            # the clock starts on the step after the first reward: the episode it paid in is episode 0
-            # (the next one, 1, if the reward ended it); prev_reward is 'none' (2) on a run's first step
-            paid = (prev["prev_reward"] == 1) & ~self.clock
-            self.episode = torch.where(paid, (t == 0).long(), self.episode)
-            self.clock = self.clock | paid
+            # the decay starts in the episode that paid first (the one before, if the reward ended
+            # it); prev_reward is 'none' (2) on a run's first step
+            first = (prev["prev_reward"] == 1) & self.start.isinf()
+            self.start = torch.where(first, (self.episode - (t == 0).long()).float(), self.start)
         good = dr.optimal_actions(state.pos, dr.target(state)).float()                   # [N, 5]
         eps = self.eps().unsqueeze(-1)
         probs = eps / dr.N_ACTIONS + (1 - eps) * good / good.sum(-1, keepdim=True)
