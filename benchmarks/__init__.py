@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,12 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} logical CPUs visible, torch {torch.__version__} with "
             f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}")
+
+
+def commit(cwd: Path = DOC.parents[1]) -> str:
+    """The short hash of the checkout at ``cwd`` (this repository by default)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:

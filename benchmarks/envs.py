@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from adlib.config import load_params
+from benchmarks import commit as head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = ROOT / "docs" / "envs.jsonl"
@@ -36,8 +36,7 @@ def collect(name: str, workspace: Path, minutes: float | None, commit: str | Non
     held, train = detail["held_out"], detail.get("train_goals", {})
     sampled, greedy, base = held["sampled"], held["greedy"], held["baselines"]
     score = "success" if "success_last10" in sampled else "return"
-    commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workspace, capture_output=True,
-                                      text=True).stdout.strip()
+    commit = commit or head_commit(workspace)
     line = {
         "name": name, "commit": commit, "kind": p.env.kind, "grid_size": p.env.grid_size,
         "max_episode_steps": p.env.max_episode_steps, "terminate_on_goal": p.env.terminate_on_goal,

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from adlib.model import load_model
 from adlib.noise import Explorer
 from adlib.rollout import rollout
 from adlib.tasks import split_goals
-from benchmarks import table, write_section
+from benchmarks import commit, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = ROOT / "docs" / "firstfind.jsonl"
@@ -95,9 +94,8 @@ def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, epis
         res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature,
                    seed=p.eval.seed, record=True)
     success = res.success.astype(bool)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     out = {"name": name, "model": model_path, "split_seed": split_cfg.seed, "temperature": p.eval.temperature,
-           "runs": len(res.success), "episodes": episodes, "code": head.strip(), **decompose(success),
+           "runs": len(res.success), "episodes": episodes, "code": commit(), **decompose(success),
            "new_cells_per_search_episode": search_coverage(res.trace["state"], res.positions, res.trace["t"],
                                                            success)}
     with LINES.open("a") as f:

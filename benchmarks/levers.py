@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from adlib.incontext import play
 from adlib.model import load_model
 from adlib.tasks import split_goals
 from adlib.train import train
-from benchmarks import table, write_section
+from benchmarks import commit, table, write_section
 from benchmarks.ablate import replace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +50,7 @@ def run(name: str, spec: dict, split_seed: int, seeds: int = 3, episodes: int = 
         build_dataset(p.env, ds, split, "data/sources", len(p.source.shards), ddir)
     t0 = time.time()
     train(p.env, dt, split, ddir, rdir, rt=dataclasses.replace(p.runtime.dt, eval_step=0, device="cpu"))
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = commit()
     out = {"name": name, "spec": spec, "code": head, "split_seed": split_seed, "train_s": round(time.time() - t0),
            "transitions": json.loads((ddir / "meta.json").read_text())["transitions"]}
     model, _ = load_model(rdir / "model.pt")
