@@ -202,6 +202,8 @@ class EvalRuntime:
     """How eval_dt runs."""
 
     device: str = _f("auto", "'cpu', 'cuda', or 'auto'", choices=("cpu", "cuda", "auto"))
+    threads: int = _f(0, "torch CPU threads (0 = torch default); 1 lets two evaluations share a 2-core machine "
+                         "without thrashing", rng=(0, 1024))
 
 
 @dataclass(frozen=True)
@@ -380,6 +382,9 @@ def _cross_checks(p: Params) -> None:
         raise ParamError(f"dt.min_lr = {p.dt.min_lr}: must be <= dt.lr = {p.dt.lr}")
     if p.dt.warmup_steps >= p.dt.num_steps:
         raise ParamError(f"dt.warmup_steps = {p.dt.warmup_steps}: must be < dt.num_steps = {p.dt.num_steps}")
+    if p.dataset.noise.eps_end > p.dataset.noise.eps_start:
+        raise ParamError(f"dataset.noise.eps_end = {p.dataset.noise.eps_end}: must be <= dataset.noise.eps_start = "
+                         f"{p.dataset.noise.eps_start} (the noise of AD^eps decays)")
     rollout = p.source.nenvs * p.source.nsteps
     if p.source.env_steps % rollout:
         up = -(-p.source.env_steps // rollout) * rollout

@@ -55,12 +55,31 @@ def random_return(env_cfg: EnvConfig, goals: list[int], seed: int = 0) -> float:
     return float(res.returns.mean())
 
 
-def optimum_return(env_cfg: EnvConfig, goals: list[int]) -> float:
-    """Mean return of the known-task optimal policy from the fixed start."""
+def optimum_returns(env_cfg: EnvConfig, goals: list[int]) -> np.ndarray:
+    """Per task ``[len(goals)]``: the return of the known-task optimal policy from the fixed start."""
     d = dr.shortest_path(env_cfg, torch.tensor(dr.start_pos(env_cfg)), dr.all_goals(env_cfg)[torch.tensor(goals)])
     if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
-        return float((env_cfg.max_episode_steps - d + 1).clamp(min=0).float().mean())
-    return float(((d <= env_cfg.max_episode_steps).float() * dr.success_return(env_cfg)).mean())
+        return (env_cfg.max_episode_steps - d + 1).clamp(min=0).float().numpy()
+    return ((d <= env_cfg.max_episode_steps).float() * dr.success_return(env_cfg)).numpy()
+
+
+def optimum_return(env_cfg: EnvConfig, goals: list[int]) -> float:
+    """Mean return of the known-task optimal policy from the fixed start."""
+    return float(optimum_returns(env_cfg, goals).mean())
+
+
+def random_search_curve(env_cfg: EnvConfig, goals: list[int], episodes: int, seed: int = 0) -> np.ndarray:
+    """Mean return per episode ``[episodes]`` of a learner that searches like a random walk and
+    exploits perfectly: uniformly random actions until its first success, then the known-task
+    optimum in every later episode (Monte Carlo, ``RANDOM_RUNS_PER_GOAL`` runs per goal). The
+    ceiling of any in-context learner whose search is no better than a random walk. Fixed
+    start only (the optimum is measured from it): all NaN with ``random_start``."""
+    if env_cfg.random_start:
+        return np.full(episodes, np.nan)
+    res = rollout(random_policy, env_cfg, goals, RANDOM_RUNS_PER_GOAL, episodes, greedy=False, seed=seed)
+    found_before = np.cumsum(res.success, 1) - res.success > 0                     # [N, E]
+    best = np.repeat(optimum_returns(env_cfg, goals), RANDOM_RUNS_PER_GOAL)[:, None]  # [N, 1] run = goal-major
+    return np.where(found_before, best, res.returns).mean(0)
 
 
 def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
@@ -155,7 +174,7 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
-    styles = {"random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
+    styles = {"random search": dict(ls="--", color="tab:brown"), "random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
               "explorer": dict(ls="-.", color="tab:purple")}
     smoothed = False
     for name, y in curves.items():
@@ -185,6 +204,9 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     plt.close(fig)
 
 
+# how plots name random_search_curve
+RANDOM_SEARCH_LABEL = "random search, then shortest paths"
+
 # the AD paper's held-out curve on Dark Room, paper variant (episode, return), read off its Fig. 4 (SPEC.md §6)
 AD_PAPER = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]
 
@@ -203,7 +225,8 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
     titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant}",
               "train_goals": f"AD on {n_goals['train_goals']} training goals (over-fitting check), {variant}"}
     for group, cs in curves.items():
-        shown = {explorer if k == "explorer" else k: v for k, v in cs.items() if not np.isnan(v).all()}
+        names = {"explorer": explorer, "random_search": RANDOM_SEARCH_LABEL}
+        shown = {names.get(k, k): v for k, v in cs.items() if not np.isnan(v).all()}
         plot_curves(Path(curves_dir) / f"{group}.png", shown,
                     titles[group], ylabel, reference if group == "held_out" else None)
 
@@ -215,7 +238,8 @@ HEADLINE = {
     "success": {  # original variant: an episode ends on the goal
         "held_out": {"sampled": ["success_first10", "success_11to20", "success@50", "success_last10",
                                 "steps_over_shortest_last10", "shortest_path_share_last10"],
-                    "greedy": ["success_last10"], "baselines": ["a2c_source_last10", "random"]},
+                    "greedy": ["success_last10"],
+                    "baselines": ["a2c_source_last10", "random", "random_search_11to20"]},
         "train_goals": {"sampled": ["success_last10"], "greedy": ["success_last10"]},
     },
     "return": {  # paper variant: +1 per step on the goal
@@ -254,6 +278,8 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
     the full report (``detail_path``), per-episode CSVs and PNGs (``curves_dir``) and, with
     ``log_dir``, the in-context curves as TensorBoard scalars. Returns the full report."""
     device = pick_device(rt.device, "runtime.eval.device")
+    if rt.threads > 0:
+        torch.set_num_threads(rt.threads)
     model, ckpt = load_model(model_path, device)
     check_env(model_path, ckpt.get("env"), to_dict(env_cfg), "train_dt (dvc repro)")
     held_out, train = list(split["held_out"]), spread(list(split["train"]), eval_cfg.train_goals)
@@ -283,12 +309,16 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
         curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))
         curves[group]["explorer"] = explorer_curve(env_cfg, E)
+        curves[group]["random_search"] = random_search_curve(env_cfg, goals, E, seed=eval_cfg.seed)
         metrics[group]["baselines"] = {
             "a2c_source_first10": round(float(np.nanmean(curves[group]["a2c_source"][:10])), 4),
             "a2c_source_last10": round(float(np.nanmean(curves[group]["a2c_source"][-10:])), 4),
             "random": round(float(curves[group]["random"][0]), 4),
             "optimum": round(float(curves[group]["optimum"][0]), 4),
+            "random_search_first10": round(float(np.mean(curves[group]["random_search"][:10])), 4),
         }
+        if E >= 20:
+            metrics[group]["baselines"]["random_search_11to20"] = round(float(np.mean(curves[group]["random_search"][10:20])), 4)
         write_curves_csv(Path(curves_dir) / f"{group}.csv", curves[group])
     plot_report(curves_dir, curves, {g: len(v) for g, v in (("held_out", held_out), ("train_goals", train))},
                 metrics["variant"], env_cfg)

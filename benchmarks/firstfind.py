@@ -1,13 +1,14 @@
 """Held-out success over episodes 11-20, taken apart: has AD found the goal yet (search), and
 does it walk back to it once found (exploitation)?
 
-    python -m benchmarks.firstfind run NAME MODEL [--split-seed K]
+    python -m benchmarks.firstfind run NAME MODEL [--split-seed K] [--seeds N]
     python -m benchmarks.firstfind table
 
 ``run`` plays the held-out goals of ``params.yaml``'s env and split (``--split-seed``
 overrides the split seed; use the one the model was trained on) with the frozen MODEL (or,
-with MODEL ``explorer``, the systematic explorer :class:`adlib.noise.Explorer`), from
-an empty context (3 seeds x 30 episodes, sampled at ``eval.temperature``), and appends one
+with MODEL ``explorer``, the systematic explorer :class:`adlib.noise.Explorer`; with MODEL
+``random``, uniformly random actions: a searcher whose episodes are independent random walks), from
+an empty context (3 seeds x 30 episodes unless ``--seeds``, sampled at ``eval.temperature``), and appends one
 JSON line to ``docs/firstfind.jsonl``. ``table`` writes those lines as the section "Search
 and exploitation, apart" of docs/results.md. Episodes are numbered from 1.
 """
@@ -27,7 +28,7 @@ from adlib.config import load_params
 from adlib.incontext import play
 from adlib.model import load_model
 from adlib.noise import Explorer
-from adlib.rollout import rollout
+from adlib.rollout import random_policy, rollout
 from adlib.tasks import split_goals
 from benchmarks import commit, table, write_section
 
@@ -82,13 +83,15 @@ def search_coverage(states: np.ndarray, cells: np.ndarray, t: np.ndarray, succes
 
 
 def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, episodes: int = 30) -> dict:
-    """``model_path`` 'explorer' plays :class:`adlib.noise.Explorer` instead of a model."""
+    """``model_path`` 'explorer' plays :class:`adlib.noise.Explorer` instead of a model, 'random'
+    uniformly random actions."""
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     p = load_params("params.yaml")
     split_cfg = p.split if split_seed is None else dataclasses.replace(p.split, seed=split_seed)
     held_out = split_goals(p.env, split_cfg)["held_out"]
-    if model_path == "explorer":
-        res = rollout(Explorer(p.env), p.env, held_out, seeds, episodes, greedy=False, seed=p.eval.seed, record=True)
+    if model_path in ("explorer", "random"):
+        policy = Explorer(p.env) if model_path == "explorer" else random_policy
+        res = rollout(policy, p.env, held_out, seeds, episodes, greedy=False, seed=p.eval.seed, record=True)
     else:
         model, _ = load_model(model_path)
         res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature,
@@ -122,15 +125,17 @@ def write_table() -> str:
     rows = []
     for line in LINES.read_text().splitlines():
         r = json.loads(line)
-        rows.append([r["name"], str(r["split_seed"]), *(cell(k, r[k], r["episodes"]) for k, _ in COLS), r["code"]])
-    body = ("Held-out goals, 3 seeds x 30 episodes from an empty context, sampled at eval.temperature; "
+        rows.append([r["name"], str(r["split_seed"]), str(r["runs"]), *(cell(k, r[k], r["episodes"]) for k, _ in COLS), r["code"]])
+    body = ("Held-out goals x seeds ('runs': 23 goals x 3 seeds unless stated) x 30 episodes from an empty context, sampled at eval.temperature; "
             "episodes numbered from 1. 'Found by ep. 10': share of runs with a success within the first 10 "
             "episodes. 'Goal found before': 11-20 success in the episodes that come after a first success. "
             "'11-20 if exploited at once': what 11-20 would be if every episode after the first success "
             "succeeded (the search alone sets it). 'New cells': cells first stood on in each of the first five "
             "episodes, over the runs still searching (the start cell counts as seen). The 'explorer' row is "
-            "adlib.noise.Explorer itself (walks to the nearest unseen cell; no model), for comparison.\n\n"
-            + table(["model", "split", *(c for _, c in COLS), "benchmark run at"], rows)
+            "adlib.noise.Explorer itself (walks to the nearest unseen cell; no model), for comparison; the "
+            "'random walk' rows play uniformly random actions (each episode an independent random walk), so their "
+            "'11-20 if exploited at once' is what a random-walk search followed by perfect exploitation gives.\n\n"
+            + table(["model", "split", "runs", *(c for _, c in COLS), "benchmark run at"], rows)
             + "\n\nCommand: `python -m benchmarks.firstfind run NAME MODEL`; raw lines in `docs/firstfind.jsonl`.")
     write_section("Search and exploitation, apart", body, ROOT / "docs" / "results.md")
     return body
@@ -142,8 +147,9 @@ def main() -> None:
     ap.add_argument("name", nargs="?")
     ap.add_argument("model", nargs="?")
     ap.add_argument("--split-seed", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=3, help="eval seeds per held-out goal (default 3)")
     a = ap.parse_args()
-    print(run(a.name, a.model, a.split_seed) if a.what == "run" else write_table())
+    print(run(a.name, a.model, a.split_seed, a.seeds) if a.what == "run" else write_table())
 
 
 if __name__ == "__main__":

@@ -18,15 +18,20 @@ over splits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from adlib.evaluation import AD_PAPER, STD_SUFFIX, plot_curves
+from adlib.config import load_params
+from adlib.evaluation import AD_PAPER, RANDOM_SEARCH_LABEL, STD_SUFFIX, plot_curves, random_search_curve
+from adlib.tasks import split_goals
 from benchmarks import table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +71,27 @@ def from_curve(curve: pd.Series, key: str) -> float | None:
     return float(y[slice(*ranges[stem])].mean()) if stem in ranges else None
 
 
+def random_search_of(command: str, episodes: int) -> np.ndarray:
+    """The random-search baseline (:func:`adlib.evaluation.random_search_curve`) of the run that
+    ``command`` (its ``dvc exp run -S ...`` line) made: this workspace's params.yaml with the
+    command's ``env.*``, ``split.*`` and ``eval.seed`` overrides. For reports made before
+    eval_dt wrote that curve itself; it is the same computation."""
+    p = load_params(ROOT / "params.yaml")
+    env, split, seed = dataclasses.asdict(p.env), dataclasses.asdict(p.split), p.eval.seed
+    words = shlex.split(command)
+    for key, value in (w.split("=", 1) for i, w in enumerate(words) if i and words[i - 1] == "-S"):
+        section, _, field = key.partition(".")
+        if section == "env":
+            env[field] = yaml.safe_load(value)
+        elif section == "split":
+            split[field] = yaml.safe_load(value)
+        elif key == "eval.seed":
+            seed = int(value)
+    env_cfg = dataclasses.replace(p.env, **env)
+    held_out = split_goals(env_cfg, dataclasses.replace(p.split, **split))["held_out"]
+    return random_search_curve(env_cfg, held_out, episodes, seed=seed)
+
+
 def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, dict[int, pd.DataFrame]]:
     """The section's markdown from ``base/split_<K>/``; with ``episodes``, every split's curve
     is cut to that many episodes and the headline numbers of longer runs are recomputed from
@@ -75,6 +101,10 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
         raise SystemExit(f"{base}: no split_<K> folders; run without --collect-only first")
     detail = {k: json.loads((base / f"split_{k}" / "eval_detail.json").read_text()) for k in splits}
     curves = {k: pd.read_csv(base / f"split_{k}" / "held_out.csv") for k in splits}
+    for k in splits:
+        if "random_search" not in curves[k]:
+            command = (base / f"split_{k}" / "command.txt").read_text().strip()
+            curves[k]["random_search"] = random_search_of(command, len(curves[k]))
     if episodes is not None:
         for k in splits:
             if detail[k]["held_out"]["sampled"]["episodes"] != episodes:
@@ -113,6 +143,10 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
     for key in ("a2c_source_first10", "a2c_source_last10", "random", "optimum"):
         vals = [detail[s]["held_out"]["baselines"][key] for s in splits]
         rows.append([f"baseline: {key}", *(f"{v:.{digits}f}" for v in vals), fmt(vals, digits), ""])
+    for stem in ("first10", "11to20"):   # from the curves: the same for a cut curve
+        vals = [from_curve(curves[s]["random_search"], f"x_{stem}") for s in splits]
+        rows.append([f"baseline: random search, then shortest paths: {stem}", *(f"{v:.{digits}f}" for v in vals),
+                     fmt(vals, digits), ""])
     head = ["held-out goals", *(f"split {s}" for s in splits), "mean ± std over splits", "goal spread"]
     body = table(head, rows)
 
@@ -123,6 +157,8 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
             ["AD greedy", *(fmt([curves[s]["ad_greedy"][p - 1] for s in splits], digits) for p in pts)],
             ["A2C source (its own first episodes)",
              *(fmt([curves[s]["a2c_source"][p - 1] for s in splits], digits) for p in pts)],
+            ["random search, then shortest paths",
+             *(fmt([curves[s]["random_search"][p - 1] for s in splits], digits) for p in pts)],
             ["perfect explorer (SPEC.md §6)", *(f"{curves[splits[0]]['explorer'][p - 1]:.{digits}f}" for p in pts)]]
     if not original:
         ref = dict(AD_PAPER)
@@ -139,6 +175,8 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
     for b in ("random", "optimum", "explorer"):     # the explorer is over all goals: the same on every split
         plot[b + (" (mean of the splits' goals)" if b != "explorer" else "")] = \
             np.mean([curves[s][b].to_numpy() for s in splits], 0)
+    plot[RANDOM_SEARCH_LABEL + " (mean of the splits' goals)"] = \
+        np.mean([curves[s]["random_search"].to_numpy() for s in splits], 0)
     ref = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])} \
         if not original else None
     img = ROOT / "docs" / "img" / f"splits_{name}.png"

@@ -43,7 +43,7 @@ TINY_DOWNSTREAM = {
     "eval": {"episodes": 5, "seeds": 2, "train_goals": 2},
     "render": {"source_goals": 1, "ad_goals": 1, "ad_episodes": 3, "fps": 4, "cell_px": 8},
     "runtime": {"dt": {"device": "cpu", "amp": False, "threads": 1, "eval_step": 0, "checkpoint_every": 10},
-                "eval": {"device": "cpu"}},
+                "eval": {"device": "cpu", "threads": 1}},
 }
 
 

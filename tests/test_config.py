@@ -112,6 +112,8 @@ BAD = [
     ("history_len_above_env_steps", with_("dataset.history_len", 2001), "dataset.history_len"),
     ("history_len_below_nenvs", with_("dataset.history_len", 1), "dataset.history_len"),
     ("noise_eps_above_one", with_("dataset.noise.eps_start", 1.1), "dataset.noise.eps_start"),
+    ("noise_eps_rising", with_("dataset.noise.eps_end", 0.6), "dataset.noise.eps_end"),
+    ("eval_threads_negative", with_("runtime.eval.threads", -1), "runtime.eval.threads"),
     ("noise_transitions_below_seq_len", with_("dataset.noise.transitions", 15), "dataset.noise.transitions"),
     ("noise_transitions_zero", with_("dataset.noise.transitions", 0), "dataset.noise.transitions"),
     ("explorer_transitions_below_seq_len", with_("dataset.explorer.transitions", 15), "dataset.explorer.transitions"),

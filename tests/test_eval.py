@@ -17,8 +17,10 @@ from adlib.evaluation import (
     evaluate_checkpoint,
     explorer_curve,
     headline,
+    RANDOM_RUNS_PER_GOAL,
     optimum_return,
     random_return,
+    random_search_curve,
     report_points,
     source_curve,
     summarize,
@@ -124,6 +126,29 @@ def test_explorer_curve_matches_spec():
     np.testing.assert_allclose(explorer_curve(ROOM9, 6), [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])  # finds any goal in 4
 
 
+def test_random_search_curve_is_a_random_walk_until_the_first_success_then_the_optimum():
+    """Reference by a loop over runs: each run's episodes are the random walk's own returns up
+    to and including its first success, the goal's optimum after it."""
+    goals, E = [3, 40, 79], 12
+    for env in (ROOM9, PAPER9):
+        curve = random_search_curve(env, goals, E, seed=4)
+        res = rollout(random_policy, env, goals, RANDOM_RUNS_PER_GOAL, E, greedy=False, seed=4)
+        want = np.empty_like(res.returns)
+        for i, g in enumerate(np.repeat(goals, RANDOM_RUNS_PER_GOAL)):
+            hit = np.flatnonzero(res.success[i])
+            first = hit[0] if len(hit) else E
+            want[i, :first + 1] = res.returns[i, :first + 1]
+            want[i, first + 1:] = optimum_return(env, [int(g)])
+        np.testing.assert_allclose(curve, want.mean(0), atol=1e-6)
+    # it starts at the random walk's level, ends near the optimum for a goal next to the start,
+    # and is far below the ideal explorer for the far corners
+    near = random_search_curve(ROOM9, [31], 30)                      # (3, 4): one step from the centre
+    assert near[0] == pytest.approx(random_return(ROOM9, [31]), abs=0.08) and near[-1] == 1.0
+    corners = random_search_curve(ROOM9, [0, 8, 71, 79], 10)
+    assert corners[-1] < 0.5 < explorer_curve(ROOM9, 10)[-1]
+    assert np.isnan(random_search_curve(dataclasses.replace(ROOM9, random_start=True), [31], 5)).all()
+
+
 def test_report_points():
     assert report_points(1) == [1]
     assert report_points(10) == [1, 10]
@@ -204,7 +229,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
         assert g["greedy"] == summarize(res, 1, ENV)
         csv = np.genfromtxt(curves / f"{group}.csv", delimiter=",", names=True)
         assert list(csv.dtype.names) == ["episode", "ad_greedy", "ad_sampled", "ad_sampled_std", "a2c_source",
-                                         "random", "optimum", "explorer"]
+                                         "random", "optimum", "explorer", "random_search"]
         assert len(csv) == E
         np.testing.assert_allclose(csv["ad_greedy"], res.returns.mean(0), atol=5e-6)
         sampled = play(model, ENV, goals, 2, E, greedy=False, seed=0).returns          # [goals x 2 seeds, E]
@@ -213,6 +238,8 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
         np.testing.assert_allclose(csv["ad_sampled_std"], per_seed.std(0), atol=5e-6)
         np.testing.assert_allclose(csv["a2c_source"], source_curve(find_source_goals(model_run["sources"], 1), goals, E), atol=5e-6)
         np.testing.assert_allclose(csv["explorer"], explorer_curve(ENV, E), atol=5e-6)
+        np.testing.assert_allclose(csv["random_search"], random_search_curve(ENV, goals, E, seed=0), atol=5e-6)
+        assert g["baselines"]["random_search_first10"] == round(float(csv["random_search"][:10].mean()), 4)
         png = curves / f"{group}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert m["held_out"]["greedy"]["goals"] == 8 and m["train_goals"]["greedy"]["goals"] == 3
