@@ -190,7 +190,7 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
             ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, lw=0,
                             label=f"{name} ± std over {band_over}")
     for name, (xs, ys) in (reference or {}).items():
-        ax.plot(xs, ys, "o", ms=5, label=name, color="tab:red")
+        ax.plot(xs, ys, "D", ms=5, label=name, color="black")   # markers only: no cycle colour a curve uses
     if x_log:
         ax.set_xscale("log")
     ax.set_xlabel("episode of in-context play")
@@ -222,8 +222,9 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
             and env_cfg.grid_size == 9):
         reference = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])}
     explorer = "explorer (ideal, all goals" + (", fixed start)" if not env_cfg.random_start else ", from the centre)")
-    titles = {"held_out": f"AD on {n_goals['held_out']} held-out goals, {variant}",
-              "train_goals": f"AD on {n_goals['train_goals']} training goals (over-fitting check), {variant}"}
+    task = "(key, door) pairs" if env_cfg.kind == "keydoor" else "goals"
+    titles = {"held_out": f"AD on {n_goals['held_out']} held-out {task}, {variant}",
+              "train_goals": f"AD on {n_goals['train_goals']} training {task} (over-fitting check), {variant}"}
     for group, cs in curves.items():
         names = {"explorer": explorer, "random_search": RANDOM_SEARCH_LABEL}
         shown = {names.get(k, k): v for k, v in cs.items() if not np.isnan(v).all()}
