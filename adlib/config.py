@@ -96,7 +96,7 @@ class NoiseConfig:
     decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end (0 = at once)",
                              rng=(0, 1_000_000))
     eps_start: float = _f(0.5, "initial probability of a uniform random action", rng=(0, 1))
-    eps_end: float = _f(0.0, "final probability of a uniform random action", rng=(0, 1))
+    eps_end: float = _f(0.0, "final probability of a uniform random action (<= eps_start)", rng=(0, 1))
     seed: int = _f(0, "seed of the noise histories", rng=(0, 2**31 - 1))
 
 

@@ -8,7 +8,10 @@ goals greedy (23 runs) and sampled (23 x 5 seeds), training goals greedy (8) and
 a step's cost did not grow with the batch. This times both on a freshly initialised model of
 the default size (the weights do not matter for speed), paper variant (every episode is 20
 steps, so both sides play the same number of steps), ``--episodes`` episodes; the merged side
-is 31 goals x 6 seeds = 186 runs. Repeats interleave (order alternating); reported are medians.
+is 31 goals x 6 seeds = 186 runs, all sampled (``play`` takes one ``greedy`` flag; a greedy
+and a sampled step cost the same forward pass). In the original variant a lockstep batch
+also waits for its slowest run, which this paper-variant timing leaves out. Repeats
+interleave (order alternating); reported are medians.
 """
 
 from __future__ import annotations

@@ -97,7 +97,9 @@ def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, epis
         res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature,
                    seed=p.eval.seed, record=True)
     success = res.success.astype(bool)
-    out = {"name": name, "model": model_path, "split_seed": split_cfg.seed, "temperature": p.eval.temperature,
+    sampled = model_path not in ("explorer", "random")    # the temperature applies to a model only
+    out = {"name": name, "model": model_path, "split_seed": split_cfg.seed,
+           "temperature": p.eval.temperature if sampled else None,
            "runs": len(res.success), "episodes": episodes, "code": commit(), **decompose(success),
            "new_cells_per_search_episode": search_coverage(res.trace["state"], res.positions, res.trace["t"],
                                                            success)}

@@ -75,11 +75,13 @@ def random_search_of(command: str, episodes: int) -> np.ndarray:
     """The random-search baseline (:func:`adlib.evaluation.random_search_curve`) of the run that
     ``command`` (its ``dvc exp run -S ...`` line) made: this workspace's params.yaml with the
     command's ``env.*``, ``split.*`` and ``eval.seed`` overrides. For reports made before
-    eval_dt wrote that curve itself; it is the same computation."""
+    eval_dt wrote that curve itself; it is the same computation, provided the keys the command
+    does not set have the same values in this params.yaml as in the run's (``run_split``
+    writes every override as ``-S key=value``)."""
     p = load_params(ROOT / "params.yaml")
     env, split, seed = dataclasses.asdict(p.env), dataclasses.asdict(p.split), p.eval.seed
     words = shlex.split(command)
-    for key, value in (w.split("=", 1) for i, w in enumerate(words) if i and words[i - 1] == "-S"):
+    for key, value in (w.split("=", 1) for i, w in enumerate(words) if i and words[i - 1] == "-S" and "=" in w):
         section, _, field = key.partition(".")
         if section == "env":
             env[field] = yaml.safe_load(value)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers_dt import ENV, tiny_dt, tiny_pipeline, tiny_rt
+from helpers_dt import DATA, ENV, SPLIT, SRC, tiny_dt, tiny_pipeline, tiny_rt
 
 from adlib.config import EnvConfig, EvalConfig
 from adlib.envs import darkroom as dr
@@ -26,11 +26,13 @@ from adlib.evaluation import (
     summarize,
     write_curves_csv,
 )
+from adlib.dataset import build_dataset
 from adlib.histories import find_source_goals
 from adlib.incontext import play
 from adlib.model import load_model
 from adlib.rollout import oracle_policy, random_policy, rollout
-from adlib.tasks import spread
+from adlib.sources import train_shard
+from adlib.tasks import split_goals, spread
 from adlib.train import train
 
 torch.set_num_threads(1)
@@ -248,6 +250,29 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     with pytest.raises(ValueError, match="another env"):
         evaluate_checkpoint(model_run["model_path"], dataclasses.replace(ENV, max_episode_steps=11), ev, split,
                             model_run["sources"], 1, tmp_path / "m2.json", tmp_path / "d2.json", tmp_path / "c2")
+
+
+def test_evaluate_checkpoint_with_random_start_writes_strict_json(tmp_path):
+    """With random starts the random-search baseline is undefined (NaN): its keys are left out
+    of the reports instead of writing NaN, which is not JSON."""
+    env = dataclasses.replace(ENV, random_start=True)
+    split = split_goals(env, SPLIT)
+    train_shard(env, SRC, 0, tmp_path / "sources" / "shard_0")
+    build_dataset(env, DATA, split, tmp_path / "sources", 1, tmp_path / "dataset")
+    train(env, tiny_dt(), split, tmp_path / "dataset", tmp_path / "model", rt=tiny_rt())
+    ev = EvalConfig(episodes=20, seeds=1, train_goals=2, temperature=1.0, seed=0)
+    metrics, detail = tmp_path / "eval.json", tmp_path / "eval_detail.json"
+    evaluate_checkpoint(tmp_path / "model" / "model.pt", env, ev, split, tmp_path / "sources", 1, metrics, detail,
+                        tmp_path / "curves")
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a JSON report"))
+
+    d, m = strict(detail.read_text()), strict(metrics.read_text())
+    assert not {k for g in ("held_out", "train_goals") for k in d[g]["baselines"] if k.startswith("random_search")}
+    assert "random" in m["held_out"]["baselines"] and "random_search_11to20" not in m["held_out"]["baselines"]
+    csv = np.genfromtxt(tmp_path / "curves" / "held_out.csv", delimiter=",", names=True)
+    assert np.isnan(csv["random_search"]).all() and np.isfinite(csv["ad_sampled"]).all()
 
 
 # ---------------------------------------------------------------- what the in-context policy is given
