@@ -208,8 +208,9 @@ class EvalRuntime:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Keys that say how stages run, not what they compute. No stage tracks this section in
-    dvc.yaml: changing a key reruns nothing (``dvc repro -f <stage>`` recomputes with it)."""
+    """Keys that say how stages run, not what they compute. Only check_params tracks this
+    section in dvc.yaml: changing a key reruns that check and nothing else (``dvc repro -f
+    <stage>`` recomputes with it)."""
 
     source: SourceRuntime = field(default_factory=SourceRuntime)
     dt: DTRuntime = field(default_factory=DTRuntime)

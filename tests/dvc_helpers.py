@@ -49,10 +49,10 @@ TINY_DOWNSTREAM = {
 
 # What each stage's outputs depend on, declared here independently of dvc.yaml (which the
 # tests check against it): whole params sections, or single keys. check_params depends on
-# every result section (so that it runs before any stage that a params edit reruns).
+# every section, runtime included (so that it runs before any stage that would rerun).
 RESULT_SECTIONS = ("env", "split", "source", "dataset", "dt", "eval", "render")
 STAGE_READS = {
-    "check_params": list(RESULT_SECTIONS),
+    "check_params": [*RESULT_SECTIONS, "runtime"],
     "split_tasks": ["env.kind", "env.grid_size", "env.n_tasks", "split"],   # the task set: kind, side, subset
     "train_source_agents": ["env", "source"],
     "build_history_dataset": ["env", "dataset", "source.shards"],

@@ -7,9 +7,10 @@ reproduces it once; every test works on its own copy).
     a code edit              -> the stages that import the module; DVC stops early where an
                                 output comes out byte-identical
     a params edit            -> the stages that read the key, then what their outputs feed
-    a runtime key            -> nothing (`dvc status` stays clean)
+    a runtime key            -> check_params only (its output never changes: nothing else)
     `dvc repro -f`           -> byte-identical outputs (logs aside)
-    a bad params.yaml        -> check_params fails first; no output is removed
+    a bad params.yaml        -> check_params fails first; no output is removed (a bad runtime
+                                key too, when a stage is due because an output changed)
     source.shards [0,1]->[0] -> just works; the stale shard folder is removed
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,11 +143,19 @@ def runtime_edit(raw: dict) -> dict:
     return raw
 
 
+def status_stages(root: Path) -> set[str]:
+    """The stages `dvc status` flags."""
+    from dvc.repo import Repo as DvcRepo
+
+    with DvcRepo(str(root)) as dvc:
+        return {name.split(":")[-1] for name in dvc.status()}   # "<path>/dvc.yaml:<stage>" -> stage
+
+
 def test_forced_rerun_with_other_runtime_keys_writes_identical_outputs(repo: Repo):
     lock = yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]
     metrics = repo.hashes("metrics")
     (repo.root / "params.yaml").write_text(yaml.safe_dump(runtime_edit(repo.params), sort_keys=False))
-    assert "up to date" in repo.dvc("status")
+    assert status_stages(repo.root) == {"check_params"}
     out = repo.dvc("repro", "-f")
     assert ran_stages(out) == ALL
     after = yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]
@@ -175,9 +185,7 @@ def mutate(value):
     raise TypeError(value)
 
 
-def test_runtime_keys_leave_status_clean_and_result_keys_flag_their_readers(repo: Repo):
-    from dvc.repo import Repo as DvcRepo
-
+def test_runtime_keys_flag_only_check_params_and_result_keys_flag_their_readers(repo: Repo):
     path = repo.root / "params.yaml"
     original = path.read_text()
     raw = yaml.safe_load(original)
@@ -190,13 +198,12 @@ def test_runtime_keys_leave_status_clean_and_result_keys_flag_their_readers(repo
             d = d[k]
         d[leaf] = mutate(d[leaf])
         path.write_text(yaml.safe_dump(new, sort_keys=False))
-        with DvcRepo(str(repo.root)) as dvc:
-            return {name.split(":")[-1] for name in dvc.status()}   # "<path>/dvc.yaml:<stage>" -> stage
+        return status_stages(repo.root)
 
     try:
         keys = param_keys()
         for key in [k for k in keys if k.startswith("runtime.")]:
-            assert status_after(key) == set(), f"runtime key {key} flags stages"
+            assert status_after(key) == {"check_params"}, f"runtime key {key} flags other stages"
         for key in [k for k in keys if not k.startswith("runtime.")]:
             readers = {n for n in ALL if key in stage_reads(n)}
             if key == "source.shards":   # [0, 1] -> [0]: the stage train_source_agents@1 is gone
@@ -240,6 +247,24 @@ def test_bad_params_stop_repro_before_any_output_is_removed(repo: Repo, key, val
 
 
 # ---------------------------------------------------------------- 6. the shard count
+
+def test_bad_runtime_key_stops_repro_before_a_due_stage_removes_its_outputs(repo: Repo):
+    """A stage is due for a reason other than params or code (one of its outputs changed), and
+    a runtime key is bad: check_params must fail first. Were runtime untracked, DVC would skip
+    check_params, remove the shard's outputs (its histories too) and only then run the stage,
+    which fails on the bad key."""
+    shutil.rmtree(repo.root / "logs" / "sources" / "shard_0")     # the shard stage is now due
+    histories = repo.hashes("data/sources")
+    raw = repo.params
+    raw["runtime"]["source"]["threads"] = -1
+    (repo.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = repo.run_raw(sys.executable, "-m", "dvc", "repro")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert ran_stages(out) == {"check_params"}, out
+    assert "error: params.yaml: runtime.source.threads" in out, out
+    assert repo.hashes("data/sources") == histories
+
 
 def test_shard_count_change_just_works(repo: Repo):
     split = repo.json("data/split.json")
