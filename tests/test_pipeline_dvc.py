@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -249,21 +248,23 @@ def test_bad_params_stop_repro_before_any_output_is_removed(repo: Repo, key, val
 # ---------------------------------------------------------------- 6. the shard count
 
 def test_bad_runtime_key_stops_repro_before_a_due_stage_removes_its_outputs(repo: Repo):
-    """A stage is due for a reason other than params or code (one of its outputs changed), and
-    a runtime key is bad: check_params must fail first. Were runtime untracked, DVC would skip
-    check_params, remove the shard's outputs (its histories too) and only then run the stage,
+    """A stage is due for a reason other than params or code, and DVC cannot restore it from its
+    cache: eval_dt, whose metrics are not cached, after one of them was deleted. A runtime key
+    is bad: check_params must fail first. Were runtime untracked, DVC would skip check_params,
+    remove eval_dt's other outputs (the full report, the curves) and only then run the stage,
     which fails on the bad key."""
-    shutil.rmtree(repo.root / "logs" / "sources" / "shard_0")     # the shard stage is now due
-    histories = repo.hashes("data/sources")
+    (repo.root / "metrics" / "eval.json").unlink()                  # eval_dt is now due
+    kept = repo.hashes("metrics")
+    assert "eval_detail.json" in kept and any(k.startswith("curves/") for k in kept)
     raw = repo.params
-    raw["runtime"]["source"]["threads"] = -1
+    raw["runtime"]["eval"]["threads"] = -1
     (repo.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     p = repo.run_raw(sys.executable, "-m", "dvc", "repro")
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert ran_stages(out) == {"check_params"}, out
-    assert "error: params.yaml: runtime.source.threads" in out, out
-    assert repo.hashes("data/sources") == histories
+    assert "error: params.yaml: runtime.eval.threads" in out, out
+    assert repo.hashes("metrics") == kept
 
 
 def test_shard_count_change_just_works(repo: Repo):
