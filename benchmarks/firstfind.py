@@ -89,7 +89,8 @@ def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, epis
     p = load_params("params.yaml")
     split_cfg = p.split if split_seed is None else dataclasses.replace(p.split, seed=split_seed)
     held_out = split_goals(p.env, split_cfg)["held_out"]
-    if model_path in ("explorer", "random"):
+    scripted = model_path in ("explorer", "random")    # no model: the temperature does not apply
+    if scripted:
         policy = Explorer(p.env) if model_path == "explorer" else random_policy
         res = rollout(policy, p.env, held_out, seeds, episodes, greedy=False, seed=p.eval.seed, record=True)
     else:
@@ -97,9 +98,8 @@ def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, epis
         res = play(model, p.env, held_out, seeds, episodes, greedy=False, temperature=p.eval.temperature,
                    seed=p.eval.seed, record=True)
     success = res.success.astype(bool)
-    sampled = model_path not in ("explorer", "random")    # the temperature applies to a model only
     out = {"name": name, "model": model_path, "split_seed": split_cfg.seed,
-           "temperature": p.eval.temperature if sampled else None,
+           "temperature": None if scripted else p.eval.temperature,
            "runs": len(res.success), "episodes": episodes, "code": commit(), **decompose(success),
            "new_cells_per_search_episode": search_coverage(res.trace["state"], res.positions, res.trace["t"],
                                                            success)}

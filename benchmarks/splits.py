@@ -18,7 +18,6 @@ over splits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import shutil
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from adlib.config import load_params
+from adlib.config import parse_params, read_yaml
 from adlib.evaluation import AD_PAPER, RANDOM_SEARCH_LABEL, STD_SUFFIX, plot_curves, random_search_curve
 from adlib.tasks import split_goals
 from benchmarks import table, write_section
@@ -73,25 +72,21 @@ def from_curve(curve: pd.Series, key: str) -> float | None:
 
 def random_search_of(command: str, episodes: int) -> np.ndarray:
     """The random-search baseline (:func:`adlib.evaluation.random_search_curve`) of the run that
-    ``command`` (its ``dvc exp run -S ...`` line) made: this workspace's params.yaml with the
-    command's ``env.*``, ``split.*`` and ``eval.seed`` overrides. For reports made before
-    eval_dt wrote that curve itself; it is the same computation, provided the keys the command
-    does not set have the same values in this params.yaml as in the run's (``run_split``
-    writes every override as ``-S key=value``)."""
-    p = load_params(ROOT / "params.yaml")
-    env, split, seed = dataclasses.asdict(p.env), dataclasses.asdict(p.split), p.eval.seed
+    ``command`` (its ``dvc exp run -S key=value ...`` line, as ``run_split`` writes it) made:
+    this workspace's params.yaml with the command's overrides, validated. For reports made
+    before eval_dt wrote that curve itself; it is the same computation, provided the keys the
+    command does not set have the same values here as in the run's params.yaml."""
+    raw = read_yaml(ROOT / "params.yaml")
     words = shlex.split(command)
     for key, value in (w.split("=", 1) for i, w in enumerate(words) if i and words[i - 1] == "-S" and "=" in w):
-        section, _, field = key.partition(".")
-        if section == "env":
-            env[field] = yaml.safe_load(value)
-        elif section == "split":
-            split[field] = yaml.safe_load(value)
-        elif key == "eval.seed":
-            seed = int(value)
-    env_cfg = dataclasses.replace(p.env, **env)
-    held_out = split_goals(env_cfg, dataclasses.replace(p.split, **split))["held_out"]
-    return random_search_curve(env_cfg, held_out, episodes, seed=seed)
+        *parents, leaf = key.split(".")
+        section = raw
+        for k in parents:
+            section = section[k]
+        section[leaf] = yaml.safe_load(value)
+    p = parse_params(raw)
+    held_out = split_goals(p.env, p.split)["held_out"]
+    return random_search_curve(p.env, held_out, episodes, seed=p.eval.seed)
 
 
 def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, dict[int, pd.DataFrame]]:
