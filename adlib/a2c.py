@@ -26,6 +26,14 @@ from adlib.histories import HISTORY_FIELDS, History
 # stream keys of the counter-based RNG
 _INIT, _ACT, _START = 1, 2, 3
 
+# The batch is padded to a multiple of this many agents. Why: fused Adam's CPU kernel rounds the
+# last partial vector of a tensor differently from the rest (seen as 1e-9 differences that grow),
+# so an agent's numbers would depend on its place in the batch. With every parameter's size a
+# multiple of 16 floats (AVX-512 width, a cache line) there is no partial vector: each agent's
+# results are the same whatever else is in its batch (tested), which keeps the bytes of a shard
+# independent of runtime.source.workers.
+ALIGN_AGENTS = 16
+
 
 def agent_key(goal_id: int, agent_seed: int) -> int:
     """The identity of an agent in every random draw it makes."""
@@ -50,23 +58,33 @@ def init_params(cfg: SourceConfig, n_states: int, keys: torch.Tensor) -> dict[st
     }
 
 
-def policy_value(params: dict[str, torch.Tensor], obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``[G, N, A]`` and values ``[G, N]`` for observations ``obs [G, N]``."""
-    logits, values = policy_value_tables(params)
-    return gather_states(logits, obs), gather_states(values, obs)
-
-
-def policy_value_tables(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``[G, S, A]`` and values ``[G, S]`` of every state.
+def head_tables(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The heads applied to every state: ``[G, A + 1, S]``, A rows of action logits, then the value.
 
     Why tables: embedding -> linear has no nonlinearity in between, so the heads applied to
     the whole embedding table (81 rows) cost less than applied to a rollout (100 rows), and
     the rollout then only gathers rows. Same function as gather-then-linear, one bmm per
-    update instead of one per env step. The product is taken as heads @ emb^T ([G, A+1, S]):
-    on CPU that orientation of the tiny batched matmuls is ~1.7x faster forward + backward.
+    update instead of one per env step. Training keeps the embedding transposed (``emb_t``
+    ``[G, H, S]``, see :func:`train_agents`): heads @ emb_t is the faster orientation of these
+    tiny batched matmuls on a CPU, and its backward writes the embedding's gradient in place,
+    where a transposed view made it copy the whole table every update (half the update's time).
     """
-    out = torch.baddbmm(params["b_heads"].unsqueeze(-1), params["w_heads"], params["emb"].transpose(1, 2))
+    emb_t = params["emb_t"] if "emb_t" in params else params["emb"].transpose(1, 2)
+    return torch.baddbmm(params["b_heads"].unsqueeze(-1), params["w_heads"], emb_t)
+
+
+def policy_value_tables(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[G, S, A]`` and values ``[G, S]`` of every state."""
+    out = head_tables(params)
     return out[:, :-1].transpose(1, 2), out[:, -1]                                    # [G, S, A], [G, S]
+
+
+def policy_value(tables: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[G, A, N]`` (actions on dim 1: the tables' layout) and values ``[G, N]`` at
+    observations ``obs [G, N]`` from :func:`head_tables` ``[G, A + 1, S]``."""
+    G, K, _ = tables.shape
+    picked = tables.gather(2, obs.unsqueeze(1).expand(G, K, obs.shape[1]))              # [G, A + 1, N]
+    return picked[:, :-1], picked[:, -1]
 
 
 def gather_states(table: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
@@ -97,20 +115,21 @@ def nstep_returns(rewards: torch.Tensor, terminated: torch.Tensor, truncated: to
 
 def a2c_losses(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
                cfg: SourceConfig) -> dict[str, torch.Tensor]:
-    """Per-agent losses ``[G]`` from ``logits [G, N, A]``, ``values/actions/returns [G, N]``."""
-    logp_all = F.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    """Per-agent losses ``[G]`` from ``logits [G, A, N]`` (actions on dim 1: a softmax over a
+    middle dimension of 5 is ~4x faster on a CPU than over a last one), ``values/actions/returns [G, N]``."""
+    logp_all = F.log_softmax(logits, 1)                                                 # [G, A, N]
+    logp = logp_all.gather(1, actions.unsqueeze(1)).squeeze(1)                          # [G, N]
     advantages = (returns - values).detach()
     actor = -(logp * advantages).mean(-1)
     critic = (returns - values).pow(2).mean(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1).mean(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(1).mean(-1)
     loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy
     return {"loss": loss, "actor": actor, "critic": critic, "entropy": entropy}
 
 
 def clip_grad_per_agent(params: dict[str, torch.Tensor], max_norm: float) -> torch.Tensor:
     """Clip each agent's gradient to ``max_norm`` (in place); returns the norms ``[G]`` before clipping."""
-    sq = sum(p.grad.pow(2).reshape(p.shape[0], -1).sum(1) for p in params.values())
+    sq = sum(torch.linalg.vector_norm(p.grad.reshape(p.shape[0], -1), dim=1).square() for p in params.values())
     norms = sq.sqrt()
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for p in params.values():
@@ -170,15 +189,16 @@ def rollout_returns(ro: Rollout, values_tab: torch.Tensor, next_obs: torch.Tenso
     return nstep_returns(ro.reward, ro.terminated, ro.truncated, final_v, gather_states(values_tab, next_obs), gamma)
 
 
-def update(params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, ro: Rollout, returns: torch.Tensor,
-           cfg: SourceConfig) -> dict[str, torch.Tensor]:
-    """One A2C step of every agent: per-agent losses, per-agent gradient clipping, Adam.
-    Returns the losses and the gradient norms before clipping, each ``[G]``."""
+def update(params: dict[str, torch.Tensor], tables: torch.Tensor, opt: torch.optim.Optimizer, ro: Rollout,
+           returns: torch.Tensor, cfg: SourceConfig) -> dict[str, torch.Tensor]:
+    """One A2C step of every agent from the :func:`head_tables` ``tables`` the rollout was played
+    with (their graph: the forward pass is not repeated): per-agent losses, per-agent gradient
+    clipping, Adam. Returns the losses and the gradient norms before clipping, each ``[G]``."""
     T, G, E = ro.obs.shape
     to_gn = lambda x: x.permute(1, 0, 2).reshape(G, T * E)                            # [T,G,E] -> [G, T*E]
-    logits, values = policy_value(params, to_gn(ro.obs))
+    logits, values = policy_value(tables, to_gn(ro.obs))
     losses = a2c_losses(logits, values, to_gn(ro.action), to_gn(returns), cfg)
-    opt.zero_grad(set_to_none=False)
+    opt.zero_grad(set_to_none=True)
     losses["loss"].sum().backward()
     norms = clip_grad_per_agent(params, cfg.clip_grad_norm)
     opt.step()
@@ -190,9 +210,10 @@ class EpisodeStats:
     """Per-agent sums over a log window: episodes finished, their returns, lengths and
     successes, and the update losses; :meth:`point` turns them into an :class:`AgentLog`."""
 
-    def __init__(self, G: int, device: torch.device, success_return: int = 1):
+    def __init__(self, G: int, device: torch.device, success_return: int = 1, keep: int | None = None):
         self.sums = {k: torch.zeros(G, device=device) for k in (*EPISODE_STATS, *LOSS_STATS)}
         self.success_return = success_return   # an episode succeeds with this return (keydoor: 2)
+        self.keep = G if keep is None else keep   # agents reported (the first ones: padding excluded)
         self.updates = 0
 
     def add_rollout(self, ro: Rollout, ep_ret: torch.Tensor) -> torch.Tensor:
@@ -223,7 +244,7 @@ class EpisodeStats:
         for v in self.sums.values():
             v.zero_()
         self.updates = 0
-        return AgentLog(update, env_steps, {k: v.cpu().numpy() for k, v in stats.items()})
+        return AgentLog(update, env_steps, {k: v[:self.keep].cpu().numpy() for k, v in stats.items()})
 
 
 def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], agent_seeds: list[int],
@@ -241,11 +262,18 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     every random draw is keyed by the update index, so the result equals an uninterrupted run.
     """
     device = torch.device(device)
+    n_agents = len(goal_ids)
+    pad = -n_agents % ALIGN_AGENTS          # padding agents (keys of their own; their results are dropped)
+    goal_ids = [*goal_ids, *[goal_ids[0]] * pad]
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
     n_updates = updates_of(cfg)
-    keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)], dtype=torch.long)
-    params = {k: v.to(device).requires_grad_() for k, v in init_params(cfg, dr.n_states(env_cfg), keys).items()}
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
+    keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)],
+                        dtype=torch.long)
+    init = init_params(cfg, dr.n_states(env_cfg), keys)
+    init["emb_t"] = init.pop("emb").transpose(1, 2).contiguous()                      # [G, H, S]: head_tables
+    params = {k: v.to(device).requires_grad_() for k, v in init.items()}
+    # fused: one pass over each parameter (the per-agent embedding tables are most of the work)
+    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
     akey = keys.to(device).view(G, 1).expand(G, E)                                   # [G, E]
     env_ids = torch.arange(E, device=device)
     uniforms = lambda kind, counter: rng.uniform(cfg.seed, kind, akey, env_ids, counter)   # [..., G, E]
@@ -254,8 +282,8 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     state, obs = dr.reset(env_cfg, goals.view(G, 1, W).expand(G, E, W).reshape(G * E, W),
                           uniforms(_START, -1).flatten() if env_cfg.random_start else None)
     obs, ep_ret = obs.view(G, E), torch.zeros(G, E, device=device)
-    hist = History.empty(n_updates * T, G, E, env_cfg)
-    stats, logs, start = EpisodeStats(G, device, dr.success_return(env_cfg)), [], 0
+    hist = History.empty(n_updates * T, n_agents, E, env_cfg)
+    stats, logs, start = EpisodeStats(G, device, dr.success_return(env_cfg), n_agents), [], 0
     if resume is not None:
         start, state, obs, ep_ret, logs = _restore(resume, params, opt, hist, T, device)
         for entry in logs if on_log is not None else ():
@@ -263,15 +291,16 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
 
     steps_t = torch.arange(T, device=device).view(T, 1, 1)
     for upd in range(start, n_updates):
+        tables = head_tables(params)                                                   # [G, A + 1, S]
         with torch.no_grad():
-            logits_tab, values_tab = policy_value_tables(params)                      # [G, S, A], [G, S]
+            probs_tab = F.softmax(tables[:, :-1], 1).transpose(1, 2).contiguous()     # [G, S, A]
             u_start = uniforms(_START, upd * T + steps_t).view(T, G * E) if env_cfg.random_start else None
-            ro, state, obs = collect_rollout(env_cfg, state, obs, F.softmax(logits_tab, -1),
-                                             uniforms(_ACT, upd * T + steps_t), u_start)
+            ro, state, obs = collect_rollout(env_cfg, state, obs, probs_tab, uniforms(_ACT, upd * T + steps_t),
+                                             u_start)
             ep_ret = stats.add_rollout(ro, ep_ret)
-            returns = rollout_returns(ro, values_tab, obs, cfg.gamma)
-        hist.write(upd * T, ro)
-        stats.add_update(update(params, opt, ro, returns, cfg))
+            returns = rollout_returns(ro, tables[:, -1], obs, cfg.gamma)
+        hist.write(upd * T, ro, n_agents)
+        stats.add_update(update(params, tables, opt, ro, returns, cfg))
         if on_update is not None:
             on_update((upd + 1) * T * E)
         if (upd + 1) % rt.log_every == 0 or upd == n_updates - 1:
@@ -281,7 +310,9 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
         if on_checkpoint is not None and (upd + 1) % rt.checkpoint_every == 0 and upd + 1 < n_updates:
             # at a log boundary (checkpoint_every is a multiple of log_every): the window is empty
             on_checkpoint(_snapshot(upd + 1, params, opt, state, obs, ep_ret, hist, T, logs))
-    return {k: v.detach().cpu() for k, v in params.items()}, hist
+    out = {k: v[:n_agents].detach().cpu() for k, v in params.items()}
+    out["emb"] = out.pop("emb_t").transpose(1, 2).contiguous()                        # [G, S, H] again
+    return {k: out[k] for k in ("emb", "w_heads", "b_heads")}, hist
 
 
 def updates_of(cfg: SourceConfig) -> int:

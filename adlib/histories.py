@@ -26,6 +26,7 @@ Goal ``g`` lives in shard ``g % n``.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,9 +38,12 @@ import pyarrow.parquet as pq
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.io import DataError, atomic_path, read_json
+from adlib.logs import get_logger
 
 if TYPE_CHECKING:
     from adlib.a2c import Rollout
+
+log = get_logger("sources")
 
 HISTORY_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
 
@@ -70,12 +74,12 @@ class History:
                    reward=np.empty(shape, np.uint8), terminated=np.empty(shape, bool),
                    truncated=np.empty(shape, bool), next_state=np.empty(shape, cell))
 
-    def write(self, row: int, ro: "Rollout") -> None:
-        """Store a rollout's ``[T, G, E]`` tensors at rows ``row .. row + T``."""
+    def write(self, row: int, ro: "Rollout", agents: int | None = None) -> None:
+        """Store a rollout's ``[T, G, E]`` tensors (their first ``agents`` agents) at rows ``row .. row + T``."""
         s = slice(row, row + ro.obs.shape[0])
         for field, x in (("t", ro.t), ("state", ro.obs), ("action", ro.action), ("reward", ro.reward),
                          ("terminated", ro.terminated), ("truncated", ro.truncated), ("next_state", ro.final_obs)):
-            getattr(self, field)[s] = x.cpu().numpy()
+            getattr(self, field)[s] = x[:, :agents].cpu().numpy()
 
 SHARD_FILE, HISTORY_FILE, AGENT_FILE, SUMMARY_FILE = "shard.json", "history.parquet", "agent.pt", "summary.json"
 
@@ -101,6 +105,17 @@ def stale_shards(sources_dir: str | Path, n_shards: int) -> list[Path]:
         if p.is_dir() and k.isdigit() and int(k) >= n_shards:
             out.append(p)
     return sorted(out)
+
+
+def remove_stale_shards(parents: list[Path], n_shards: int) -> list[Path]:
+    """Remove the :func:`stale_shards` folders under each of ``parents`` (e.g. data/sources and
+    logs/sources): outputs of shard stages that no longer exist; no stage owns them, no reader
+    looks at them, and DVC's cache keeps them if they are ever needed again. Returns them."""
+    stale = [p for parent in parents for p in stale_shards(parent, n_shards)]
+    for p in stale:
+        log.info(f"removing {p}: left over from a larger source.shards")
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def find_source_goals(sources_dir: str | Path, n_shards: int) -> dict[int, Path]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +26,8 @@ from adlib.histories import (
     agent_streams,
     episode_table,
     goal_dir,
+    remove_stale_shards,
     shard_goals,
-    stale_shards,
     to_table,
     write_table,
 )
@@ -36,6 +39,9 @@ log = get_logger("train_source_agents")
 # The summary's windows are counted in env steps per agent, not in log points, so that
 # summary.json (part of the data later stages depend on) does not change with runtime.source.log_every.
 SUMMARY_WINDOW = 5_000
+
+# The layout of the A2C state a resume checkpoint holds: a checkpoint of another layout is ignored.
+RESUME_FORMAT = "a2c-v2"
 
 
 def agent_summary(hist: History, agent: int, window: int = SUMMARY_WINDOW, success_return: int = 1) -> dict:
@@ -58,71 +64,175 @@ def agent_summary(hist: History, agent: int, window: int = SUMMARY_WINDOW, succe
             "steps_to_90pct_success": int((reached[0] + 1) * window) if len(reached) else None}
 
 
+def n_workers(rt: SourceRuntime, n_goals: int) -> int:
+    """Worker processes for a shard of ``n_goals`` goals: ``rt.workers`` (0: one per CPU core this
+    process may use), never more than the goals."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n_goals, rt.workers or cores))
+
+
+@dataclass(frozen=True)
+class Part:
+    """One worker's share of a shard: its goals (every seed of each), where it writes and resumes."""
+
+    shard: int
+    index: int
+    of: int
+    goals: list[int]
+    out_dir: Path                  # the shard's temporary folder: goal folders are written into it
+    ckpt_path: Path | None
+
+
 def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str | Path,
                 resume_dir: str | Path | None = None, log_dir: str | Path | None = None,
                 rt: SourceRuntime = SourceRuntime()) -> list[dict]:
-    """Train every (goal, seed) agent of ``shard`` as one batch and write, per goal:
-    ``history.parquet``, ``agent.pt`` and ``summary.json`` (layout: :mod:`adlib.histories`).
-    The whole shard folder is replaced atomically at the end. No output depends on ``rt``.
+    """Train every (goal, seed) agent of ``shard`` and write, per goal: ``history.parquet``,
+    ``agent.pt`` and ``summary.json`` (layout: :mod:`adlib.histories`). The whole shard folder is
+    replaced atomically at the end. No output depends on ``rt``.
 
-    With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``): logs are
-    kept out of the data that later stages depend on. With ``resume_dir``, a checkpoint
-    ``shard_<k>.pt`` is written there every ``rt.checkpoint_every`` updates; a rerun after
-    a kill continues from it (when it belongs to the same params) and produces the same
-    outputs as an uninterrupted run.
+    The goals are dealt to :func:`n_workers` processes (interleaved, so near and far goals mix),
+    each training its agents as one batch and writing their goal folders: agents never interact
+    and every random draw is keyed by the agent, so the bytes do not depend on how the goals are
+    dealt (tested). With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``):
+    logs are kept out of the data that later stages depend on. With ``resume_dir``, each worker
+    writes a checkpoint there every ``rt.checkpoint_every`` updates; a rerun after a kill
+    continues from them (when they belong to the same params and the same dealing) and
+    produces the same outputs as an uninterrupted run.
     """
     n_goals = len(dr.all_goals(env_cfg))
     goals = shard_goals(n_goals, shard, len(cfg.shards))
-    goal_ids = [g for g in goals for _ in range(cfg.seeds_per_goal)]
-    seeds = [s for _ in goals for s in range(cfg.seeds_per_goal)]
-    device = pick_device(rt.device, "runtime.source.device")
-    if rt.threads > 0:
-        torch.set_num_threads(rt.threads)
-    G = len(goal_ids)
+    W = n_workers(rt, len(goals))
+    G = len(goals) * cfg.seeds_per_goal
     n_updates = a2c.updates_of(cfg)
     log.info(f"shard {shard}/{len(cfg.shards)}: {len(goals)} goals x {cfg.seeds_per_goal} seeds = {G} agents, "
-             f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, on {device}")
-
-    ckpt_path = Path(resume_dir) / f"shard_{shard}.pt" if resume_dir is not None else None
-    # what the checkpointed state depends on: the params, and log_every (the logs it holds)
-    fp = fingerprint(to_dict(env_cfg), to_dict(cfg), rt.log_every, goal_ids, seeds)
-    saved, note = load_resume(ckpt_path, fp)
-    resume = saved["state"] if saved is not None else None
-    if note:
-        log.info(f"shard {shard}: {note}" + (f" at update {resume['update']}/{n_updates}" if resume else ""))
-
-    def on_checkpoint(state: dict) -> None:
-        save_torch(ckpt_path, {"fingerprint": fp, "state": state})
-
-    logs: list[a2c.AgentLog] = []
-    with bar(G * n_updates * cfg.nenvs * cfg.nsteps, f"A2C shard {shard}", unit="step") as pbar:
-        done = [0]
-
-        def on_update(steps: int) -> None:
-            pbar.update(G * steps - done[0])
-            done[0] = G * steps
-
-        def on_log(entry: a2c.AgentLog) -> None:
-            logs.append(entry)
-            pbar.set_postfix(success=f"{entry.stats['success_rate'].mean():.3f}", refresh=False)
-
-        params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, rt=rt, on_log=on_log, on_update=on_update,
-                                        on_checkpoint=on_checkpoint if ckpt_path is not None else None,
-                                        resume=resume)
-
-    with atomic_dir(out_dir) as tmp:
-        summaries = [write_goal(tmp, goal, [i for i, g in enumerate(goal_ids) if g == goal], params, hist,
-                                env_cfg, cfg) for goal in goals]
+             f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, {W} worker process(es) on "
+             f"{pick_device(rt.device, 'runtime.source.device')}")
+    results: list[tuple[list[dict], list[a2c.AgentLog]]] = []
+    with atomic_dir(out_dir, lazy=True) as tmp, bar(G * n_updates * cfg.nenvs * cfg.nsteps, f"A2C shard {shard}",
+                                         unit="step") as pbar:
+        parts = [Part(shard, j, W, goals[j::W], Path(tmp), resume_path(resume_dir, shard, j, W)) for j in range(W)]
+        if W == 1:
+            results.append(train_part(env_cfg, cfg, parts[0], rt, _Progress(pbar)))
+        else:
+            results = run_parts(env_cfg, cfg, parts, rt, pbar)
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         write_json(Path(tmp) / SHARD_FILE, {"shard": shard, "n_shards": len(cfg.shards), "goals": goals,
                                             "complete": True})
     if log_dir is not None:
-        write_tensorboard(log_dir, goals, goal_ids, logs, cfg)
-    remove_stale_shards(out_dir, log_dir, len(cfg.shards))
-    if ckpt_path is not None:
-        ckpt_path.unlink(missing_ok=True)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        for part, (_, logs) in zip(parts, results):
+            write_tensorboard(log_dir, part.goals, logs, cfg)
+    remove_stale_shards([Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else []),
+                        len(cfg.shards))
+    for part in parts:
+        if part.ckpt_path is not None:
+            part.ckpt_path.unlink(missing_ok=True)
+    summaries = sorted((s for part_summaries, _ in results for s in part_summaries), key=lambda s: s["goal_id"])
     rates = [s["final_success_rate"] for s in summaries]
     log.info(f"shard {shard}: final success mean {np.mean(rates):.3f}, min {np.min(rates):.3f} over {len(goals)} goals")
     return summaries
+
+
+def resume_path(resume_dir: str | Path | None, shard: int, part: int, of: int) -> Path | None:
+    """The resume checkpoint of one worker's part of a shard (``shard_<k>.pt`` for a single worker)."""
+    if resume_dir is None:
+        return None
+    return Path(resume_dir) / (f"shard_{shard}.pt" if of == 1 else f"shard_{shard}.part_{part}of{of}.pt")
+
+
+class _Progress:
+    """Where a part reports env steps done: the progress bar in the parent process, or a shared
+    counter that the parent turns into the bar."""
+
+    def __init__(self, pbar=None, counter=None):
+        self.pbar, self.counter = pbar, counter
+
+    def add(self, steps: int) -> None:
+        if self.pbar is not None:
+            self.pbar.update(steps)
+        else:
+            with self.counter.get_lock():
+                self.counter.value += steps
+
+    def success(self, rate: float) -> None:
+        if self.pbar is not None:
+            self.pbar.set_postfix(success=f"{rate:.3f}", refresh=False)
+
+
+def train_part(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRuntime, progress: _Progress
+               ) -> tuple[list[dict], list[a2c.AgentLog]]:
+    """Train the agents of ``part`` as one batch and write its goal folders; its summaries and logs."""
+    if rt.threads > 0:
+        torch.set_num_threads(rt.threads)
+    device = pick_device(rt.device, "runtime.source.device")
+    goal_ids = [g for g in part.goals for _ in range(cfg.seeds_per_goal)]
+    seeds = [s for _ in part.goals for s in range(cfg.seeds_per_goal)]
+    n_updates = a2c.updates_of(cfg)
+    # what the checkpointed state depends on: the params, log_every (the logs it holds), the agents
+    fp = fingerprint(RESUME_FORMAT, to_dict(env_cfg), to_dict(cfg), rt.log_every, goal_ids, seeds)
+    saved, note = load_resume(part.ckpt_path, fp)
+    resume = saved["state"] if saved is not None else None
+    if note:
+        where = f"shard {part.shard}" + (f" part {part.index + 1}/{part.of}" if part.of > 1 else "")
+        log.info(f"{where}: {note}"
+                 + (f" at update {resume['update']}/{n_updates}" if resume else ""))
+
+    def on_checkpoint(state: dict) -> None:
+        save_torch(part.ckpt_path, {"fingerprint": fp, "state": state})
+
+    logs: list[a2c.AgentLog] = []
+    done = [0]
+    parent = os.getppid()
+
+    def on_update(steps: int) -> None:
+        progress.add(len(goal_ids) * steps - done[0])
+        done[0] = len(goal_ids) * steps
+        if progress.counter is not None and os.getppid() != parent:   # the stage was killed: stop too
+            os._exit(1)
+
+    def on_log(entry: a2c.AgentLog) -> None:
+        logs.append(entry)
+        progress.success(float(entry.stats["success_rate"].mean()))
+
+    params, hist = a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, rt=rt, on_log=on_log,
+                                    on_update=on_update,
+                                    on_checkpoint=on_checkpoint if part.ckpt_path is not None else None,
+                                    resume=resume)
+    summaries = [write_goal(part.out_dir, goal, [i for i, g in enumerate(goal_ids) if g == goal], params, hist,
+                            env_cfg, cfg) for goal in part.goals]
+    return summaries, logs
+
+
+_COUNTER = None
+
+
+def _init_worker(counter) -> None:
+    global _COUNTER
+    _COUNTER = counter
+
+
+def _worker(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRuntime
+            ) -> tuple[list[dict], list[a2c.AgentLog]]:
+    return train_part(env_cfg, cfg, part, rt, _Progress(counter=_COUNTER))
+
+
+def run_parts(env_cfg: EnvConfig, cfg: SourceConfig, parts: list[Part], rt: SourceRuntime, pbar
+              ) -> list[tuple[list[dict], list[a2c.AgentLog]]]:
+    """Run every part in its own process (spawned: a fresh interpreter, nothing forked from this
+    one) and drive the progress bar from their shared step counter. The first error of a part
+    is raised here and the other parts are stopped (so are all of them if this process exits)."""
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    with ctx.Pool(len(parts), initializer=_init_worker, initargs=(counter,)) as pool:   # exit: terminate
+        pending = [pool.apply_async(_worker, (env_cfg, cfg, part, rt)) for part in parts]
+        while waiting := [r for r in pending if not r.ready()]:
+            waiting[0].wait(0.5)
+            pbar.update(counter.value - pbar.n)
+            for r in pending:
+                if r.ready() and not r.successful():
+                    r.get()                                  # raises the part's error
+        pbar.update(counter.value - pbar.n)
+        return [r.get() for r in pending]
 
 
 def write_goal(shard_dir: str | Path, goal: int, agents: list[int], params: dict[str, torch.Tensor],
@@ -152,27 +262,17 @@ def write_goal(shard_dir: str | Path, goal: int, agents: list[int], params: dict
     return summary
 
 
-def remove_stale_shards(out_dir: str | Path, log_dir: str | Path | None, n_shards: int) -> None:
-    """Remove outputs of shard stages that no longer exist (``source.shards`` shrank): no stage
-    owns them and no reader looks at them; they stay in DVC's cache if ever needed again."""
-    parents = [Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else [])
-    for stale in (p for parent in parents for p in stale_shards(parent, n_shards)):
-        log.info(f"removing {stale}: left over from a larger source.shards")
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def tb_tag(key: str) -> str:
     """TensorBoard tag of a log statistic, in CleanRL's namespaces (charts/..., losses/...)."""
     return ("charts/" if key in a2c.EPISODE_STATS else "losses/") + key
 
 
-def write_tensorboard(log_dir: str | Path, goals: list[int], goal_ids: list[int], logs: list[a2c.AgentLog],
-                      cfg: SourceConfig) -> None:
+def write_tensorboard(log_dir: str | Path, goals: list[int], logs: list[a2c.AgentLog], cfg: SourceConfig) -> None:
     """One TensorBoard run per goal under ``log_dir`` (``goal_XXX``; a ``seed_<j>`` suffix per
-    tag when a goal has several agents). The folder is replaced, never appended to."""
-    shutil.rmtree(log_dir, ignore_errors=True)
-    for goal in goals:
-        agents = [i for i, g in enumerate(goal_ids) if g == goal]
+    tag when a goal has several agents) from the logs of the batch that trained ``goals`` (every
+    seed of each, goal-major)."""
+    for i, goal in enumerate(goals):
+        agents = list(range(i * cfg.seeds_per_goal, (i + 1) * cfg.seeds_per_goal))
         with SummaryWriter(str(goal_dir(log_dir, goal))) as w:
             w.add_text("hparams", "\n".join(f"- {k}: {v}" for k, v in to_dict(cfg).items()), 0)
             for e in logs:

@@ -32,7 +32,7 @@ TINY = {
                 "noise": {"streams_per_goal": 0, "transitions": 600, "schedule": "episodes", "decay_episodes": 80,
                           "eps_start": 1.0, "eps_end": 0.0, "seed": 0},
                 "explorer": {"streams_per_goal": 0, "transitions": 600, "seed": 0}},
-    "runtime": {"source": {"device": "cpu", "threads": 1, "log_every": 10, "checkpoint_every": 2000}},
+    "runtime": {"source": {"device": "cpu", "threads": 1, "workers": 1, "log_every": 10, "checkpoint_every": 2000}},
 }
 
 # The stages after the dataset (transformer, evaluation, videos), small enough for a few
@@ -57,8 +57,8 @@ STAGE_READS = {
     "train_source_agents": ["env", "source"],
     "build_history_dataset": ["env", "dataset", "source.shards"],
     "train_dt": ["env", "dt"],
-    "eval_dt": ["env", "eval", "source.shards"],
-    "render_videos": ["env", "render", "source.shards"],
+    "eval_dt": ["env", "dt", "eval", "source.shards"],            # dt: the model must be the params' one
+    "render_videos": ["env", "dt", "render", "source.shards"],
 }
 # Modules imported by every stage that cannot change an output: validation (params.yaml sets
 # every key, so config.py's defaults never reach a stage) and progress bars / log lines.

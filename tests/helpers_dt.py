@@ -49,7 +49,7 @@ def tiny_pipeline(root: Path) -> dict:
         root = Path(root)
         split = split_goals(ENV, SPLIT)
         write_split(split, root / "split.json")
-        train_shard(ENV, SRC, 0, root / "sources" / "shard_0")
+        train_shard(ENV, SRC, 0, root / "sources" / "shard_0", rt=SourceRuntime(workers=1))
         meta = build_dataset(ENV, DATA, split, root / "sources", len(SRC.shards), root / "dataset")
         _built["p"] = {"root": root, "split": split, "split_path": root / "split.json", "sources": root / "sources",
                        "data_dir": root / "dataset", "meta": meta}
@@ -82,7 +82,7 @@ def write_params(path: Path, dt: DTConfig, eval_cfg: EvalConfig | None = None, r
     """A complete, valid params.yaml of the tiny pipeline with ``dt`` (checked by parse_params)."""
     p = Params(env=ENV, split=SPLIT, source=SRC, dataset=DATA, dt=dt,
                eval=eval_cfg or EvalConfig(episodes=4, seeds=2, train_goals=2),
-               runtime=RuntimeConfig(source=SourceRuntime(log_every=50), dt=rt or tiny_rt(),
+               runtime=RuntimeConfig(source=SourceRuntime(log_every=50, workers=1), dt=rt or tiny_rt(),
                                      eval=EvalRuntime(device="cpu")))
     raw = to_dict(p)
     parse_params(raw)

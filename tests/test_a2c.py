@@ -149,7 +149,7 @@ def test_a2c_losses_equal_a_hand_computation():
     values = torch.tensor([[0.5, 0.0], [1.0, -1.0]])
     returns = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     actions = torch.tensor([[2, 0], [1, 4]])
-    out = a2c.a2c_losses(logits, values, actions, returns, cfg)
+    out = a2c.a2c_losses(logits.transpose(1, 2), values, actions, returns, cfg)          # takes [G, A, N]
 
     import math
 
@@ -175,7 +175,7 @@ def test_a2c_losses_equal_a_hand_computation():
     # and the gradient of the entropy bonus raises the entropy of a peaked policy
     peaked = torch.tensor([[[4.0, 0.0, 0.0, 0.0, 0.0]]], requires_grad=True)
     only_entropy = SourceConfig(value_coef=0.0, entropy_coef=1.0)
-    a2c.a2c_losses(peaked, torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1),
+    a2c.a2c_losses(peaked.transpose(1, 2), torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1),
                    only_entropy)["loss"].sum().backward()
     assert peaked.grad[0, 0, 0] > 0   # descending the loss lowers the dominant logit: more entropy
 
@@ -189,7 +189,7 @@ def test_seeds_per_goal_trains_several_distinct_agents_per_goal(tmp_path):
     from adlib.sources import train_shard
 
     cfg = SourceConfig(hidden_size=8, nenvs=2, nsteps=5, env_steps=500, lr=1e-2, seeds_per_goal=3, shards=(0,))
-    train_shard(ENV, cfg, 0, tmp_path / "shard_0")
+    train_shard(ENV, cfg, 0, tmp_path / "shard_0", rt=SourceRuntime(workers=1))
     g = goal_dir(tmp_path / "shard_0", 7)
     agent = load_torch(g / AGENT_FILE)
     assert agent["params"]["emb"].shape[0] == 3 and agent["seeds"] == [0, 1, 2]
@@ -200,7 +200,7 @@ def test_seeds_per_goal_trains_several_distinct_agents_per_goal(tmp_path):
     per_stream = [cols["action"][cols["stream"] == s] for s in streams]
     assert not np.array_equal(per_stream[0], per_stream[cfg.nenvs])   # seed 0's first env vs seed 1's
     one = dataclasses.replace(cfg, seeds_per_goal=1)
-    train_shard(ENV, one, 0, tmp_path / "one")
+    train_shard(ENV, one, 0, tmp_path / "one", rt=SourceRuntime(workers=1))
     first = read_columns(goal_dir(tmp_path / "one", 7) / HISTORY_FILE, ["stream", "action"])
     # seed 0 of the 3-seed run is the 1-seed run's agent: agents are keyed by (goal, seed)
     np.testing.assert_array_equal(first["action"], cols["action"][cols["stream"] < cfg.nenvs])

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from adlib.config import DatasetConfig, EnvConfig, ExplorerConfig, NoiseConfig, SourceConfig, SplitConfig
+from adlib.config import DatasetConfig, EnvConfig, ExplorerConfig, NoiseConfig, SourceConfig, SourceRuntime, SplitConfig
 from adlib.dataset import DATA_FILE, KIND_A2C, KIND_EXPLORER, KIND_NOISE, HistoryDataset, build_dataset
 from adlib.histories import (
     COLUMNS,
@@ -48,7 +48,7 @@ def pipeline(tmp_path_factory) -> dict:
     split = split_goals(ENV, SplitConfig(seed=0, n_train=16))
     sources = root / "sources"
     for shard in SRC.shards:
-        train_shard(ENV, SRC, shard, sources / f"shard_{shard}")
+        train_shard(ENV, SRC, shard, sources / f"shard_{shard}", rt=SourceRuntime(workers=1))
     meta = build_dataset(ENV, DATA, split, sources, 2, root / "dataset")
     return {"root": root, "split": split, "sources": sources, "data_dir": root / "dataset", "meta": meta}
 
@@ -77,11 +77,12 @@ def test_to_table_write_read_round_trip(tmp_path):
 def test_dataset_parquet_has_compact_types_and_zstd(pipeline):
     path = pipeline["data_dir"] / DATA_FILE
     schema = pq.read_schema(path)
-    assert schema.names == [*COLUMNS, "goal", "kind"]
+    assert schema.names == [*COLUMNS, "goal", "kind", "variant"]
     for f in SCHEMA:
         assert schema.field(f.name).type == f.type, f.name
     assert schema.field("t").type == pa.uint16() and schema.field("action").type == pa.uint8()
     assert schema.field("goal").type == pa.uint16() and schema.field("kind").type == pa.uint8()
+    assert schema.field("variant").type == pa.int8()
     md = pq.ParquetFile(path).metadata
     assert all(md.row_group(0).column(i).compression == "ZSTD" for i in range(md.num_columns))
 

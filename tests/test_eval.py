@@ -4,14 +4,16 @@ of SPEC.md §6, the CSV/PNG/JSON outputs of evaluate_checkpoint, and reproducibl
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers_dt import DATA, ENV, SPLIT, SRC, tiny_dt, tiny_pipeline, tiny_rt
 
-from adlib.config import EnvConfig, EvalConfig
+from adlib.config import EnvConfig, EvalConfig, SourceRuntime, to_dict
 from adlib.envs import darkroom as dr
 from adlib.evaluation import (
     evaluate_checkpoint,
@@ -209,13 +211,15 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     split = model_run["split"]
     metrics_path, detail_path = tmp_path / "metrics" / "eval.json", tmp_path / "metrics" / "eval_detail.json"
     curves, tb = tmp_path / "curves", tmp_path / "tb"
-    m = evaluate_checkpoint(model_run["model_path"], ENV, ev, split, model_run["sources"], 1, metrics_path,
+    m = evaluate_checkpoint(model_run["model_path"], ENV, tiny_dt(num_steps=8), ev, split, model_run["sources"], 1, metrics_path,
                             detail_path, curves, tb)
 
     assert json.loads(detail_path.read_text()) == m
     assert json.loads(metrics_path.read_text()) == headline(m, "success")
     assert m["variant"].startswith("original")
-    assert set(m) == {"variant", "held_out", "train_goals"}
+    assert set(m) == {"variant", "model", "held_out", "train_goals"}
+    assert m["model"]["sha256"] == hashlib.sha256(Path(model_run["model_path"]).read_bytes()).hexdigest()
+    assert m["model"]["dt"] == to_dict(tiny_dt(num_steps=8)) and m["model"]["train_goals"] == len(split["train"])
     held, trg = split["held_out"], spread(split["train"], 3)
     for group, goals in (("held_out", held), ("train_goals", trg)):
         g = m[group]
@@ -231,7 +235,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
         assert g["greedy"] == summarize(res, 1, ENV)
         csv = np.genfromtxt(curves / f"{group}.csv", delimiter=",", names=True)
         assert list(csv.dtype.names) == ["episode", "ad_greedy", "ad_sampled", "ad_sampled_std", "a2c_source",
-                                         "random", "optimum", "explorer", "random_search"]
+                                         "random", "optimum", "explorer", "systematic_explorer", "random_search"]
         assert len(csv) == E
         np.testing.assert_allclose(csv["ad_greedy"], res.returns.mean(0), atol=5e-6)
         sampled = play(model, ENV, goals, 2, E, greedy=False, seed=0).returns          # [goals x 2 seeds, E]
@@ -248,7 +252,7 @@ def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     assert any(p.name.startswith("events.out.tfevents") for p in tb.iterdir())
 
     with pytest.raises(ValueError, match="another env"):
-        evaluate_checkpoint(model_run["model_path"], dataclasses.replace(ENV, max_episode_steps=11), ev, split,
+        evaluate_checkpoint(model_run["model_path"], dataclasses.replace(ENV, max_episode_steps=11), tiny_dt(num_steps=8), ev, split,
                             model_run["sources"], 1, tmp_path / "m2.json", tmp_path / "d2.json", tmp_path / "c2")
 
 
@@ -257,12 +261,12 @@ def test_evaluate_checkpoint_with_random_start_writes_strict_json(tmp_path):
     of the reports instead of writing NaN, which is not JSON."""
     env = dataclasses.replace(ENV, random_start=True)
     split = split_goals(env, SPLIT)
-    train_shard(env, SRC, 0, tmp_path / "sources" / "shard_0")
+    train_shard(env, SRC, 0, tmp_path / "sources" / "shard_0", rt=SourceRuntime(workers=1))
     build_dataset(env, DATA, split, tmp_path / "sources", 1, tmp_path / "dataset")
     train(env, tiny_dt(), split, tmp_path / "dataset", tmp_path / "model", rt=tiny_rt())
     ev = EvalConfig(episodes=20, seeds=1, train_goals=2, temperature=1.0, seed=0)
     metrics, detail = tmp_path / "eval.json", tmp_path / "eval_detail.json"
-    evaluate_checkpoint(tmp_path / "model" / "model.pt", env, ev, split, tmp_path / "sources", 1, metrics, detail,
+    evaluate_checkpoint(tmp_path / "model" / "model.pt", env, tiny_dt(), ev, split, tmp_path / "sources", 1, metrics, detail,
                         tmp_path / "curves")
 
     def strict(text: str) -> dict:

@@ -49,7 +49,7 @@ torch.set_num_threads(1)
 # per agent keep the shard's training phase ~2 s long: long enough to SIGKILL it mid-training.
 TINY = Params(env=ENV, split=SPLIT, source=dataclasses.replace(SRC, env_steps=4000), dataset=DATA,
               dt=tiny_dt(num_steps=8), eval=EvalConfig(episodes=4, seeds=2, train_goals=2),
-              runtime=RuntimeConfig(source=SourceRuntime(log_every=50, checkpoint_every=50),
+              runtime=RuntimeConfig(source=SourceRuntime(log_every=50, checkpoint_every=50, workers=1),
                                     dt=tiny_rt(eval_step=4, eval_episodes=3, checkpoint_every=4),
                                     eval=EvalRuntime(device="cpu")))
 
@@ -614,7 +614,7 @@ def test_seq_len_longer_than_some_streams_fails_naming_the_keys(runs, tmp_path):
     meta = json.loads((runs["A"] / "dataset" / META_FILE).read_text())
     shortest, longest = meta["shortest_stream"], meta["longest_stream"]
     assert shortest < longest
-    with pytest.raises(ParamError, match=rf"dt.seq_len = {shortest + 1}: \d+ of {meta['streams']} streams .*"
+    with pytest.raises(ParamError, match=rf"dt.seq_len = {shortest + 1}: longer than \d+ of {meta['streams']} streams .*"
                                          rf"shortest {shortest} .*dataset.subsample or dataset.history_len"):
         HistoryDataset(runs["A"] / "dataset", ENV, seq_len=shortest + 1)
     assert len(HistoryDataset(runs["A"] / "dataset", ENV, seq_len=shortest)) == meta["transitions"]
@@ -629,7 +629,7 @@ def test_eval_with_a_held_out_source_missing_fails_before_playing(runs, tmp_path
     played = []
     monkeypatch.setattr(R, "play", lambda *a, **k: played.append(1))   # must never be reached
     with pytest.raises(DataError, match=rf"no source histories for goals \[{goal}\]"):
-        evaluate_checkpoint(runs["A"] / "models" / "dt" / "model.pt", ENV, TINY.eval,
+        evaluate_checkpoint(runs["A"] / "models" / "dt" / "model.pt", ENV, TINY.dt, TINY.eval,
                             read_split(runs["A"] / "split.json"), sources, 1, tmp_path / "eval.json",
                             tmp_path / "detail.json", tmp_path / "curves")
     assert not played and not (tmp_path / "eval.json").exists()
@@ -707,7 +707,7 @@ def test_checkpoint_not_matching_its_config_or_env_fails_eval_naming_it(runs, tm
                                     lambda c: dict(c, env={**c["env"], "max_episode_steps": 20}))
     for path in (bad_d, other_env):
         with pytest.raises(ValueError, match=re.escape(str(path))):
-            evaluate_checkpoint(path, ENV, TINY.eval, split, runs["A"] / "sources", 1, tmp_path / "eval.json",
+            evaluate_checkpoint(path, ENV, TINY.dt, TINY.eval, split, runs["A"] / "sources", 1, tmp_path / "eval.json",
                                 tmp_path / "detail.json", tmp_path / "curves", tmp_path / "tb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_d.pt", "other_env.pt"]   # no metrics written
 

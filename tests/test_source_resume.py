@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 ENV = EnvConfig(grid_size=5, max_episode_steps=10)
 SRC = SourceConfig(hidden_size=8, nenvs=4, nsteps=5, env_steps=6000, lr=1e-2, seeds_per_goal=1, shards=(0,))
-RT = SourceRuntime(log_every=10, checkpoint_every=100)
+RT = SourceRuntime(log_every=10, checkpoint_every=100, workers=1)
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_training():
@@ -41,14 +41,14 @@ def test_shard_ignores_a_resume_checkpoint_written_with_other_params(tmp_path):
 
     from adlib.histories import HISTORY_FILE, goal_dir
     from adlib.io import fingerprint, save_torch
-    from adlib.sources import train_shard
+    from adlib.sources import RESUME_FORMAT, train_shard
 
     other = dataclasses.replace(SRC, lr=3e-3)
     ckpts: list[dict] = []
     train_agents(ENV, other, list(range(24)), [0] * 24, rt=RT, on_checkpoint=ckpts.append)
     resume = tmp_path / "resume"
     # exactly what train_shard would have saved for `other`
-    fp = fingerprint(to_dict(ENV), to_dict(other), RT.log_every, list(range(24)), [0] * 24)
+    fp = fingerprint(RESUME_FORMAT, to_dict(ENV), to_dict(other), RT.log_every, list(range(24)), [0] * 24)
     save_torch(resume / "shard_0.pt", {"fingerprint": fp, "state": ckpts[0]})
     records: list[str] = []
     handler = logging.Handler()
@@ -66,3 +66,68 @@ def test_shard_ignores_a_resume_checkpoint_written_with_other_params(tmp_path):
     for g in (0, 11, 23):
         a, b = (goal_dir(tmp_path / d, g) / HISTORY_FILE for d in ("resumed", "fresh"))
         assert a.read_bytes() == b.read_bytes()
+
+
+def _digests(folder) -> dict[str, str]:
+    import hashlib
+    from pathlib import Path
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_shard_bytes_do_not_depend_on_the_worker_processes(tmp_path):
+    """runtime.source.workers deals the goals to processes; the shard folder is the same bytes."""
+    from adlib.sources import train_shard
+
+    src = dataclasses.replace(SRC, env_steps=1000, seeds_per_goal=2, shards=(0, 1))
+    train_shard(ENV, src, 1, tmp_path / "one" / "shard_1", rt=RT)
+    train_shard(ENV, src, 1, tmp_path / "two" / "shard_1", rt=dataclasses.replace(RT, workers=2))
+    one, two = _digests(tmp_path / "one" / "shard_1"), _digests(tmp_path / "two" / "shard_1")
+    assert len(one) == 12 * 3 + 1 and one == two          # 12 goals x (history, agent, summary) + shard.json
+
+
+def test_killed_multi_worker_shard_stops_its_workers_and_resumes_exactly(tmp_path):
+    """SIGKILL of the stage process (its workers get no signal): the workers notice and exit,
+    and a rerun continues every part from its checkpoint to the bytes of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    import yaml
+    from helpers_dt import DATA, REPO, SPLIT, stage_env
+
+    from adlib.config import Params, RuntimeConfig, parse_params
+
+    src = dataclasses.replace(SRC, env_steps=40_000, shards=(0,))
+    rt = SourceRuntime(log_every=10, checkpoint_every=50, workers=2)
+    raw = to_dict(Params(env=ENV, split=SPLIT, source=src, dataset=DATA, runtime=RuntimeConfig(source=rt)))
+    parse_params(raw)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    resume = tmp_path / "resume"
+    cmd = [sys.executable, "-m", "stages.train_source_agents", "--params", str(params), "--shard", "0",
+           "--resume-dir", str(resume)]
+    parts = [resume / f"shard_0.part_{j}of2.pt" for j in (0, 1)]
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], cwd=REPO, env=stage_env(),
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not all(p.exists() for p in parts) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    stderr = proc.communicate()[1]
+    assert all(p.exists() for p in parts) and "final success" not in stderr, stderr[-2000:]
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert len(workers) >= 2 and not alive, alive
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "resumed")], cwd=REPO, env=stage_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("resuming from") == 2, r.stderr[-3000:]
+    assert not any(p.exists() for p in parts)                  # removed once the shard is written
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "fresh"), "--resume-dir", str(tmp_path / "none")], cwd=REPO,
+                       env=stage_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _digests(tmp_path / "resumed") == _digests(tmp_path / "fresh")
