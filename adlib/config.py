@@ -106,7 +106,14 @@ class ExplorerConfig:
 
     streams_per_goal: int = _f(0, "explorer streams per training goal (0 = none)", rng=(0, 100_000))
     transitions: int = _f(600, "transitions per explorer stream", rng=(1, 10_000_000))
-    seed: int = _f(0, "seed of the explorer's tie-breaking", rng=(0, 2**31 - 1))
+    eps: float = _f(0.0, "probability of a uniform random action in explorer streams (contexts that stray from "
+                         "the explorer's path and come back: what a learner sees after its own slips)", rng=(0, 1))
+    ties: str = _f("random", "how the explorer chooses between equally good moves: 'random' (sampled), 'first' "
+                             "(up, right, down, left, no-op: one fixed tour until the first reward), 'rotations' "
+                             "(stream j turns that tour by j % 4 quarter turns) or 'symmetric' (stream j takes the "
+                             "j % 8-th symmetry of the square: turned or mirrored)",
+                   choices=("random", "first", "rotations", "symmetric"))
+    seed: int = _f(0, "seed of the explorer's tie-breaking and noise", rng=(0, 2**31 - 1))
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,16 @@ class DTConfig:
                      choices=("transition", "triplet"))
     state_embedding: str = _f("coords", "'coords' (row + col embeddings) or 'table' (one vector per cell)",
                               choices=("coords", "table"))
+    target: str = _f("exploit", "what is predicted at each transition: 'source' (the stream's own next action: "
+                               "AD), 'optimal' (shortest-path actions to the true task: DPT), 'exploit' (the "
+                               "source's action until the context reveals where the task pays, then shortest-path "
+                               "actions there), 'explorer' (the systematic explorer's actions given the context); "
+                               "sets of actions are uniform soft targets (adlib.targets)",
+                     choices=("source", "optimal", "exploit", "explorer"))
+    ties: str = _f("uniform", "several equally good target actions ('optimal', 'exploit', 'explorer'): 'uniform' "
+                              "(a soft target over them) or 'teacher' (the first in the tie order of the window's "
+                              "stream, dataset.explorer.ties: a deterministic teacher; up, right, down, left for "
+                              "streams without one)", choices=("uniform", "teacher"))
     seq_len: int = _f(256, "context length in transitions", rng=(1, 1_000_000))
     embedding_dim: int = _f(64, "model width", rng=(1, 8192))
     num_layers: int = _f(4, "transformer blocks", rng=(1, 256))
@@ -176,8 +193,10 @@ class SourceRuntime:
 
     device: str = _f("cpu", "'cpu', 'cuda', or 'auto'; the tiny tabular nets run as fast on a CPU",
                      choices=("cpu", "cuda", "auto"))
-    threads: int = _f(1, "torch CPU threads (0 = torch default); the batched ops are tiny, one thread avoids thrashing",
-                      rng=(0, 1024))
+    threads: int = _f(1, "torch CPU threads per worker process (0 = torch default); the batched ops are small, "
+                         "one thread per process avoids thrashing", rng=(0, 1024))
+    workers: int = _f(0, "worker processes per shard stage, each training a share of its goals (0 = one per CPU "
+                         "core this process may use); outputs do not depend on it", rng=(0, 1024))
     log_every: int = _f(50, "updates between TensorBoard points (logs/sources)", rng=(1, None))
     checkpoint_every: int = _f(2000, "updates between resumable checkpoints (.cache/sources; a multiple of log_every)",
                                rng=(1, None))
@@ -409,9 +428,6 @@ def _cross_checks(p: Params) -> None:
         raise ParamError(f"source.shards = {list(p.source.shards)}: must be [0, 1, ..., n-1] (n shard stages)")
     if len(p.source.shards) > goals:
         raise ParamError(f"source.shards: {len(p.source.shards)} shards: must be <= {goals} (the number of tasks)")
-    if p.env.kind == "keydoor" and p.dataset.explorer.streams_per_goal:
-        raise ParamError(f"dataset.explorer.streams_per_goal = {p.dataset.explorer.streams_per_goal}: must be 0 when "
-                         f"env.kind is 'keydoor' (the systematic explorer is written for Dark Room)")
     if p.env.kind == "keydoor" and p.dataset.noise.schedule == "first_reward":
         raise ParamError("dataset.noise.schedule = 'first_reward': must be 'episodes' when env.kind is 'keydoor' "
                          "(the first reward is the key: the stream would then head for a door it never saw)")

@@ -27,7 +27,7 @@ from adlib.noise import explorer_histories, noise_histories
 
 KIND_A2C, KIND_NOISE, KIND_EXPLORER = 0, 1, 2
 DATA_FILE, META_FILE = "histories.parquet", "meta.json"
-FORMAT = "adlib-histories-v2"
+FORMAT = "adlib-histories-v3"
 
 
 def _source_meta(path: Path, table: pa.Table, env_cfg: EnvConfig) -> dict:
@@ -69,6 +69,7 @@ def a2c_streams(env_cfg: EnvConfig, cfg: DatasetConfig, goals: list[int], found:
         next_stream = int(cols["stream"].max()) + 1
         cols["goal"] = np.full(len(cols["state"]), goal, np.uint16)
         cols["kind"] = np.full(len(cols["state"]), KIND_A2C, np.uint8)
+        cols["variant"] = np.full(len(cols["state"]), -1, np.int8)
         parts.append(cols)
     return parts, source
 
@@ -98,6 +99,7 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
         if per_goal == 0:
             continue
         cols = make(env_cfg, kind_cfg, train)
+        cols.setdefault("variant", np.full(len(cols["state"]), -1, np.int8))
         goal_of_stream = np.repeat(np.array(train, np.uint16), per_goal)
         cols["goal"] = goal_of_stream[cols["stream"]]
         cols["stream"] = (cols["stream"] + next_stream).astype(np.int32)
@@ -120,12 +122,43 @@ def build_dataset(env_cfg: EnvConfig, cfg: DatasetConfig, split: dict, sources_d
         "longest_stream": int(np.bincount(data["stream"]).max()),
         "shortest_stream": int(np.bincount(data["stream"]).min()),
     }
-    table = to_table(data, extra={"goal": pa.uint16(), "kind": pa.uint8()},
+    table = to_table(data, extra={"goal": pa.uint16(), "kind": pa.uint8(), "variant": pa.int8()},
                      metadata={"adlib": json.dumps(meta)})
     out_dir = Path(out_dir)
     write_table(table, out_dir / DATA_FILE)
     write_json(out_dir / META_FILE, meta)
     meta["bytes_on_disk"] = (out_dir / DATA_FILE).stat().st_size
+    return meta
+
+
+# what meta.json must hold, and the JSON type of each
+META_KEYS = {"format": str, "grid_size": int, "n_states": int, "env": dict, "source": dict, "dataset": dict,
+             "train_goals": list, "held_out_goals": list, "streams": int, "transitions": int,
+             "longest_stream": int, "shortest_stream": int}
+
+
+def read_meta(path: Path) -> dict:
+    """A dataset's meta.json, checked: a mapping of :data:`META_KEYS` of the right types, this
+    format, and a grid size that agrees with its own environment record; else :class:`DataError`
+    naming the file."""
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: must be a JSON object, not {type(meta).__name__}; rerun build_history_dataset")
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{path}: unknown dataset format {meta.get('format')!r} (this code reads {FORMAT!r}); "
+                        f"rerun build_history_dataset")
+    for key, typ in META_KEYS.items():
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+            raise DataError(f"{path}: {key} = {meta.get(key)!r}: missing or not a {typ.__name__}; the file was "
+                            f"edited or damaged: rerun build_history_dataset")
+    try:
+        consistent = (meta["grid_size"] == meta["env"]["grid_size"]
+                      and meta["n_states"] == dr.n_states(EnvConfig(**meta["env"])))
+    except (KeyError, TypeError):
+        consistent = False
+    if not consistent:
+        raise DataError(f"{path}: grid_size {meta['grid_size']} and n_states {meta['n_states']} disagree with its "
+                        f"env record ({meta['env']}); the file was edited or damaged")
     return meta
 
 
@@ -138,32 +171,17 @@ class HistoryDataset:
 
     def __init__(self, data_dir: str | Path, env_cfg: EnvConfig | None = None, held_out: list[int] | None = None,
                  seq_len: int | None = None):
-        """Checks the metadata first (cheap): the format, the environment, its own grid size,
-        and, given ``seq_len``, that some stream is long enough for one window; then loads."""
+        """Checks the metadata (its format, the environment, its own grid size), loads the data,
+        checks that the metadata describes it (counts of transitions and streams, stream lengths),
+        and, given ``seq_len``, that every stream holds a window."""
         data_dir = Path(data_dir)
         meta_path = data_dir / META_FILE
-        self.meta = read_json(meta_path)
-        if self.meta.get("format") != FORMAT:
-            raise DataError(f"{meta_path}: unknown dataset format {self.meta.get('format')!r}")
-        try:
-            inner = self.meta["env"]["grid_size"]
-            consistent = (self.meta["grid_size"] == inner
-                          and self.meta["n_states"] == dr.n_states(EnvConfig(**self.meta["env"])))
-        except (KeyError, TypeError):
-            raise DataError(f"{meta_path}: no grid_size / n_states / env record; rerun build_history_dataset") from None
-        if not consistent:
-            raise DataError(f"{meta_path}: grid_size {self.meta['grid_size']} and n_states {self.meta['n_states']} "
-                            f"disagree with its env record (grid_size {inner}, kind {self.meta['env'].get('kind')}); "
-                            f"the file was edited or damaged")
+        self.meta = meta = read_meta(meta_path)
         if env_cfg is not None:
-            check_env(meta_path, self.meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
-        longest = self.meta.get("longest_stream", 0)
-        if seq_len is not None and seq_len > longest:
-            raise ParamError(f"dt.seq_len = {seq_len}: longer than every stream of {data_dir} (longest {longest} "
-                             f"transitions); lower dt.seq_len or dataset.subsample")
-        self.cols = read_columns(data_dir / DATA_FILE, [*self.FIELDS, "stream", "goal", "kind"])
+            check_env(meta_path, meta["env"], to_dict(env_cfg), "build_history_dataset (dvc repro)")
+        self.cols = read_columns(data_dir / DATA_FILE, [*self.FIELDS, "stream", "goal", "kind", "variant"])
         goals = set(np.unique(self.cols["goal"]).tolist())
-        bad = goals & set(held_out if held_out is not None else self.meta["held_out_goals"])
+        bad = goals & set(held_out if held_out is not None else meta["held_out_goals"])
         if bad:
             raise DataError(f"{data_dir / DATA_FILE}: held-out goals {sorted(bad)} found in the training data")
         stream = self.cols["stream"]
@@ -171,15 +189,24 @@ class HistoryDataset:
             raise DataError(f"{data_dir / DATA_FILE}: rows are not grouped by stream")
         self.starts = np.flatnonzero(np.concatenate([[True], stream[1:] != stream[:-1]]))   # [n_streams]
         self.lengths = np.diff(np.concatenate([self.starts, [len(stream)]]))
-        self.grid_size, self.n_states = self.meta["grid_size"], self.meta["n_states"]
+        actual = {"transitions": len(stream), "streams": len(self.starts),
+                  "longest_stream": int(self.lengths.max(initial=0)),
+                  "shortest_stream": int(self.lengths.min()) if len(self.lengths) else 0,
+                  "train_goals": sorted(goals)}
+        for key, value in actual.items():
+            if (sorted(meta[key]) if key == "train_goals" else meta[key]) != value:
+                raise DataError(f"{meta_path}: {key} = {meta[key]!r}, but {data_dir / DATA_FILE} holds {value!r}; "
+                                f"the metadata was edited or does not belong to the data: rerun build_history_dataset")
+        self.grid_size, self.n_states = meta["grid_size"], meta["n_states"]
         if seq_len is not None and (short := self.lengths < seq_len).any():
             kinds = np.unique(self.cols["kind"][self.starts[short]]).tolist()
             keys = " / ".join(["dataset.subsample or dataset.history_len"] * (KIND_A2C in kinds)
                               + ["dataset.noise.transitions"] * (KIND_NOISE in kinds)
                               + ["dataset.explorer.transitions"] * (KIND_EXPLORER in kinds))
-            raise ParamError(f"dt.seq_len = {seq_len}: {int(short.sum())} of {len(short)} streams of {data_dir} are "
-                             f"shorter (shortest {self.lengths.min()} transitions) and would never be trained on; "
-                             f"lower dt.seq_len or change {keys}")
+            what = "every stream" if short.all() else f"{int(short.sum())} of {len(short)} streams"
+            raise ParamError(f"dt.seq_len = {seq_len}: longer than {what} of {data_dir} (shortest "
+                             f"{self.lengths.min()} transitions, longest {self.lengths.max()}), which would never be "
+                             f"trained on; lower dt.seq_len or change {keys}")
 
     def __len__(self) -> int:
         return len(self.cols["state"])
@@ -219,4 +246,5 @@ class HistoryDataset:
         out["prev_reward"] = np.where(first, tokens.none_reward(), self.cols["reward"][pidx])
         out["prev_next_state"] = np.where(first, tokens.none_state(self.n_states), self.cols["next_state"][pidx])
         out["goal"] = self.cols["goal"][rows]
+        out["variant"] = self.cols["variant"][rows]     # the stream's tie order (-1: none)
         return out

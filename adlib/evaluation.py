@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from adlib.config import EnvConfig, EvalConfig, EvalRuntime, to_dict
+from adlib.config import DTConfig, EnvConfig, EvalConfig, EvalRuntime, to_dict
 from adlib.device import pick_device
 from adlib.envs import darkroom as dr
 from adlib.histories import HISTORY_FILE, episode_table, find_source_goals, read_table
 from adlib.incontext import play
-from adlib.io import DataError, atomic_path, check_env, write_json
-from adlib.model import load_model
+from adlib.io import DataError, atomic_path, file_sha256, write_json
+from adlib.model import load_trained_model
+from adlib.noise import explorer_of
 from adlib.rollout import PlayResult, random_policy, rollout
 from adlib.tasks import spread
 
@@ -81,6 +82,18 @@ def random_search_curve(env_cfg: EnvConfig, goals: list[int], episodes: int, see
     found_before = np.cumsum(res.success, 1) - res.success > 0                     # [N, E]
     best = np.repeat(optimum_returns(env_cfg, goals), RANDOM_RUNS_PER_GOAL)[:, None]  # [N, 1] run = goal-major
     return np.where(found_before, best, res.returns).mean(0)
+
+
+# Systematic-explorer baseline: runs per goal (its only randomness is the tie-breaking)
+SEARCHER_RUNS_PER_GOAL = 16
+
+
+def searcher_curve(env_cfg: EnvConfig, goals: list[int], episodes: int, seed: int = 0) -> np.ndarray:
+    """Mean return per episode ``[episodes]`` of the systematic explorer (:func:`adlib.noise.explorer_of`:
+    knows the room, not the task; walks to the nearest cell it has not seen, then the shortest
+    path once a reward showed where the task pays) on ``goals``: the searching learner's yardstick."""
+    res = rollout(explorer_of(env_cfg), env_cfg, goals, SEARCHER_RUNS_PER_GOAL, episodes, greedy=False, seed=seed)
+    return res.returns.mean(0)
 
 
 def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
@@ -176,7 +189,7 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
 
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     styles = {"random search": dict(ls="--", color="tab:brown"), "random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
-              "explorer": dict(ls="-.", color="tab:purple")}
+              "explorer": dict(ls="-.", color="tab:purple"), "systematic explorer": dict(ls="-", color="tab:green")}
     smoothed = False
     for name, y in curves.items():
         if name.endswith(STD_SUFFIX):
@@ -205,8 +218,9 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     plt.close(fig)
 
 
-# how plots name random_search_curve
+# how plots name random_search_curve and searcher_curve
 RANDOM_SEARCH_LABEL = "random search, then shortest paths"
+SEARCHER_LABEL = "systematic explorer (same goals)"
 
 # the AD paper's held-out curve on Dark Room, paper variant (episode, return), read off its Fig. 4 (SPEC.md §6)
 AD_PAPER = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]
@@ -227,7 +241,8 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
     titles = {"held_out": f"AD on {n_goals['held_out']} held-out {task}, {variant}",
               "train_goals": f"AD on {n_goals['train_goals']} training {task} (over-fitting check), {variant}"}
     for group, cs in curves.items():
-        names = {"explorer": explorer, "random_search": RANDOM_SEARCH_LABEL}
+        names = {"explorer": explorer, "random_search": RANDOM_SEARCH_LABEL,
+                 "systematic_explorer": SEARCHER_LABEL}
         shown = {names.get(k, k): v for k, v in cs.items() if not np.isnan(v).all()}
         plot_curves(Path(curves_dir) / f"{group}.png", shown,
                     titles[group], ylabel, reference if group == "held_out" else None)
@@ -271,7 +286,7 @@ def variant_name(env_cfg: EnvConfig) -> str:
     return "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"
 
 
-def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: EvalConfig, split: dict,
+def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, dt_cfg: DTConfig, eval_cfg: EvalConfig, split: dict,
                         sources_dir: str | Path, n_shards: int, metrics_path: str | Path, detail_path: str | Path,
                         curves_dir: str | Path, log_dir: str | Path | None = None,
                         rt: EvalRuntime = EvalRuntime()) -> dict:
@@ -282,8 +297,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
     device = pick_device(rt.device, "runtime.eval.device")
     if rt.threads > 0:
         torch.set_num_threads(rt.threads)
-    model, ckpt = load_model(model_path, device)
-    check_env(model_path, ckpt.get("env"), to_dict(env_cfg), "train_dt (dvc repro)")
+    model, ckpt = load_trained_model(model_path, env_cfg, dt_cfg, split, device)
     held_out, train = list(split["held_out"]), spread(list(split["train"]), eval_cfg.train_goals)
     found = find_source_goals(sources_dir, n_shards)   # checked before the (long) in-context play
     missing = [g for g in held_out + train if g not in found]
@@ -291,7 +305,9 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         raise DataError(f"{sources_dir}: no source histories for goals {missing} (the A2C baseline); "
                         f"run train_source_agents or dvc pull")
     E = eval_cfg.episodes
-    metrics: dict = {"variant": variant_name(env_cfg)}
+    metrics: dict = {"variant": variant_name(env_cfg),
+                     "model": {"sha256": file_sha256(model_path), "dt": ckpt["dt"], "train_goals": len(ckpt["train_goals"]),
+                               "dataset": ckpt.get("dataset")}}
     curves: dict[str, dict[str, np.ndarray]] = {}
     for group, goals in (("held_out", held_out), ("train_goals", train)):
         if not goals:
@@ -311,6 +327,7 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, eval_cfg: Ev
         curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
         curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))
         curves[group]["explorer"] = explorer_curve(env_cfg, E)
+        curves[group]["systematic_explorer"] = searcher_curve(env_cfg, goals, E, seed=eval_cfg.seed)
         curves[group]["random_search"] = random_search_curve(env_cfg, goals, E, seed=eval_cfg.seed)
         metrics[group]["baselines"] = {
             "a2c_source_first10": round(float(np.nanmean(curves[group]["a2c_source"][:10])), 4),

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -43,16 +44,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, lazy: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success replace ``path`` with it. The
     swap of an existing folder (two renames) runs with SIGINT / SIGTERM held back, so an
-    interruption leaves the old folder or the new one in place, never neither."""
+    interruption leaves the old folder or the new one in place, never neither. With ``lazy``
+    the folder is only named, not made: the writer makes it when it starts writing (a stage
+    killed before that leaves nothing behind)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    if lazy:    # a name no other writer uses; the folder (and its parent) appear with the first file
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = path.with_name(f".{path.name}.old")
     try:
         yield tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o777 & ~_umask())
         with _signals_held():
             if path.exists():
@@ -82,6 +89,15 @@ def check_env(what: str | Path, saved: Any, expected: dict, rerun: str) -> None:
     """Refuse an artefact made for another environment than params.yaml's (names the file)."""
     if saved != expected:
         raise DataError(f"{what}: made for another env {saved}, but params.yaml has env {expected}; rerun {rerun}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def fingerprint(*objs: object) -> str:
@@ -134,7 +150,9 @@ def save_torch(path: str | Path, obj: dict) -> None:
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint safely (``weights_only=True``: no pickle code runs)."""
+    """Load a checkpoint safely (``weights_only=True``: no pickle code runs), after checking its
+    content against the CRC-32 that the zip archive stores for every member at save time (torch
+    itself does not: flipped bytes in a tensor would load as other numbers)."""
     import torch
 
     path = Path(path)
@@ -142,6 +160,13 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:
         raise FileNotFoundError(f"{path}: checkpoint missing")
     if not zipfile.is_zipfile(path):   # torch checkpoints are zip archives
         raise DataError(f"{path}: not a checkpoint (damaged, truncated or another kind of file)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:   # a damaged header or directory
+        raise DataError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
+    if bad is not None:
+        raise DataError(f"{path}: damaged checkpoint: {bad} does not match the checksum written when it was saved")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds; never pass on its advice to load unsafely

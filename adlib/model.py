@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from adlib import tokens
-from adlib.config import DTConfig
-from adlib.io import DataError, load_torch
+from adlib.config import DTConfig, EnvConfig, to_dict
+from adlib.io import DataError, check_env, load_torch
 
 TOKENS_PER_TRANSITION = {"transition": 1, "triplet": 3}   # (s, a, r) in the triplet layout
 
@@ -258,13 +258,17 @@ class ADTransformer(nn.Module):
     def forward(self, f: dict[str, torch.Tensor], targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Full-context pass over windows of transitions ``f[k]: [B, L]``.
-        Returns action logits ``[B, L, A]`` (one per transition) and the loss if ``targets [B, L]``."""
+        Returns action logits ``[B, L, A]`` (one per transition) and, given ``targets``, the
+        cross-entropy loss: against actions ``[B, L]``, or against action probabilities
+        ``[B, L, A]`` (soft targets: :mod:`adlib.targets`)."""
         h = self.trunk(self.embed(f))
         if self.cfg.layout == "triplet":
             h = h[:, 0::3]                                              # state tokens
         logits = self.head(h)
         loss = None
-        if targets is not None:
+        if targets is not None and targets.dim() == 3:
+            loss = -(targets * F.log_softmax(logits.float(), -1)).sum(-1).mean()
+        elif targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
         return logits, loss
 
@@ -315,3 +319,27 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[AD
     except (KeyError, TypeError, RuntimeError) as e:
         raise DataError(f"{path}: checkpoint does not match its model config ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), ckpt
+
+
+def load_trained_model(path: str | Path, env_cfg: EnvConfig, dt: DTConfig, split: dict,
+                       device: torch.device | str = "cpu") -> tuple[ADTransformer, dict]:
+    """The model that params.yaml and ``split`` describe, or :class:`DataError` naming the file:
+    trained for this environment, with this ``dt`` section (the keys that differ are named), and
+    on none of the split's held-out goals (a held-out number must never include a training goal)."""
+    model, ckpt = load_model(path, device)
+    check_env(path, ckpt.get("env"), to_dict(env_cfg), "train_dt (dvc repro)")
+    saved, want = ckpt.get("dt"), to_dict(dt)
+    if not isinstance(saved, dict) or saved != want:
+        keys = sorted(k for k in want if not isinstance(saved, dict) or saved.get(k) != want[k])
+        got = {k: saved.get(k) for k in keys} if isinstance(saved, dict) else saved
+        raise DataError(f"{path}: trained with dt {got}, but params.yaml has {({k: want[k] for k in keys})}; "
+                        f"these are not the params' model: rerun train_dt (dvc repro)")
+    trained = ckpt.get("train_goals")
+    if not isinstance(trained, list):
+        raise DataError(f"{path}: does not say which goals it was trained on; rerun train_dt (dvc repro)")
+    overlap = sorted(set(trained) & set(split["held_out"]))
+    if overlap:
+        raise DataError(f"{path}: was trained on goals {overlap}, which the split holds out (split seed "
+                        f"{split.get('seed')}): its held-out numbers would include training goals; evaluate it with "
+                        f"the split it was trained with, or rerun train_dt (dvc repro)")
+    return model, ckpt

@@ -18,13 +18,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.tensorboard import SummaryWriter
 
 from adlib.config import DTConfig, DTRuntime, EnvConfig, ParamError, to_dict
-from adlib.dataset import HistoryDataset
+from adlib.dataset import DATA_FILE, HistoryDataset
 from adlib.device import pick_device
 from adlib.envs import darkroom as dr
 from adlib.incontext import play
-from adlib.io import fingerprint, load_resume, save_torch
+from adlib.io import file_sha256, fingerprint, load_resume, save_torch
 from adlib.logs import bar, get_logger
 from adlib.model import ADTransformer, ModelConfig
+from adlib.targets import action_mask, target_probs
 from adlib.tasks import spread
 
 log = get_logger("train_dt")
@@ -98,7 +99,7 @@ def init_processes(rt: DTRuntime, batch_size: int) -> Procs:
 
 
 def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDataset, dt: DTConfig, step: int,
-               procs: Procs, autocast: Callable) -> dict[str, float]:
+               procs: Procs, autocast: Callable, env_cfg: EnvConfig) -> dict[str, float]:
     """One optimiser step on this process's slice of the step's global batch.
 
     The global batch depends on (seed, step) only: a resumed run draws the same batches, and
@@ -110,22 +111,31 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDa
     rows = data.sample_starts(np.random.default_rng([dt.seed, step]), dt.batch_size, dt.seq_len, dt.stream_start_frac)
     torch.manual_seed(dt.seed * 1_000_003 + step * 101 + procs.rank)
     batch = to_tensors(data.windows(rows[procs.rank * per:(procs.rank + 1) * per], dt.seq_len), procs.device)
+    if dt.target == "source":   # plain imitation: the stream's actions are the targets
+        targets, mask = batch["action"], None
+    else:
+        mask = action_mask(dt.target, batch, env_cfg, dt.ties)                          # [B, L, A]
+        targets = target_probs(mask)
     with autocast():
-        logits, loss = net(batch, targets=batch["action"])
+        logits, loss = net(batch, targets=targets)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), dt.clip_grad_norm)
     opt.step()
-    return {"loss": loss.item(), "accuracy": (logits.argmax(-1) == batch["action"]).float().mean().item(),
+    pred = logits.argmax(-1)
+    hit = pred == batch["action"] if mask is None else mask.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+    return {"loss": loss.item(), "accuracy": hit.float().mean().item(),
             "grad_norm": float(grad_norm), "lr": lr_at(step, dt)}
 
 
-def model_checkpoint(model: ADTransformer, dt: DTConfig, env_cfg: EnvConfig, split: dict, meta: dict) -> dict:
+def model_checkpoint(model: ADTransformer, dt: DTConfig, env_cfg: EnvConfig, split: dict, meta: dict,
+                     data_sha256: str) -> dict:
     """The self-describing model.pt: weights, the config that rebuilds the model, and what it
-    was trained for and on."""
+    was trained for and on (the goals of its data, the dataset's size and the sha256 of its file)."""
     return {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "dt": to_dict(dt),
-            "env": to_dict(env_cfg), "step": dt.num_steps, "train_goals": split["train"],
-            "held_out_goals": split["held_out"], "dataset": {k: meta[k] for k in ("transitions", "streams")}}
+            "env": to_dict(env_cfg), "step": dt.num_steps, "train_goals": meta["train_goals"],
+            "held_out_goals": split["held_out"],
+            "dataset": {**{k: meta[k] for k in ("transitions", "streams")}, "sha256": data_sha256}}
 
 
 def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, out_dir: str | Path,
@@ -163,7 +173,7 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
     pbar = bar(dt.num_steps, "train_dt", unit="step", initial=start) if procs.main else None
     model.train()
     for step in range(start, dt.num_steps):
-        stats = train_step(net, opt, data, dt, step, procs, autocast)
+        stats = train_step(net, opt, data, dt, step, procs, autocast, env_cfg)
         if not procs.main:
             continue
         pbar.update(1)
@@ -180,7 +190,8 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
     if procs.main:
         pbar.close()
         logger.close()
-        save_torch(Path(out_dir) / "model.pt", model_checkpoint(model, dt, env_cfg, split, data.meta))
+        save_torch(Path(out_dir) / "model.pt", model_checkpoint(model, dt, env_cfg, split, data.meta,
+                                                                file_sha256(Path(data_dir) / DATA_FILE)))
         if ckpt_path is not None:
             ckpt_path.unlink(missing_ok=True)
         log.info(f"done: {dt.num_steps} steps in {wall:.0f}s ({summary['transitions_per_s']:,.0f} transitions/s) "

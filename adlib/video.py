@@ -21,14 +21,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from adlib import a2c
-from adlib.config import EnvConfig, RenderConfig, to_dict
+from adlib.config import DTConfig, EnvConfig, RenderConfig, to_dict
 from adlib.envs import darkroom as dr
 from adlib.envs.render import BG, GOAL, draw_frame
 from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.incontext import play
 from adlib.io import DataError, atomic_dir, atomic_path, check_env, load_torch
 from adlib.logs import bar
-from adlib.model import load_model
+from adlib.model import load_trained_model
 from adlib.rollout import PlayResult, rollout
 from adlib.tasks import spread
 
@@ -215,8 +215,8 @@ def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, se
                    record=True)
 
 
-def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path, n_shards: int,
-                  model_path: str | Path, out_dir: str | Path, seed: int = 0,
+def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path,
+                  n_shards: int, model_path: str | Path, out_dir: str | Path, seed: int = 0,
                   source_episodes: int = SOURCE_EPISODES) -> dict:
     """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
 
@@ -233,6 +233,7 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
         raise DataError(f"{sources_dir}: no source agent for goals {missing} (run train_source_agents)")
     ad_goals = spread(list(split["held_out"]), cfg.ad_goals)
     summary: dict = {"files": [], "ad_returns": {}}
+    model, _ = load_trained_model(model_path, env_cfg, dt_cfg, split)   # before any work: the params' model
     with atomic_dir(out_dir) as tmp, bar(len(jobs) + 2 * len(ad_goals) + 1, "videos", unit="file") as pbar:
         for group, g in jobs:
             label = "training" if group == "train" else "held-out"
@@ -245,12 +246,6 @@ def render_videos(env_cfg: EnvConfig, cfg: RenderConfig, split: dict, sources_di
 
         rows = []
         if ad_goals:
-            model, ckpt = load_model(model_path)
-            check_env(model_path, ckpt["env"], to_dict(env_cfg), "train_dt (dvc repro)")
-            seen = sorted(set(ad_goals) - set(ckpt.get("held_out_goals", ad_goals)))
-            if seen:  # a model trained on another split would be filmed on goals it learned from
-                raise DataError(f"{model_path}: goals {seen} are held out in the split but not by this model; "
-                                 "rerun train_dt")
             res = play(model, env_cfg, ad_goals, seeds=1, episodes=cfg.ad_episodes, greedy=False, seed=seed,
                        record=True)
             titles = [f"AD in context, held-out goal {g}" for g in ad_goals]

@@ -23,7 +23,7 @@ def main() -> None:
     from adlib.evaluation import evaluate_checkpoint
     from adlib.tasks import read_split
 
-    m = evaluate_checkpoint(args.model, p.env, p.eval, read_split(args.split, p.env), args.sources, len(p.source.shards),
+    m = evaluate_checkpoint(args.model, p.env, p.dt, p.eval, read_split(args.split, p.env), args.sources, len(p.source.shards),
                             args.metrics, args.detail, args.curves, args.tensorboard, p.runtime.eval)
     key = "success" if p.env.terminate_on_goal else "return"
     s, g = m["held_out"]["sampled"], m["held_out"]["greedy"]

@@ -84,6 +84,8 @@ BAD = [
     ("bool_as_string", with_("env.terminate_on_goal", "yes"), "env.terminate_on_goal"),
     ("bool_as_int", with_("env.random_start", 1), "env.random_start"),
     ("float_as_string", with_("source.lr", "1e-4"), "source.lr"),  # YAML reads 1e-4 (no dot) as a string
+    ("float_as_bool", with_("source.lr", True), "source.lr"),      # not 1.0
+    ("float_pair_as_bool", with_("dt.betas", [True, 0.99]), "dt.betas[0]"),
     ("float_nan", with_("source.gamma", float("nan")), "source.gamma"),
     ("size_too_small", with_("env.grid_size", 2), "env.grid_size"),
     ("size_even_fixed_start", with_("env.grid_size", 6), "env.grid_size"),

@@ -147,7 +147,7 @@ def test_source_agent_rollout_is_its_own_goal(trained):
 def test_render_videos_writes_every_file(trained, tmp_path):
     cfg = RenderConfig(source_goals=1, ad_goals=2, ad_episodes=4, fps=4, cell_px=CELL)
     split = trained["split"]
-    s = render_videos(ENV, cfg, split, trained["sources"], 1, trained["model"], tmp_path / "videos",
+    s = render_videos(ENV, trained["dt"], cfg, split, trained["sources"], 1, trained["model"], tmp_path / "videos",
                       source_episodes=2)
     (tr,), (te,), ad = spread(split["train"], 1), spread(split["held_out"], 1), spread(split["held_out"], 2)
     want = {f"source_train_goal_{tr:03d}.mp4", f"source_held_out_goal_{te:03d}.mp4", "ad_contact_sheet.png",
@@ -174,7 +174,8 @@ def test_render_videos_stage_cli(trained, tmp_path):
 def test_model_of_other_env_raises(trained, tmp_path):
     other = dataclasses.replace(ENV, max_episode_steps=11)
     with pytest.raises(ValueError, match="params.yaml has env"):
-        render_videos(other, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), trained["split"],
+        render_videos(other, trained["dt"], RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL),
+                      trained["split"],
                       trained["sources"], 1, trained["model"], tmp_path / "v")
     assert not (tmp_path / "v").exists()
 
@@ -183,6 +184,6 @@ def test_model_trained_on_another_split_raises(trained, tmp_path):
     test = list(trained["split"]["held_out"])
     test[test.index(spread(test, 1)[0])] = trained["split"]["train"][0]   # the goal that will be filmed
     split = {**trained["split"], "held_out": test}
-    with pytest.raises(ValueError, match="held out in the split but not by this model"):
-        render_videos(ENV, RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), split,
+    with pytest.raises(ValueError, match="was trained on goals .* which the split holds out"):
+        render_videos(ENV, trained["dt"], RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), split,
                       trained["sources"], 1, trained["model"], tmp_path / "v")
