@@ -6,6 +6,10 @@ Each variant builds its dataset from ``data/sources`` (cached under ``.cache/abl
 trains a model with ``params.yaml``'s dt section plus the variant's overrides, and plays the
 held-out goals (sampled actions, ``--seeds`` runs per goal). Results go to the
 ``## Ablations`` section of ``docs/results.md``.
+
+``--smoke`` checks every variant's overrides and runs three (the base, a model lever, a dataset
+lever) at tiny sizes on a tiny pipeline run in a temporary folder, where it writes its cache and
+section (the tiny histories are too short for seq_len 128 or subsample 50).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import json
 import time
 from pathlib import Path
 
-from adlib.config import load_params
+from adlib.config import DatasetConfig, DTConfig, Params, load_params
 from adlib.dataset import build_dataset
 from adlib.incontext import play
 from adlib.model import load_model
 from adlib.tasks import read_split
 from adlib.train import train
 from benchmarks import table, write_section
+from benchmarks.smoke import parse, tiny_workspace
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 CACHE = Path(".cache/ablate")
@@ -54,22 +59,23 @@ def replace(cfg, overrides: dict):
     return dataclasses.replace(cfg, **kw)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--only", default="", help="comma-separated variant names (substring match)")
-    args = ap.parse_args()
+def variant(p: Params, name: str, steps: int) -> tuple[DatasetConfig, DTConfig]:
+    """The dataset and dt configs of variant ``name``: ``p``'s with its overrides, ``steps`` steps."""
+    ds_over, dt_over = VARIANTS[name]
+    return replace(p.dataset, ds_over), replace(p.dt, {**dt_over, "num_steps": steps,
+                                                       "warmup_steps": min(p.dt.warmup_steps, steps // 10)})
+
+
+def run(args: argparse.Namespace, results: Path) -> None:
+    """Train and play the variants ``args`` name, in the workspace that is the current folder;
+    write their section into ``results``."""
     p = load_params("params.yaml")
     split = read_split("data/split.json", p.env)
     names = [n for n in VARIANTS if not args.only or any(o.strip() in n for o in args.only.split(","))]
+    configs = {n: variant(p, n, args.steps) for n in VARIANTS}   # every override checked before any training
     rows, raw = [], {}
     for name in names:
-        ds_over, dt_over = VARIANTS[name]
-        ds_cfg = replace(p.dataset, ds_over)
-        dt_cfg = replace(p.dt, {**dt_over, "num_steps": args.steps,
-                                "warmup_steps": min(p.dt.warmup_steps, args.steps // 10)})
+        ds_cfg, dt_cfg = configs[name]
         rt = dataclasses.replace(p.runtime.dt, eval_step=0, device="cpu")
         key = hashlib.sha256(json.dumps(dataclasses.asdict(ds_cfg), sort_keys=True).encode()).hexdigest()[:10]
         ds_dir = CACHE / f"ds_{key}"
@@ -99,10 +105,24 @@ def main() -> None:
                      "params", "transitions"], rows)
             + f"\n\nCommand: `python -m benchmarks.ablate --steps {args.steps} --episodes {args.episodes} "
               f"--seeds {args.seeds}`.")
-    if not RESULTS.exists():
-        RESULTS.write_text("# Results\n")
-    write_section("Ablations", body, RESULTS)
+    if not results.exists():
+        results.write_text("# Results\n")
+    write_section("Ablations", body, results)
     (CACHE / "ablate.json").write_text(json.dumps(raw, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated variant names (substring match)")
+    args = parse(ap, steps=3, episodes=10, seeds=1, only="base,triplet,AD^eps")
+    if args.smoke:
+        with tiny_workspace("sources") as root:
+            run(args, root / "results.md")
+    else:
+        run(args, RESULTS)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ other processes hits both alike; transitions/s = steps x batch x seq_len / secon
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +25,10 @@ import torch
 from adlib.config import DTConfig, EnvConfig
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
+from adlib.io import read_json
 from adlib.train import build_model, make_optimizer, to_tensors
 from benchmarks import machine, median, table, timed, write_section
+from benchmarks.smoke import parse, tiny_workspace
 
 LAYOUTS = ("transition", "triplet")
 
@@ -70,25 +74,14 @@ def trainer(dt: DTConfig, env_cfg: EnvConfig, batches: list[dict[str, torch.Tens
     return run, model.num_params()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--d", type=int, default=64, help="embedding_dim")
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--ff", type=int, default=256, help="feed_forward_dim")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seq-len", type=int, default=256, help="context in transitions")
-    ap.add_argument("--steps", type=int, default=3, help="optimiser steps per timed repeat")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
-    ap.add_argument("--data", default=None, help="dataset folder: real HistoryDataset windows instead of random inputs")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+def report(args: argparse.Namespace) -> str:
+    """Time both layouts as ``args`` say; the section's markdown."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    env_cfg = EnvConfig()
+    # a dataset's own environment (its grid size sets the state indices), else the original's
+    env_cfg = EnvConfig(**read_json(Path(args.data) / "meta.json")["env"]) if args.data else EnvConfig()
     base = DTConfig(embedding_dim=args.d, num_layers=args.layers, num_heads=args.heads,
-                    feed_forward_dim=args.ff, seq_len=args.seq_len, batch_size=args.batch, device="cpu")
+                    feed_forward_dim=args.ff, seq_len=args.seq_len, batch_size=args.batch)
     if args.data:
         batches = data_batches(args.data, env_cfg, 4, args.batch, args.seq_len)
         inputs = f"real `HistoryDataset` windows of `{args.data}`"
@@ -99,7 +92,7 @@ def main() -> None:
 
     runners, params = {}, {}
     for layout in LAYOUTS:
-        dt = DTConfig(**{**base.__dict__, "layout": layout})
+        dt = dataclasses.replace(base, layout=layout)
         runners[layout], params[layout] = trainer(dt, env_cfg, batches, args.steps)
         runners[layout]()  # warm-up
     secs: dict[str, list[float]] = {k: [] for k in LAYOUTS}
@@ -115,7 +108,7 @@ def main() -> None:
     rows = [[f"`{k}` ({(3 if k == 'triplet' else 1) * args.seq_len} tokens/window)", f"{params[k]:,}",
              f"{med[k]:,.0f}", f"{min(rates[k]):,.0f} - {max(rates[k]):,.0f}",
              f"{1000 * median(secs[k]) / args.steps:,.0f}", f"{med[k] / med['triplet']:.2f}x"] for k in LAYOUTS]
-    body = "\n".join([
+    return "\n".join([
         f"AD transformer training throughput on CPU: optimiser steps (forward + loss, backward, grad clip, AdamW) "
         f"on batches of {args.batch} windows x {args.seq_len} transitions, {inputs}; model d {args.d}, "
         f"{args.layers} layers, {args.heads} heads, ff {args.ff}. Median of {args.repeats} interleaved repeats "
@@ -135,7 +128,27 @@ def main() -> None:
         + (f" --repeats {args.repeats}" if args.repeats != 5 else "")
         + (f" --threads {args.threads}" if args.threads != 1 else "") + "`.",
     ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--d", type=int, default=64, help="embedding_dim")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=256, help="feed_forward_dim")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=256, help="context in transitions")
+    ap.add_argument("--steps", type=int, default=3, help="optimiser steps per timed repeat")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--data", default=None, help="dataset folder: real HistoryDataset windows instead of random inputs")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parse(ap, d=16, layers=1, heads=2, ff=32, batch=4, seq_len=16, steps=1, repeats=2, no_write=True)
+    body = report(args)
     print(body)
+    if args.smoke:   # the other kind of input too: the windows of a tiny dataset
+        with tiny_workspace("dataset"):
+            print(report(argparse.Namespace(**{**vars(args), "data": "data/dataset"})))
     if not args.no_write:
         write_section("Transformer training throughput", body)
 

@@ -19,6 +19,7 @@ from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.envs import gym_env
 from benchmarks import machine, median, table, timed, write_section
+from benchmarks.smoke import parse
 
 
 def core_runner(cfg: EnvConfig, n_goals: int, per_goal: int, steps: int, seed: int):
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+    args = parse(ap, goals=4, envs_per_goal=2, core_steps=10, gym_envs=2, gym_steps=10, repeats=2, no_write=True)
     torch.set_num_threads(args.threads)
     cfg = EnvConfig()  # the original Dark Room: 9x9, 20 steps, terminate on goal
 

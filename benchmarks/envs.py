@@ -7,6 +7,9 @@ the markdown table of every line collected so far (docs/results.md, "Beyond one 
 
     python -m benchmarks.envs --name room13 --workspace /tmp/r13 --minutes 31.5
     python -m benchmarks.envs --table
+
+``--smoke`` collects the report of a tiny pipeline run (made in a temporary folder, as eval_dt
+writes it) into a temporary docs/envs.jsonl, and prints its table and that of docs/envs.jsonl.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from adlib.config import load_params
 from benchmarks import commit as head_commit
+from benchmarks.smoke import parse, tiny_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = ROOT / "docs" / "envs.jsonl"
@@ -29,7 +33,8 @@ def _mean(d: dict, key: str) -> float | None:
     return None if v is None else (v["mean"] if isinstance(v, dict) else v)
 
 
-def collect(name: str, workspace: Path, minutes: float | None, commit: str | None = None) -> dict:
+def collect(name: str, workspace: Path, minutes: float | None, commit: str | None = None, lines: Path = LINES,
+            img: Path = IMG) -> dict:
     p = load_params(workspace / "params.yaml")
     detail = json.loads((workspace / "metrics" / "eval_detail.json").read_text())
     split = json.loads((workspace / "data" / "split.json").read_text())
@@ -53,9 +58,9 @@ def collect(name: str, workspace: Path, minutes: float | None, commit: str | Non
         "train_goals_return_last10": _mean(train.get("sampled", {}), "return_last10"),
         "pipeline_minutes": minutes,
     }
-    IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(workspace / "metrics" / "curves" / "held_out.png", IMG / f"{name}.png")
-    with LINES.open("a") as f:
+    img.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(workspace / "metrics" / "curves" / "held_out.png", img / f"{name}.png")
+    with lines.open("a") as f:
         f.write(json.dumps(line) + "\n")
     return line
 
@@ -64,8 +69,8 @@ def fmt(v) -> str:
     return "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
 
 
-def table() -> str:
-    rows = [json.loads(x) for x in LINES.read_text().splitlines() if x.strip()]
+def table(lines: Path = LINES) -> str:
+    rows = [json.loads(x) for x in lines.read_text().splitlines() if x.strip()]
     head = ("| run | env | tasks train / held out | state emb. | score | first 10 | 11–20 | @50 | last 10 (± seeds, ± goals) "
             "| return last 10 (greedy) | training tasks, return last 10 | A2C source first / last 10 | random | optimum "
             "| steps / shortest | pipeline |")
@@ -91,7 +96,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=None, help="wall time of the run's dvc exp run")
     ap.add_argument("--commit", default=None, help="the code's commit (default: the workspace's HEAD)")
     ap.add_argument("--table", action="store_true")
-    args = ap.parse_args()
+    args = parse(ap)
+    if args.smoke:
+        with tiny_workspace("eval") as root:
+            print(json.dumps(collect("smoke", root, 0.1, "smoke", root / "envs.jsonl", root / "img"), indent=1))
+            print(table(root / "envs.jsonl"))
+        print(table())
+        return
     if args.name:
         print(json.dumps(collect(args.name, args.workspace, args.minutes, args.commit), indent=1))
     if args.table:

@@ -26,6 +26,7 @@ from adlib.incontext import play
 from adlib.tasks import split_goals, spread
 from adlib.train import build_model
 from benchmarks import machine, median, table, timed, write_section
+from benchmarks.smoke import parse
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts to time, in turn")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+    args = parse(ap, episodes=2, repeats=1, threads=[1], no_write=True)
     env = EnvConfig(terminate_on_goal=False, reward_mode="stand")
     split = split_goals(env, SplitConfig())
     held, train = split["held_out"], spread(split["train"], 8)

@@ -27,6 +27,7 @@ from adlib.incontext import keep_on_refill, play
 from adlib.tasks import split_goals
 from adlib.train import build_model
 from benchmarks import machine, median, table, timed, write_section
+from benchmarks.smoke import parse
 
 # name -> (layout, use_cache)
 VARIANTS = {
@@ -52,7 +53,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+    args = parse(ap, episodes=2, seq_len=16, repeats=1, no_write=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     env_cfg = EnvConfig()

@@ -28,9 +28,10 @@ import torch
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.evaluation import explorer_curve
-from adlib.noise import Explorer, toward_nearest
+from adlib.noise import explorer_of
 from adlib.rollout import rollout
 from benchmarks import table, write_section
+from benchmarks.smoke import parse
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 POINTS = (1, 2, 3, 4, 5, 10, 20, 30)
@@ -46,59 +47,18 @@ def _bound(n: int, paper: bool) -> str:
     return " (no bound: near goals are found first)" if paper else " (an upper bound)"
 
 
-class KeyDoorExplorer:
-    """A systematic explorer of Dark Key-to-Door that sees only what the agent observes (its cell,
-    whether it holds the key) and the rewards: without the key it walks to the nearest cell it has
-    not yet arrived on without the key (the start first, by a no-op: a key there is picked up so),
-    with the key to the nearest cell not yet arrived on with it; a reward without the key marks the
-    key's cell, one with the key the door's; once known, it walks there by the shortest path, and
-    stays put once the door is open."""
-
-    def __init__(self, env_cfg: EnvConfig):
-        self.n = env_cfg.grid_size
-        self.cells = dr.all_cells(env_cfg)                                              # [C, 2]
-        self.state: dict[str, torch.Tensor] | None = None
-
-    def __call__(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor],
-                 state: dr.EnvState) -> torch.Tensor:
-        N, C = obs.shape[0], len(self.cells)
-        rows = torch.arange(N)
-        if self.state is None:
-            self.state = dict(seen=torch.zeros(N, 2, C, dtype=torch.bool), key=torch.full((N,), -1),
-                              door=torch.full((N,), -1), holding=torch.zeros(N, dtype=torch.bool),
-                              opened=torch.zeros(N, dtype=torch.bool))
-        m = self.state
-        last, real = prev["prev_next_state"], prev["prev_next_state"] < 2 * C            # pre-reset arrival
-        cell, held = last % C, m["holding"].long()                                      # held before the step
-        m["seen"][rows[real], held[real], cell[real]] = True
-        paid = real & (prev["prev_reward"] == 1)
-        m["key"] = torch.where(paid & ~m["holding"], cell, m["key"])
-        m["door"] = torch.where(paid & m["holding"], cell, m["door"])
-        m["opened"] = (m["opened"] | (paid & m["holding"])) & (t > 0)                   # this episode
-        m["holding"] = obs >= C
-        pos = torch.stack([(obs % C) // self.n, (obs % C) % self.n], -1)               # [N, 2] from obs only
-        unseen = ~m["seen"][rows, m["holding"].long()]                                  # [N, C]
-        unseen[rows, m["key"].clamp(min=0)] &= ~(m["holding"] & (m["key"] >= 0))        # the door is not the key
-        explore = toward_nearest(pos, self.cells, unseen)
-        aim = torch.where(m["holding"], m["door"], m["key"])
-        go = dr.optimal_actions(pos, self.cells[aim.clamp(min=0)])
-        good = torch.where((aim >= 0)[:, None], go, explore)
-        good = torch.where(m["opened"][:, None], dr.optimal_actions(pos, pos), good)   # no-op: stay put
-        return torch.where(good, 0.0, -torch.inf)
-
-
 def explorer_play(env: EnvConfig, episodes: int, seeds: int):
     """Per-episode outcomes of the systematic explorer of ``env``'s kind over all its tasks x seeds."""
     goals = list(range(len(dr.all_goals(env))))
-    policy = KeyDoorExplorer(env) if env.kind == "keydoor" else Explorer(env)
-    return rollout(policy, env, goals, seeds, episodes, greedy=False, seed=0)
+    return rollout(explorer_of(env), env, goals, seeds, episodes, greedy=False, seed=0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=20)
-    args = ap.parse_args()
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
+    args = parse(ap, episodes=2, seeds=1, no_write=True)
     torch.set_num_threads(1)
     pts = [p for p in POINTS if p <= args.episodes]
     rows = []
@@ -130,13 +90,14 @@ def main() -> None:
         "centre). For the paper variant's return the formula is no bound: it credits every found goal with "
         "the room's mean optimum, while an explorer finds the near goals, with their longer stays, first (the "
         "systematic explorer exceeds it at episodes 2-3 of the larger rooms; at 9x9 it is SPEC.md's reference "
-        "curve). Key-to-Door has no such formula; its rows are `KeyDoorExplorer` (this script: the same "
+        "curve). Key-to-Door has no such formula; its rows are `adlib.noise.KeyDoorExplorer` (the same "
         "search for the key, then with the key for the door, from what the agent observes and the rewards "
         "only), one run per (key, door) pair, 50-step episodes. Dark Room rows: mean over every goal of the "
         f"room, {args.seeds} seeds of the explorer's tie-breaking, 20-step episodes from the centre.\n\n"
         f"{md}\n\nCommand: `python -m benchmarks.explorers --episodes {args.episodes} --seeds {args.seeds}`.\n")
     print(body)
-    write_section("Perfect explorer, bracketed", body, RESULTS)
+    if not args.no_write:
+        write_section("Perfect explorer, bracketed", body, RESULTS)
 
 
 if __name__ == "__main__":

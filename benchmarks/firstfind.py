@@ -11,6 +11,9 @@ with MODEL ``explorer``, the systematic explorer :class:`adlib.noise.Explorer`; 
 an empty context (3 seeds x 30 episodes unless ``--seeds``, sampled at ``eval.temperature``), and appends one
 JSON line to ``docs/firstfind.jsonl``. ``table`` writes those lines as the section "Search
 and exploitation, apart" of docs/results.md. Episodes are numbered from 1.
+
+``--smoke`` runs ``run`` (a model, the explorer, random actions) and ``table`` on a tiny pipeline
+run in a temporary folder, where it writes its lines and section.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from adlib.noise import Explorer
 from adlib.rollout import random_policy, rollout
 from adlib.tasks import split_goals
 from benchmarks import commit, table, write_section
+from benchmarks.smoke import parse, tiny_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = ROOT / "docs" / "firstfind.jsonl"
+RESULTS = ROOT / "docs" / "results.md"
 
 
 def decompose(success: np.ndarray, lo: int = 10, hi: int = 20) -> dict[str, float]:
@@ -82,9 +87,10 @@ def search_coverage(states: np.ndarray, cells: np.ndarray, t: np.ndarray, succes
     return out
 
 
-def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, episodes: int = 30) -> dict:
+def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, episodes: int = 30,
+        lines: Path = LINES) -> dict:
     """``model_path`` 'explorer' plays :class:`adlib.noise.Explorer` instead of a model, 'random'
-    uniformly random actions."""
+    uniformly random actions; one line appended to ``lines``."""
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     p = load_params("params.yaml")
     split_cfg = p.split if split_seed is None else dataclasses.replace(p.split, seed=split_seed)
@@ -103,7 +109,7 @@ def run(name: str, model_path: str, split_seed: int | None, seeds: int = 3, epis
            "runs": len(res.success), "episodes": episodes, "code": commit(), **decompose(success),
            "new_cells_per_search_episode": search_coverage(res.trace["state"], res.positions, res.trace["t"],
                                                            success)}
-    with LINES.open("a") as f:
+    with lines.open("a") as f:
         f.write(json.dumps(out) + "\n")
     return out
 
@@ -123,9 +129,9 @@ def cell(key: str, value, episodes: int) -> str:
     return f"{value:.2f}"
 
 
-def write_table() -> str:
+def write_table(lines: Path = LINES, results: Path = RESULTS) -> str:
     rows = []
-    for line in LINES.read_text().splitlines():
+    for line in lines.read_text().splitlines():
         r = json.loads(line)
         rows.append([r["name"], str(r["split_seed"]), str(r["runs"]), *(cell(k, r[k], r["episodes"]) for k, _ in COLS), r["code"]])
     body = ("Held-out goals x seeds ('runs': 23 goals x 3 seeds unless stated) x 30 episodes from an empty context, sampled at eval.temperature; "
@@ -139,19 +145,27 @@ def write_table() -> str:
             "'11-20 if exploited at once' is what a random-walk search followed by perfect exploitation gives.\n\n"
             + table(["model", "split", "runs", *(c for _, c in COLS), "benchmark run at"], rows)
             + "\n\nCommand: `python -m benchmarks.firstfind run NAME MODEL`; raw lines in `docs/firstfind.jsonl`.")
-    write_section("Search and exploitation, apart", body, ROOT / "docs" / "results.md")
+    write_section("Search and exploitation, apart", body, results)
     return body
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("run", "table"))
+    ap.add_argument("what", nargs="?", choices=("run", "table"))
     ap.add_argument("name", nargs="?")
     ap.add_argument("model", nargs="?")
     ap.add_argument("--split-seed", type=int, default=None)
     ap.add_argument("--seeds", type=int, default=3, help="eval seeds per held-out goal (default 3)")
-    a = ap.parse_args()
-    print(run(a.name, a.model, a.split_seed, a.seeds) if a.what == "run" else write_table())
+    a = parse(ap)
+    if a.smoke:
+        with tiny_workspace("model") as root:
+            for model in ("models/dt/model.pt", "explorer", "random"):
+                print(run(model, model, None, 1, 20, root / "firstfind.jsonl"))
+            print(write_table(root / "firstfind.jsonl", root / "results.md"))
+    elif a.what is None:
+        ap.error("choose run or table")
+    else:
+        print(run(a.name, a.model, a.split_seed, a.seeds) if a.what == "run" else write_table())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ trains ``params.yaml``'s dt section plus the overrides (full ``dt.num_steps``), 
 held-out goals (3 seeds x 100 episodes, from an empty context) and appends one JSON line to
 ``docs/levers.jsonl``; ``table`` writes those lines as the section "Levers at full training"
 of docs/results.md. Runs are independent: two can share the 2-core machine (``THREADS=1``).
+
+``--smoke`` runs ``run`` (a lever on the dataset and one on the model) and ``table`` on a tiny
+pipeline run in a temporary folder, where it writes its cache, lines and section.
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ from adlib.tasks import split_goals
 from adlib.train import train
 from benchmarks import commit, table, write_section
 from benchmarks.ablate import replace
+from benchmarks.smoke import parse, tiny_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = ROOT / "docs" / "levers.jsonl"
+RESULTS = ROOT / "docs" / "results.md"
 CACHE = Path(".cache/levers")
 KEYS = ("success_first10", "success_11to20", "success_last10", "steps_over_shortest_last10")
+SMOKE = {"subsample-1": {"dataset": {"subsample": 1, "noise": {"streams_per_goal": 2}}},
+         "triplet": {"dt": {"layout": "triplet"}}}
 
 
-def run(name: str, spec: dict, split_seed: int, seeds: int = 3, episodes: int = 100) -> dict:
+def run(name: str, spec: dict, split_seed: int, seeds: int = 3, episodes: int = 100, lines: Path = LINES) -> dict:
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     p = load_params("params.yaml")
     split = split_goals(p.env, dataclasses.replace(p.split, seed=split_seed))
@@ -58,14 +65,14 @@ def run(name: str, spec: dict, split_seed: int, seeds: int = 3, episodes: int = 
         s = summarize(play(model, p.env, split["held_out"], seeds, episodes, greedy=False, temperature=temp), seeds,
                       p.env)
         out[f"T{temp}"] = {k: s[k]["mean"] if isinstance(s[k], dict) else s[k] for k in KEYS}
-    with LINES.open("a") as f:
+    with lines.open("a") as f:
         f.write(json.dumps(out) + "\n")
     return out
 
 
-def write_table() -> str:
+def write_table(lines: Path = LINES, results: Path = RESULTS) -> str:
     rows = []
-    for line in LINES.read_text().splitlines():
+    for line in lines.read_text().splitlines():
         r = json.loads(line)
         for t in ("T1.0", "T0.5"):
             rows.append([r["name"], t[1:], *(f"{r[t][k]:.2f}" for k in KEYS), str(r["train_s"]),
@@ -78,18 +85,26 @@ def write_table() -> str:
             + table(["variant", "temperature", "first 10", "11-20", "last 10", "steps / shortest (last 10)",
                      "train s", "transitions", "params.yaml of"], rows)
             + "\n\nCommand: `python -m benchmarks.levers run NAME SPEC`; raw lines in `docs/levers.jsonl`.")
-    write_section("Levers at full training", body, ROOT / "docs" / "results.md")
+    write_section("Levers at full training", body, results)
     return body
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("run", "table"))
+    ap.add_argument("what", nargs="?", choices=("run", "table"))
     ap.add_argument("name", nargs="?")
     ap.add_argument("spec", nargs="?", default="{}")
     ap.add_argument("--split-seed", type=int, default=0)
-    a = ap.parse_args()
-    print(run(a.name, json.loads(a.spec), a.split_seed) if a.what == "run" else write_table())
+    a = parse(ap)
+    if a.smoke:
+        with tiny_workspace("sources") as root:
+            for name, spec in SMOKE.items():
+                print(run(name, spec, a.split_seed, 1, 20, root / "levers.jsonl"))
+            print(write_table(root / "levers.jsonl", root / "results.md"))
+    elif a.what is None:
+        ap.error("choose run or table")
+    else:
+        print(run(a.name, json.loads(a.spec), a.split_seed) if a.what == "run" else write_table())
 
 
 if __name__ == "__main__":

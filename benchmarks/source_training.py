@@ -1,112 +1,153 @@
-"""Wall time of the batched A2C source agents vs training the same agents one goal at a time.
+"""The train_source_agents stage, today's code against an older commit's, side by side in one run.
 
-    python -m benchmarks.source_training [--goals 80 --env-steps 800000 --seq-goals 3]
+    python -m benchmarks.source_training [--base 7182a5d] [--env-steps 800000] [--repeats 1]
 
-Batched: every goal's agent in one ``adlib.a2c.train_agents`` call (what a DVC shard does,
-here with all goals in one batch). Sequential: ``--seq-goals`` goals trained alone, one call
-each, with ``--seq-env-steps`` steps (default: the same as ``--env-steps``); their mean time
-is scaled linearly to all goals (and to ``--env-steps`` if fewer steps were run; the cost
-per update is constant, so time is linear in steps). Other settings come from params.yaml.
+Each side runs every shard stage of params.yaml (``python -m stages.train_source_agents
+--shard k``, one after another, as ``dvc repro`` runs them) in a fresh temporary folder: the
+old side from a ``git worktree`` of ``--base`` (its own params.yaml keys, same values), the
+new side from this checkout. Measured per side: wall seconds of the whole source phase, agent
+env steps per second (agents x env steps per agent / wall), CPU seconds of every process of the
+stage (user + system, workers included) over wall seconds (2.0 = both cores busy all along), and
+the peak resident memory of the stage (the sum over its processes, sampled every 0.1 s). Sides
+alternate when ``--repeats`` > 1 and medians are reported. ``--env-steps`` shortens the run
+(same per-update cost; the old code must accept the value). ``--smoke`` runs a tiny room with
+a few hundred steps (the test suite does, so the script cannot rot); it writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+import psutil
+import yaml
 
-from adlib import a2c
-from adlib.config import load_params
-from adlib.device import pick_device
-from adlib.envs import darkroom as dr
-from benchmarks import machine, table, write_section
+from benchmarks import machine, median, table, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BASE = "7182a5d"   # the last commit before source training was reworked
 
 
-def run(env_cfg, cfg, goal_ids: list[int], device, seeds: list[int] | None = None) -> tuple[float, np.ndarray]:
-    """(wall seconds, per-agent success rate of the last log window) of one train_agents call."""
-    logs: list[a2c.AgentLog] = []
-    t0 = time.perf_counter()
-    seeds = seeds if seeds is not None else [0] * len(goal_ids)
-    a2c.train_agents(env_cfg, cfg, goal_ids, seeds, device, on_log=logs.append)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, logs[-1].stats["success_rate"]
+def measure(code: Path, params: dict, shards: list[int], work: Path) -> dict:
+    """Run the shard stages of ``code`` on ``params`` in ``work``; wall, CPU and peak memory."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(code)}
+    wall = cpu = peak = 0.0
+    for k in shards:
+        cmd = [sys.executable, "-m", "stages.train_source_agents", "--params", str(work / "params.yaml"),
+               "--shard", str(k), "--out", str(work / "sources" / f"shard_{k}"), "--resume-dir", str(work / "resume")]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = psutil.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while proc.poll() is None:
+            rss = 0
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            peak = max(peak, rss)
+            time.sleep(0.1)
+        wall += time.perf_counter() - t0
+        err = proc.stderr.read().decode()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)   # the stage and the workers it waited for
+        cpu += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak / 2**20}
+
+
+def worktree(base: str, where: Path) -> Path:
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(where), base], cwd=ROOT, check=True,
+                   capture_output=True)
+    return where
+
+
+def params_for(code: Path, env_steps: int | None, smoke: bool) -> dict:
+    """``code``'s own params.yaml (every key it knows), with this checkout's values where both have a key."""
+    mine = yaml.safe_load((ROOT / "params.yaml").read_text())
+    theirs = yaml.safe_load((code / "params.yaml").read_text())
+
+    def lay(dst: dict, src: dict) -> dict:
+        return {k: (lay(v, src[k]) if isinstance(v, dict) and isinstance(src.get(k), dict)
+                    else src.get(k, v)) for k, v in dst.items()}
+
+    p = lay(theirs, mine)
+    if smoke:
+        p["env"].update(grid_size=5, max_episode_steps=10)
+        p["split"]["n_train"] = 16
+        p["eval"]["train_goals"] = 2
+        p["source"].update(hidden_size=16, env_steps=400, seeds_per_goal=1)
+        p["dataset"].update(history_len=400)
+        p["dt"]["seq_len"] = 16
+        for kind in ("noise", "explorer"):
+            p["dataset"][kind]["transitions"] = 16
+    elif env_steps:
+        p["source"]["env_steps"] = env_steps
+        p["dataset"]["history_len"] = min(p["dataset"]["history_len"], env_steps)
+    return p
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--goals", type=int, default=None, help="goals in the batch (default: all)")
-    ap.add_argument("--env-steps", type=int, default=800_000, help="env steps per agent")
-    ap.add_argument("--seq-goals", type=int, default=3, help="goals trained alone for the sequential estimate")
-    ap.add_argument("--seq-env-steps", type=int, default=None, help="env steps per sequential agent (default: --env-steps)")
-    ap.add_argument("--device", default=None, help="cpu / cuda / auto (default: runtime.source.device)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (0 = torch default); the ops are tiny, more threads mostly add contention")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", default=DEFAULT_BASE, help="the old side's commit")
+    ap.add_argument("--env-steps", type=int, default=None, help="env steps per agent (default: params.yaml)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works; writes nothing")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    p = load_params(args.params)
-    env_cfg = p.env
-    n_all = len(dr.all_goals(env_cfg))
-    n_goals = args.goals or n_all
-    goal_ids = [g % n_all for g in range(n_goals)]  # more than all goals: extra seeds of the same goals
-    seeds = [g // n_all for g in range(n_goals)]
-    seq_steps = args.seq_env_steps or args.env_steps
-    device = pick_device(args.device or p.runtime.source.device)
-    cfg = dataclasses.replace(p.source, env_steps=args.env_steps)
-    seq_cfg = dataclasses.replace(p.source, env_steps=seq_steps)
-    step_chunk = cfg.nenvs * cfg.nsteps
-    steps = max(1, args.env_steps // step_chunk) * step_chunk  # what train_agents really runs
-    seq_real = max(1, seq_steps // step_chunk) * step_chunk
-
-    run(env_cfg, dataclasses.replace(p.source, env_steps=20 * step_chunk), goal_ids[:2], device)  # warm-up
-    print(f"batched: {n_goals} goals x {steps:,} env steps on {device} ...", flush=True)
-    t_batch, succ_batch = run(env_cfg, cfg, goal_ids, device, seeds)
-    print(f"  {t_batch:.1f} s, final success {succ_batch.mean():.3f}", flush=True)
-    # spread the sequential goals over the room (near and far goals differ in episode count)
-    seq_goals = [goal_ids[int(i)] for i in np.linspace(0, n_goals - 1, min(args.seq_goals, n_goals))]
-    t_seq, succ_seq = [], []
-    for g in seq_goals:
-        print(f"sequential: goal {g} x {seq_real:,} env steps ...", flush=True)
-        t, s = run(env_cfg, seq_cfg, [g], device)
-        t_seq.append(t)
-        succ_seq.append(float(s[0]))
-        print(f"  {t:.1f} s, final success {s[0]:.3f}", flush=True)
-    per_goal = float(np.mean(t_seq)) * steps / seq_real
-    same = float(succ_batch[[goal_ids.index(g) for g in seq_goals]].mean())  # the measured goals, in the batch
-    t_seq_all = per_goal * n_goals
-
-    rows = [
-        [f"batched: {n_goals} agents in one `train_agents` call", f"{t_batch:,.1f}",
-         f"{n_goals * steps / t_batch:,.0f}", f"{succ_batch.mean():.3f} ({same:.3f})", f"{t_seq_all / t_batch:,.1f}x"],
-        [f"sequential: one agent per call, {len(seq_goals)} goals measured "
-         f"({seq_real:,} steps each), scaled to {n_goals} goals x {steps:,} steps",
-         f"{t_seq_all:,.1f} (est.; {per_goal:,.1f} per goal)", f"{steps / per_goal:,.0f}",
-         f"{np.mean(succ_seq):.3f}", "1x"],
-    ]
+    with tempfile.TemporaryDirectory(prefix="adlib-srcbench-") as tmp:
+        tmp = Path(tmp)
+        # the smoke run measures this checkout only (a CI clone may not hold the old commit)
+        sides = {"new": ROOT} if args.smoke else {"old": worktree(args.base, tmp / "old"), "new": ROOT}
+        try:
+            runs: dict[str, list[dict]] = {s: [] for s in sides}
+            for r in range(args.repeats):
+                for side, code in sides.items():
+                    p = params_for(code, args.env_steps, args.smoke)
+                    runs[side].append(measure(code, p, list(p["source"]["shards"]), tmp / f"{side}_{r}"))
+                    print(side, runs[side][-1], flush=True)
+        finally:
+            if "old" in sides:
+                subprocess.run(["git", "worktree", "remove", "--force", str(sides["old"])], cwd=ROOT,
+                               capture_output=True)
+    if args.smoke:
+        return
+    p = params_for(ROOT, args.env_steps, args.smoke)
+    src = p["source"]
+    n_tasks = p["env"]["n_tasks"] or (p["env"]["grid_size"] ** 2 - 1)
+    agents = n_tasks * src["seeds_per_goal"]
+    steps = src["env_steps"]
+    rows = []
+    for side, label in (("old", f"{args.base} (before)"), ("new", "this commit")):
+        wall = median([x["wall"] for x in runs[side]])
+        cpu = median([x["cpu"] for x in runs[side]])
+        mem = median([x["peak_mb"] for x in runs[side]])
+        rows.append([label, f"{wall:,.1f}", f"{agents * steps / wall / 1e6:.2f}", f"{cpu / wall:.2f}", f"{mem:,.0f}"])
+    speedup = median([x["wall"] for x in runs["old"]]) / median([x["wall"] for x in runs["new"]])
     body = "\n".join([
-        f"Batched A2C source training, {n_goals} goals x {steps:,} env steps per agent "
-        f"(hidden {cfg.hidden_size}, {cfg.nenvs} envs x {cfg.nsteps} steps per update, {env_cfg.size}x{env_cfg.size} room), "
-        f"on {device}.",
+        f"The whole source phase of the default pipeline: {agents} A2C agents ({n_tasks} goals x "
+        f"{src['seeds_per_goal']} seeds) x {steps:,} env steps, every shard stage of `source.shards` "
+        f"({len(src['shards'])}) run one after another as `dvc repro` runs them, histories and agents written. "
+        f"Old and new side by side in one run (median of {args.repeats}).",
         "",
-        table(["run", "wall s", "agent env steps/s", "final success", "speed-up"], rows),
+        table(["code", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MB (all processes)"], rows),
         "",
-        "Final success: mean success rate of the last log window over the run's agents; in brackets, over the "
-        "goals that were also trained alone (the agents are independent of their batch, so with equal steps "
-        "the two numbers match).",
+        f"Speed-up: {speedup:.2f}x. CPU cores busy = CPU seconds of every process of the stage over wall "
+        "seconds. Peak RSS is the stage process plus its workers, sampled every 0.1 s.",
         "",
-        f"Machine: {machine()}. Command: `python -m benchmarks.source_training --goals {n_goals} "
-        f"--env-steps {args.env_steps} --seq-goals {args.seq_goals}"
-        + (f" --seq-env-steps {args.seq_env_steps}" if args.seq_env_steps else "")
-        + (f" --threads {args.threads}" if args.threads != 1 else "") + "`.",
+        f"Machine: {machine()}. Command: `python -m benchmarks.source_training --base {args.base}"
+        + (f" --env-steps {args.env_steps}" if args.env_steps else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 1 else "") + "`.",
     ])
     print(body)
-    if not args.no_write:
+    if not args.smoke:
         write_section("Source training", body)
 
 

@@ -13,6 +13,10 @@ docs/results.md and ``docs/img/splits_<name>.png`` are written. ``--collect-only
 runs and tabulates what docs/splits/<name>/ holds. Each split's number is its mean over the
 held-out goals and eval seeds; "goal spread" is the std over goals of each goal's mean, averaged
 over splits.
+
+``--smoke`` runs no experiment: it keeps two copies of the eval report of a tiny pipeline run
+(made in a temporary folder) as ``run_split`` keeps a run's, tabulates them (whole and cut to
+fewer episodes), and tabulates docs/splits/explorer; every file it writes goes to that folder.
 """
 
 from __future__ import annotations
@@ -32,20 +36,30 @@ from adlib.config import parse_params, read_yaml
 from adlib.evaluation import AD_PAPER, RANDOM_SEARCH_LABEL, STD_SUFFIX, plot_curves, random_search_curve
 from adlib.tasks import split_goals
 from benchmarks import table, write_section
+from benchmarks.smoke import parse, tiny_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 POINTS = (1, 5, 10, 20, 50, 100, 200, 300, 500, 1000)
 
 
+def split_command(seed: int, sets: list[str]) -> list[str]:
+    return ["dvc", "exp", "run", "-S", f"split.seed={seed}", *[a for s in sets for a in ("-S", s)]]
+
+
+def keep_report(cmd: list[str], dest: Path, workspace: Path = ROOT) -> None:
+    """Copy the eval report in ``workspace`` (made by ``cmd``) to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(workspace / "metrics" / "eval_detail.json", dest / "eval_detail.json")
+    shutil.copy(workspace / "metrics" / "curves" / "held_out.csv", dest / "held_out.csv")
+    (dest / "command.txt").write_text(" ".join(cmd) + "\n")
+
+
 def run_split(seed: int, sets: list[str], dest: Path) -> None:
-    cmd = ["dvc", "exp", "run", "-S", f"split.seed={seed}", *[a for s in sets for a in ("-S", s)]]
+    cmd = split_command(seed, sets)
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "metrics" / "eval_detail.json", dest / "eval_detail.json")
-    shutil.copy(ROOT / "metrics" / "curves" / "held_out.csv", dest / "held_out.csv")
-    (dest / "command.txt").write_text(" ".join(cmd) + "\n")
+    keep_report(cmd, dest)
 
 
 def restore_workspace() -> None:
@@ -70,13 +84,13 @@ def from_curve(curve: pd.Series, key: str) -> float | None:
     return float(y[slice(*ranges[stem])].mean()) if stem in ranges else None
 
 
-def random_search_of(command: str, episodes: int) -> np.ndarray:
+def random_search_of(command: str, episodes: int, workspace: Path = ROOT) -> np.ndarray:
     """The random-search baseline (:func:`adlib.evaluation.random_search_curve`) of the run that
     ``command`` (its ``dvc exp run -S key=value ...`` line, as ``run_split`` writes it) made:
-    this workspace's params.yaml with the command's overrides, validated. For reports made
+    ``workspace``'s params.yaml with the command's overrides, validated. For reports made
     before eval_dt wrote that curve itself; it is the same computation, provided the keys the
     command does not set have the same values here as in the run's params.yaml."""
-    raw = read_yaml(ROOT / "params.yaml")
+    raw = read_yaml(workspace / "params.yaml")
     words = shlex.split(command)
     for key, value in (w.split("=", 1) for i, w in enumerate(words) if i and words[i - 1] == "-S" and "=" in w):
         *parents, leaf = key.split(".")
@@ -89,10 +103,12 @@ def random_search_of(command: str, episodes: int) -> np.ndarray:
     return random_search_curve(p.env, held_out, episodes, seed=p.eval.seed)
 
 
-def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, dict[int, pd.DataFrame]]:
-    """The section's markdown from ``base/split_<K>/``; with ``episodes``, every split's curve
-    is cut to that many episodes and the headline numbers of longer runs are recomputed from
-    their cut curves (their spread over goals is then left out)."""
+def collect(name: str, base: Path, episodes: int | None = None, workspace: Path = ROOT
+            ) -> tuple[str, dict[int, pd.DataFrame]]:
+    """The section's markdown from ``base/split_<K>/`` (and its plot, ``docs/img/splits_<name>.png``
+    of ``workspace``, whose params.yaml :func:`random_search_of` reads); with ``episodes``, every
+    split's curve is cut to that many episodes and the headline numbers of longer runs are
+    recomputed from their cut curves (their spread over goals is then left out)."""
     splits = sorted(int(p.name.split("_")[1]) for p in base.glob("split_*"))
     if not splits:
         raise SystemExit(f"{base}: no split_<K> folders; run without --collect-only first")
@@ -101,7 +117,7 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
     for k in splits:
         if "random_search" not in curves[k]:
             command = (base / f"split_{k}" / "command.txt").read_text().strip()
-            curves[k]["random_search"] = random_search_of(command, len(curves[k]))
+            curves[k]["random_search"] = random_search_of(command, len(curves[k]), workspace)
     if episodes is not None:
         for k in splits:
             if detail[k]["held_out"]["sampled"]["episodes"] != episodes:
@@ -176,21 +192,41 @@ def collect(name: str, base: Path, episodes: int | None = None) -> tuple[str, di
         np.mean([curves[s]["random_search"].to_numpy() for s in splits], 0)
     ref = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])} \
         if not original else None
-    img = ROOT / "docs" / "img" / f"splits_{name}.png"
+    img = workspace / "docs" / "img" / f"splits_{name}.png"
     plot_curves(img, plot, f"AD on held-out goals, {len(splits)} splits, {detail[splits[0]]['variant']}",
                 "success rate" if original else "return per episode", ref, band_over="splits", x_log=E > 300)
     body += f"\n\n![held-out curves across splits](img/{img.name})"
     return body, curves
 
 
+def smoke(sets: list[str]) -> None:
+    """``--smoke``: :func:`keep_report` and :func:`collect` on a tiny run's report (kept twice,
+    once without its random-search curve, as reports made before eval_dt wrote it), and
+    :func:`collect` on docs/splits/explorer, writing into a temporary folder only."""
+    with tiny_workspace("eval") as root:
+        base = root / "docs" / "splits" / "smoke"
+        for seed in (0, 1):
+            keep_report(split_command(seed, sets), base / f"split_{seed}", root)
+        old = base / "split_1" / "held_out.csv"
+        pd.read_csv(old).drop(columns="random_search").to_csv(old, index=False)
+        for episodes in (None, 15):
+            print(collect("smoke", base, episodes, root)[0])
+        print(collect("explorer", ROOT / "docs" / "splits" / "explorer", None, root)[0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", required=True, help="label of this configuration (folder and section name)")
+    ap.add_argument("--name", help="label of this configuration (folder and section name; required)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("-S", "--set", action="append", default=[], help="extra `dvc exp run -S` override")
     ap.add_argument("--collect-only", action="store_true")
     ap.add_argument("--episodes", type=int, default=None, help="cut every split's curve to this many episodes")
-    args = ap.parse_args()
+    args = parse(ap)
+    if args.smoke:
+        smoke(args.set)
+        return
+    if not args.name:
+        ap.error("the following arguments are required: --name")
     base = ROOT / "docs" / "splits" / args.name
     if not args.collect_only:
         try:

@@ -9,11 +9,15 @@ A child process runs ``adlib.train.train`` (params.yaml's dt section with ``--st
 no evaluation, CPU, batch 32 x seq_len 256, the default model) and the parent reads the
 child's peak resident set size (``ru_maxrss`` of ``RUSAGE_CHILDREN``). The child also reports
 its RSS and peak right after the dataset is loaded, and the bytes of the in-memory columns.
+
+``--smoke`` measures the same way a few steps of params.yaml's own (tiny) model on the dataset
+of a tiny pipeline run in a temporary folder, and prints only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,8 +29,12 @@ import time
 from pathlib import Path
 
 from benchmarks import machine, table, write_section
+from benchmarks.smoke import parse, tiny_workspace
 
 ORIGINAL = {"history_len_per_agent": 800_000, "subsample": 1, "transitions": 57 * 800_000}
+MODEL = {"batch_size": 32, "seq_len": 256, "embedding_dim": 64, "num_layers": 4, "num_heads": 4,
+         "feed_forward_dim": 256}   # the default model, whatever params.yaml says (but params.yaml's with --smoke)
+ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(".cache/bench_dataset_800k")
 MB = 1024 * 1024
 
@@ -49,7 +57,7 @@ def is_original(data_dir: Path) -> bool:
             and all(meta.get(k) == v for k, v in ORIGINAL.items()))
 
 
-def ensure_dataset(data_dir: Path, params: str) -> Path:
+def ensure_dataset(data_dir: Path, params: str, split: str) -> Path:
     if is_original(data_dir):
         return data_dir
     if is_original(CACHE):
@@ -61,7 +69,7 @@ def ensure_dataset(data_dir: Path, params: str) -> Path:
     p = load_params(params)
     cfg = DatasetConfig(history_len=800_000, subsample=1, noise=NoiseConfig(streams_per_goal=0))
     print(f"{data_dir} is not the original's size; building {CACHE} from data/sources", file=sys.stderr)
-    build_dataset(p.env, cfg, read_split("data/split.json", p.env), "data/sources", len(p.source.shards), CACHE)
+    build_dataset(p.env, cfg, read_split(split, p.env), "data/sources", len(p.source.shards), CACHE)
     return CACHE
 
 
@@ -92,44 +100,36 @@ def child(args: argparse.Namespace) -> None:
     train_mod.HistoryDataset = Measured   # measurement hook only; train() itself is unchanged
     p = load_params(args.params)
     dt = dataclasses.replace(p.dt, num_steps=args.steps, warmup_steps=min(p.dt.warmup_steps, args.steps - 1),
-                             batch_size=32, seq_len=256, embedding_dim=64, num_layers=4, num_heads=4,
-                             feed_forward_dim=256)
+                             **({} if args.smoke else MODEL))
     rt = dataclasses.replace(p.runtime.dt, eval_step=0, device="cpu", threads=args.threads)
-    split = read_split("data/split.json", p.env)
+    split = read_split(args.split, p.env)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         summary = train_mod.train(p.env, dt, split, args.data, out, rt=rt)
         report["train_s"] = time.perf_counter() - t0
     report["transitions_per_s"] = summary["transitions_per_s"]
     report["layout"] = dt.layout
+    report["model"] = f"d {dt.embedding_dim}, {dt.num_layers} layers, {dt.num_heads} heads, ff {dt.feed_forward_dim}"
+    report["batch"] = f"batch {dt.batch_size} x seq_len {dt.seq_len}"
     report["rss_end"] = rss_now()
     report["peak_self"] = peak_self()
     print(json.dumps(report))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/dataset")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--steps", type=int, default=20, help="optimiser steps of the short run")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of the child")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = ap.parse_args()
-    if args.child:
-        child(args)
-        return
+def measure(args: argparse.Namespace) -> str:
+    """Run the child as ``args`` say; the section's markdown."""
     import torch
 
     torch.set_num_threads(args.threads)   # so that machine() names the child's thread count
-    data_dir = ensure_dataset(Path(args.data), args.params)
+    data_dir = Path(args.data) if args.smoke else ensure_dataset(Path(args.data), args.params, args.split)
     meta = json.loads((data_dir / "meta.json").read_text())
     disk = (data_dir / "histories.parquet").stat().st_size
-    cmd = [sys.executable, "-m", "benchmarks.train_memory", "--child", "--data", str(data_dir),
-           "--params", args.params, "--steps", str(args.steps), "--threads", str(args.threads)]
+    cmd = [sys.executable, "-m", "benchmarks.train_memory", "--child", "--data", str(data_dir.resolve()),
+           "--params", str(Path(args.params).resolve()), "--split", str(Path(args.split).resolve()),
+           "--steps", str(args.steps), "--threads", str(args.threads), *["--smoke"] * args.smoke]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     if proc.returncode:
         sys.exit(f"child failed with exit status {proc.returncode}")
@@ -152,9 +152,9 @@ def main() -> None:
         ["`histories.parquet` on disk (zstd)", f"{disk / MB:,.0f} MiB ({disk / n:.2f} bytes / transition)"],
         ["dataset load time / whole run", f"{rep['load_s']:.1f} s / {wall:.1f} s"],
     ]
-    body = "\n".join([
-        f"Memory of `train_dt` (`adlib.train.train`, CPU, {rep['layout']} layout, d 64, 4 layers, 4 heads, ff 256, "
-        f"batch 32 x seq_len 256, {args.steps} steps, no evaluation) on the original's data size: "
+    return "\n".join([
+        f"Memory of `train_dt` (`adlib.train.train`, CPU, {rep['layout']} layout, {rep['model']}, "
+        f"{rep['batch']}, {args.steps} steps, no evaluation) on the original's data size: "
         f"{len(meta['train_goals'])} goals x {meta['history_len_per_agent']:,} transitions per agent "
         f"(subsample {meta['subsample']}) = **{n:,} transitions** in {meta['streams']} streams (`{data_dir}`). "
         f"Measured in a child process; peak = its maximum resident set size.",
@@ -168,6 +168,23 @@ def main() -> None:
         + (f" --data {args.data}" if args.data != "data/dataset" else "")
         + (f" --steps {args.steps}" if args.steps != 20 else "") + "`.",
     ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/dataset")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--split", default="data/split.json")
+    ap.add_argument("--steps", type=int, default=20, help="optimiser steps of the short run")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of the child")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parse(ap, steps=3, no_write=True)
+    if args.child:
+        child(args)
+        return
+    with tiny_workspace("dataset") if args.smoke else contextlib.nullcontext():
+        body = measure(args)
     print(body)
     if not args.no_write:
         write_section("train_dt peak memory", body)
