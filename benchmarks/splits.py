@@ -7,16 +7,16 @@
 For each seed: ``dvc exp run -S split.seed=K [-S ...]`` in this workspace (the source agents
 do not depend on the split: DVC restores them from its cache), then a copy of that run's
 eval report (``metrics/eval_detail.json``, ``metrics/curves/held_out.csv``) goes to
-``docs/splits/<name>/split_<K>/``. Then the workspace is put back (params.yaml, dvc.lock and
+``results/splits/<name>/split_<K>/``. Then the workspace is put back (params.yaml, dvc.lock and
 metrics/ from git, outputs by ``dvc checkout``), and the section "Across splits: <name>" of
 docs/results.md and ``docs/img/splits_<name>.png`` are written. ``--collect-only`` skips the
-runs and tabulates what docs/splits/<name>/ holds. Each split's number is its mean over the
+runs and tabulates what results/splits/<name>/ holds. Each split's number is its mean over the
 held-out goals and eval seeds; "goal spread" is the std over goals of each goal's mean, averaged
 over splits.
 
 ``--smoke`` runs no experiment: it keeps two copies of the eval report of a tiny pipeline run
 (made in a temporary folder) as ``run_split`` keeps a run's, tabulates them (whole and cut to
-fewer episodes), and tabulates docs/splits/explorer; every file it writes goes to that folder.
+fewer episodes), and tabulates results/splits/explorer; every file it writes goes to that folder.
 """
 
 from __future__ import annotations
@@ -202,16 +202,16 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
 def smoke(sets: list[str]) -> None:
     """``--smoke``: :func:`keep_report` and :func:`collect` on a tiny run's report (kept twice,
     once without its random-search curve, as reports made before eval_dt wrote it), and
-    :func:`collect` on docs/splits/explorer, writing into a temporary folder only."""
+    :func:`collect` on results/splits/explorer, writing into a temporary folder only."""
     with tiny_workspace("eval") as root:
-        base = root / "docs" / "splits" / "smoke"
+        base = root / "results" / "splits" / "smoke"
         for seed in (0, 1):
             keep_report(split_command(seed, sets), base / f"split_{seed}", root)
         old = base / "split_1" / "held_out.csv"
         pd.read_csv(old).drop(columns="random_search").to_csv(old, index=False)
         for episodes in (None, 15):
             print(collect("smoke", base, episodes, root)[0])
-        print(collect("explorer", ROOT / "docs" / "splits" / "explorer", None, root)[0])
+        print(collect("explorer", ROOT / "results" / "splits" / "explorer", None, root)[0])
 
 
 def main() -> None:
@@ -227,7 +227,7 @@ def main() -> None:
         return
     if not args.name:
         ap.error("the following arguments are required: --name")
-    base = ROOT / "docs" / "splits" / args.name
+    base = ROOT / "results" / "splits" / args.name
     if not args.collect_only:
         try:
             for seed in args.seeds:

@@ -14,6 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 LOCK="$ROOT/requirements.lock"
+UV_VERSION="0.13.9"   # the installer; not a dependency of the project
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 || die "$ROOT is not a git clone (DVC needs one): git clone the repository"
@@ -25,15 +26,22 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
-stamp="$(cat "$LOCK" "$ROOT/pyproject.toml"; echo "${ADLIB_TORCH:-}"; "$VENV/bin/python" -V)"
+stamp="$(cat "$LOCK" "$ROOT/pyproject.toml"; echo "${ADLIB_TORCH:-}" "$UV_VERSION"; "$VENV/bin/python" -V)"
 if [[ -f "$VENV/.adlib-stamp" && "$(cat "$VENV/.adlib-stamp")" == "$stamp" ]]; then
     exit 0
 fi
 
-echo "[setup] installing the locked dependencies into .venv (a few minutes the first time)" >&2
+echo "[setup] installing the locked dependencies into .venv" >&2
 source "$ROOT/scripts/torch.sh"
 install_torch "$VENV/bin/python" "$(grep -E '^torch==' "$LOCK")"
-"${PIP[@]}" install -r "$LOCK"
-"${PIP[@]}" install --no-deps -e "$ROOT"
+# the rest with uv (the same locked versions, installed in seconds instead of a minute); pip if
+# uv cannot be had. torch is installed already, so neither fetches another build of it.
+if "${PIP[@]}" install "uv==$UV_VERSION" && "$VENV/bin/uv" --version >/dev/null 2>&1; then
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$LOCK"
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e "$ROOT"
+else
+    "${PIP[@]}" install -r "$LOCK"
+    "${PIP[@]}" install --no-deps -e "$ROOT"
+fi
 printf '%s' "$stamp" >"$VENV/.adlib-stamp"
 echo "[setup] ready: $("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)')" >&2
