@@ -146,6 +146,7 @@ def summarize(res: PlayResult, seeds: int, env_cfg: EnvConfig) -> dict:
         if E >= 20:
             out["success_11to20"] = stat(res.success[:, 10:20].astype(float))
         out["success_last10"] = stat(res.success[:, -k:].astype(float))
+        out.update(search_then_exploit(res.success.astype(bool)))
     if env_cfg.terminate_on_goal:   # episode lengths measure the path only when the episode ends there
         last = res.success[:, -k:]
         ratio = res.lengths[:, -k:] / np.maximum(1, res.shortest)[:, None]
@@ -153,6 +154,19 @@ def summarize(res: PlayResult, seeds: int, env_cfg: EnvConfig) -> dict:
         on_shortest = last & (res.lengths[:, -k:] == res.shortest[:, None])
         out["shortest_path_share_last10"] = stat(on_shortest.astype(float))
     return out
+
+
+def search_then_exploit(success: np.ndarray) -> dict:
+    """``success`` [runs, E] -> ``found_by10``: share of runs with a success in their first 10
+    episodes (the search); ``success_after_first``: share of the runs with a next episode whose
+    episode right after their first success succeeds too (the exploitation; None if no run has one)."""
+    runs, E = success.shape
+    hit = success.any(1)
+    first = np.where(hit, success.argmax(1), E)                        # [runs] 0-based; E = never
+    has_next = first + 1 < E
+    nxt = success[np.flatnonzero(has_next), first[has_next] + 1]
+    return {"found_by10": round(float((first < min(10, E)).mean()), 4),
+            "success_after_first": round(float(nxt.mean()), 4) if has_next.any() else None}
 
 
 def write_curves_csv(path: str | Path, columns: dict[str, np.ndarray]) -> None:
@@ -188,8 +202,9 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
-    styles = {"random search": dict(ls="--", color="tab:brown"), "random": dict(ls=":", color="grey"), "optimum": dict(ls="--", color="black"),
-              "explorer": dict(ls="-.", color="tab:purple"), "systematic explorer": dict(ls="-", color="tab:green")}
+    styles = {"random search": dict(ls="--", color="tab:brown"), "random actions": dict(ls=":", color="grey"),
+              "shortest path": dict(ls="--", color="black"), "explorer": dict(ls="-.", color="tab:purple"),
+              "systematic explorer": dict(ls="-", color="tab:green")}
     smoothed = False
     for name, y in curves.items():
         if name.endswith(STD_SUFFIX):
@@ -222,6 +237,11 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
 RANDOM_SEARCH_LABEL = "random search, then shortest paths"
 SEARCHER_LABEL = "systematic explorer (same goals)"
 
+# how plots name the curves of metrics/curves/*.csv (the CSV keeps the short column names)
+CURVE_LABELS = {"ad_sampled": "AD, sampled", "ad_greedy": "AD, greedy", "a2c_source": "A2C source (its own learning)",
+                "random": "random actions", "optimum": "shortest path (knows the goal)",
+                "random_search": RANDOM_SEARCH_LABEL, "systematic_explorer": SEARCHER_LABEL}
+
 # the AD paper's held-out curve on Dark Room, paper variant (episode, return), read off its Fig. 4 (SPEC.md §6)
 AD_PAPER = [(1, 1.3), (100, 4.5), (200, 9.8), (300, 12.1), (500, 13.4), (1000, 14.1)]
 
@@ -241,11 +261,15 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
     titles = {"held_out": f"AD on {n_goals['held_out']} held-out {task}, {variant}",
               "train_goals": f"AD on {n_goals['train_goals']} training {task} (over-fitting check), {variant}"}
     for group, cs in curves.items():
-        names = {"explorer": explorer, "random_search": RANDOM_SEARCH_LABEL,
-                 "systematic_explorer": SEARCHER_LABEL}
-        shown = {names.get(k, k): v for k, v in cs.items() if not np.isnan(v).all()}
-        plot_curves(Path(curves_dir) / f"{group}.png", shown,
-                    titles[group], ylabel, reference if group == "held_out" else None)
+        names = {**CURVE_LABELS, "explorer": explorer}
+        shown = {}
+        for k, v in cs.items():
+            base = k[:-len(STD_SUFFIX)] if k.endswith(STD_SUFFIX) else k
+            if not np.isnan(v).all():
+                shown[names.get(base, base) + k[len(base):]] = v
+        plot_curves(Path(curves_dir) / f"{group}.png", shown, titles[group], ylabel,
+                    reference if group == "held_out" else None,
+                    x_log=not env_cfg.terminate_on_goal and E >= 100)   # the paper's long horizon
 
 
 # The headline numbers of metrics/eval.json (what `dvc metrics diff` and `dvc exp show`
@@ -254,9 +278,11 @@ def plot_report(curves_dir: str | Path, curves: dict[str, dict[str, np.ndarray]]
 HEADLINE = {
     "success": {  # original variant: an episode ends on the goal
         "held_out": {"sampled": ["success_first10", "success_11to20", "success@50", "success_last10",
+                                "found_by10", "success_after_first",
                                 "steps_over_shortest_last10", "shortest_path_share_last10"],
                     "greedy": ["success_last10"],
-                    "baselines": ["a2c_source_last10", "random", "random_search_11to20"]},
+                    "baselines": ["a2c_source_last10", "random", "random_search_11to20",
+                                  "systematic_explorer_11to20"]},
         "train_goals": {"sampled": ["success_last10"], "greedy": ["success_last10"]},
     },
     "return": {  # paper variant: +1 per step on the goal
@@ -340,6 +366,10 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, dt_cfg: DTCo
             metrics[group]["baselines"]["random_search_first10"] = round(float(np.mean(rs[:10])), 4)
             if E >= 20:
                 metrics[group]["baselines"]["random_search_11to20"] = round(float(np.mean(rs[10:20])), 4)
+        se = curves[group]["systematic_explorer"]
+        metrics[group]["baselines"]["systematic_explorer_first10"] = round(float(np.mean(se[:10])), 4)
+        if E >= 20:
+            metrics[group]["baselines"]["systematic_explorer_11to20"] = round(float(np.mean(se[10:20])), 4)
         write_curves_csv(Path(curves_dir) / f"{group}.csv", curves[group])
     plot_report(curves_dir, curves, {g: len(v) for g, v in (("held_out", held_out), ("train_goals", train))},
                 metrics["variant"], env_cfg)

@@ -33,7 +33,8 @@ import pandas as pd
 import yaml
 
 from adlib.config import parse_params, read_yaml
-from adlib.evaluation import AD_PAPER, RANDOM_SEARCH_LABEL, STD_SUFFIX, plot_curves, random_search_curve
+from adlib.evaluation import (AD_PAPER, CURVE_LABELS, SEARCHER_LABEL, STD_SUFFIX, plot_curves,
+                              random_search_curve)
 from adlib.tasks import split_goals
 from benchmarks import table, write_section
 from benchmarks.smoke import parse, tiny_workspace
@@ -137,7 +138,8 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
     digits = 3 if original else 2
     score = "success" if original else "return"
     keys = [k for k in (f"{score}_first10", f"{score}_11to20", f"{score}@50", f"{score}@100", f"{score}_last10",
-                        "steps_over_shortest_last10", "shortest_path_share_last10")
+                        "found_by10", "success_after_first", "steps_over_shortest_last10",
+                        "shortest_path_share_last10")
             if all(detail[s]["held_out"]["sampled"].get(k) is not None for s in splits)]
     rows = []
     for k in keys:
@@ -160,6 +162,12 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
         vals = [from_curve(curves[s]["random_search"], f"x_{stem}") for s in splits]
         rows.append([f"baseline: random search, then shortest paths: {stem}", *(f"{v:.{digits}f}" for v in vals),
                      fmt(vals, digits), ""])
+    if original:   # AD against the random-search bound, window by window (the default's target)
+        for lo in range(0, min(50, len(curves[splits[0]])), 10):
+            vals = [float(curves[s]["ad_sampled"][lo:lo + 10].mean() - curves[s]["random_search"][lo:lo + 10].mean())
+                    for s in splits]
+            rows.append([f"AD minus random search, episodes {lo + 1}-{lo + 10}", *(f"{v:+.{digits}f}" for v in vals),
+                         fmt(vals, digits), ""])
     head = ["held-out goals", *(f"split {s}" for s in splits), "mean ± std over splits", "goal spread"]
     body = table(head, rows)
 
@@ -173,6 +181,9 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
             ["random search, then shortest paths",
              *(fmt([curves[s]["random_search"][p - 1] for s in splits], digits) for p in pts)],
             ["perfect explorer (SPEC.md §6)", *(f"{curves[splits[0]]['explorer'][p - 1]:.{digits}f}" for p in pts)]]
+    if all("systematic_explorer" in curves[s] for s in splits):     # eval_dt's reports since c8f446e
+        prow.append([SEARCHER_LABEL, *(fmt([curves[s]["systematic_explorer"][p - 1] for s in splits], digits)
+                                       for p in pts)])
     if not original:
         ref = dict(AD_PAPER)
         prow.append(["AD paper (Fig. 4)", *(f"{ref[p]}" if p in ref else "" for p in pts)])
@@ -185,11 +196,10 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
             + STD_SUFFIX: ad.std(0)}
     for s in splits:
         plot[f"AD sampled, split {s}"] = ad[splits.index(s)]
-    for b in ("random", "optimum", "explorer"):     # the explorer is over all goals: the same on every split
-        plot[b + (" (mean of the splits' goals)" if b != "explorer" else "")] = \
-            np.mean([curves[s][b].to_numpy() for s in splits], 0)
-    plot[RANDOM_SEARCH_LABEL + " (mean of the splits' goals)"] = \
-        np.mean([curves[s]["random_search"].to_numpy() for s in splits], 0)
+    for b in ("random", "optimum", "explorer", "random_search", "systematic_explorer"):
+        if all(b in curves[s] for s in splits):   # the explorer is over all goals: the same on every split
+            plot[CURVE_LABELS.get(b, b) + (" (mean of the splits' goals)" if b != "explorer" else "")] = \
+                np.mean([curves[s][b].to_numpy() for s in splits], 0)
     ref = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])} \
         if not original else None
     img = workspace / "docs" / "img" / f"splits_{name}.png"

@@ -55,6 +55,23 @@ def test_summary_of_crafted_runs_equals_a_hand_computation():
     assert s["steps_over_shortest_last10"] == pytest.approx((10 * 1.0 + 5 * 2.0) / 15, abs=1e-4)   # 4 decimals
     # share of last-10 episodes exactly on a shortest path: run 0 all, run 1 none
     assert s["shortest_path_share_last10"]["mean"] == pytest.approx(0.5)
+    # run 0 finds the goal in episode 1 and succeeds in episode 2; run 1 first in episode 11, fails 12
+    assert s["found_by10"] == pytest.approx(0.5)
+    assert s["success_after_first"] == pytest.approx(0.5)
+
+
+def test_exploitation_counts_only_runs_with_an_episode_after_their_first_success():
+    """Four runs, 12 episodes: never; first success in the last episode (no next one, left out);
+    first in episode 3, then 4 fails; first in episode 11, then 12 succeeds -> 1 of 2 runs."""
+    success = np.zeros((4, 12), bool)
+    success[1, 11] = True
+    success[2, [2, 5]] = True
+    success[3, [10, 11]] = True
+    s = summarize(crafted(success, np.where(success, 4, 20), [4] * 4), seeds=4, env_cfg=ENV)
+    assert s["success_after_first"] == pytest.approx(0.5)
+    assert s["found_by10"] == pytest.approx(0.25)             # only run 2 found it within 10
+    none = summarize(crafted(np.zeros((2, 12), bool), np.full((2, 12), 20), [4, 4]), seeds=2, env_cfg=ENV)
+    assert none["success_after_first"] is None and none["found_by10"] == 0.0
 
 
 def test_headline_picks_the_means_it_names():

@@ -277,8 +277,8 @@ def test_params_yaml_values_equal_the_config_defaults():
 def test_readme_parameter_table_is_generated_from_the_config():
     from adlib.check import params_table
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "params.md").read_text()
     start, end = "<!-- params:start -->\n", "<!-- params:end -->"
     assert start in readme and end in readme
     table = readme.split(start, 1)[1].split(end, 1)[0]
-    assert table == params_table(), "README.md: regenerate the table with `python -m adlib.check --table`"
+    assert table == params_table(), "docs/params.md: regenerate the table with `python -m adlib.check --table`"

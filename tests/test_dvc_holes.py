@@ -57,7 +57,11 @@ def test_a_cuda_device_without_a_gpu_is_refused_before_any_stage(repo: Repo, key
 
 
 def test_a_context_longer_than_the_datasets_streams_is_refused_before_train_dt(repo: Repo):
+    edit(repo, "dataset.subsample", 2)                  # streams shorter than the static A2C bound
+    repo.run(sys.executable, "-m", "dvc", "repro", "train_dt")
     shortest = repo.json("data/dataset/meta.json")["shortest_stream"]
+    p = repo.params
+    assert shortest < p["dataset"]["history_len"] // p["source"]["nenvs"]   # only the look-ahead can see it
     edit(repo, "dt.seq_len", shortest + 1)
     refused(repo, f"error: dt.seq_len = {shortest + 1}: longer than the shortest stream of data/dataset")
 
@@ -86,8 +90,9 @@ def test_no_stale_shard_survives_a_run_cache_restore(repo: Repo):
     assert "train_source_agents@0" not in ran_stages(out), "expected a run-cache restore"
     assert not (repo.root / "data/sources/shard_1").exists() and not (repo.root / "logs/sources/shard_1").exists()
     # the stages that read data/sources recorded it without the stale shard (a clone is up to date after a pull)
-    files = [f for f in (repo.root / "data/sources").rglob("*") if f.is_file() and not f.name.startswith(".")]
-    assert len(files) == 24 * 3 + 1                      # 24 goals x (history, agent, summary) + shard.json
+    files = [f for f in (repo.root / "data/sources").rglob("*") if f.is_file()]
+    assert sorted(f.name for f in files if f.name.startswith(".")) == [".gitignore"]   # DVC's own
+    assert len(files) == 24 * 3 + 1 + 1                  # 24 goals x (history, agent, summary) + shard.json
     lock = yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]
     for stage in ("build_history_dataset", "eval_dt", "render_videos"):
         (dep,) = [d for d in lock[stage]["deps"] if d["path"] == "data/sources"]

@@ -87,7 +87,7 @@ def test_full_repro_metrics_and_plots(base_repo, repo: Repo, tmp_path: Path):
         assert spec["encoding"]["x"]["field"] == "episode", spec["encoding"]["x"]
         values = spec["data"]["values"]
         assert {v["field"] for v in values} == {"ad_sampled", "ad_greedy", "a2c_source", "random", "optimum",
-                                                "explorer", "random_search"}
+                                                "explorer", "random_search", "systematic_explorer"}
         assert {int(v["episode"]) for v in values} == set(range(1, 6))   # eval.episodes of the tiny params
 
     # nothing changed: a second repro runs nothing

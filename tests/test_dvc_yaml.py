@@ -202,7 +202,7 @@ def test_declared_plots_show_ad_with_baselines_against_episode():
         assert p["x"] == "episode"
         for path, ys in p["y"].items():
             files.add(path)
-            assert {"ad_sampled", "a2c_source", "random", "optimum", "random_search"} <= set(ys), ys
+            assert {"ad_sampled", "a2c_source", "random", "optimum", "random_search", "systematic_explorer"} <= set(ys), ys
             header = (REPO / path).read_text().splitlines()[0].split(",")
             assert header[0] == "episode" and set(ys) <= set(header), (path, header)
     assert files == {"metrics/curves/held_out.csv", "metrics/curves/train_goals.csv"}
