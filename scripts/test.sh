@@ -6,4 +6,4 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 export VIRTUAL_ENV="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
 cd "$ROOT"
-exec python -m pytest -q -n 2 "$@"
+exec python -m pytest -q -n 2 --durations=15 "$@"
