@@ -15,6 +15,7 @@ import torch
 from adlib import rng, tokens
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
+from adlib.transitions import FIELDS
 
 
 @dataclass
@@ -43,7 +44,7 @@ _ACT, _START = 1, 2
 
 # what a recorded rollout keeps of every step (the columns of a learning history, plus the
 # episode number of the step within its run)
-TRACE_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state", "episode")
+TRACE_FIELDS = (*FIELDS, "episode")   # adlib.transitions.FIELDS and the episode index
 
 
 # a policy maps (obs [N], in-episode t [N], previous-transition fields, env state) -> logits [N, A]
@@ -81,7 +82,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     device = torch.device(device)
     ids = torch.tensor(goal_ids, dtype=torch.long).repeat_interleave(seeds)
     N = len(ids)
-    goals = dr.all_goals(env_cfg)[ids].to(device)
+    goals = dr.tasks_in_use(env_cfg)[ids].to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     k = -1                                                                          # env step (-1: the first reset)
     if keyed:
@@ -116,7 +117,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
         if on_action is not None:
             on_action(action, out.reward)
         if record:
-            trace.append((state.t, obs, action, out.reward, out.terminated, out.truncated, out.final_obs,
+            trace.append((state.t, obs, action, out.reward, out.terminated, out.truncated, out.next_state,   # FIELDS order
                           episode.clone()))
         ep_ret += out.reward
         done = out.terminated | out.truncated
@@ -126,7 +127,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
         lengths[rows[live], e[live]] = state.t[live] + 1
         episode += done.long()
         ep_ret = torch.where(done, torch.zeros_like(ep_ret), ep_ret)
-        prev = {"prev_action": action, "prev_reward": out.reward.long(), "prev_next_state": out.final_obs}
+        prev = {"prev_action": action, "prev_reward": out.reward.long(), "prev_next_state": out.next_state}
         state, obs = out.state, out.obs
     start = torch.tensor(dr.start_pos(env_cfg), device=device)
     shortest = dr.shortest_path(env_cfg, start.expand(N, 2), goals)

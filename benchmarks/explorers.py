@@ -49,7 +49,7 @@ def _bound(n: int, paper: bool) -> str:
 
 def explorer_play(env: EnvConfig, episodes: int, seeds: int):
     """Per-episode outcomes of the systematic explorer of ``env``'s kind over all its tasks x seeds."""
-    goals = list(range(len(dr.all_goals(env))))
+    goals = list(range(len(dr.tasks_in_use(env))))
     return rollout(explorer_of(env), env, goals, seeds, episodes, greedy=False, seed=0)
 
 
