@@ -36,11 +36,6 @@ _INIT, _ACT, _START = 1, 2, 3
 ALIGN_AGENTS = 16
 
 
-def agent_key(goal_id: int, agent_seed: int) -> int:
-    """The identity of an agent in every random draw it makes."""
-    return goal_id * 1_000_003 + agent_seed
-
-
 def init_params(cfg: SourceConfig, n_states: int, keys: torch.Tensor) -> dict[str, torch.Tensor]:
     """Stacked parameters of agents ``keys [G]`` (each initialised from its own seed)."""
     emb, heads = [], []
@@ -255,7 +250,7 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     goal_ids = [*goal_ids, *[goal_ids[0]] * pad]
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
     n_updates = updates_of(cfg)
-    keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)],
+    keys = torch.tensor([rng.agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)],
                         dtype=torch.long)
     init = init_params(cfg, dr.n_states(env_cfg), keys)
     init["emb_t"] = init.pop("emb").transpose(1, 2).contiguous()                      # [G, H, S]: head_tables
