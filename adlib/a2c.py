@@ -230,6 +230,25 @@ class EpisodeStats:
         return AgentLog(update, env_steps, {k: v[:self.keep].cpu().numpy() for k, v in stats.items()})
 
 
+def padded_batch(goal_ids: list[int], agent_seeds: list[int]) -> tuple[list[int], torch.Tensor]:
+    """The goals and agent keys ``[G]`` of a batch padded to a multiple of :data:`ALIGN_AGENTS`
+    (padding agents have keys of their own; their results are dropped)."""
+    pad = -len(goal_ids) % ALIGN_AGENTS
+    keys = [rng.agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)]
+    return [*goal_ids, *[goal_ids[0]] * pad], torch.tensor(keys, dtype=torch.long)
+
+
+def trainable(init: dict[str, torch.Tensor], cfg: SourceConfig, device: torch.device
+              ) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer]:
+    """Parameters on ``device`` as trained (the embedding transposed: ``emb_t [G, H, S]``, what
+    :func:`head_tables` reads) and their fused Adam (one pass over each parameter: the per-agent
+    embedding tables are most of the work)."""
+    init = dict(init)
+    init["emb_t"] = init.pop("emb").transpose(1, 2).contiguous()
+    params = {k: v.to(device).requires_grad_() for k, v in init.items()}
+    return params, torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+
+
 def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], agent_seeds: list[int],
                  device: torch.device | str = "cpu", rt: SourceRuntime = SourceRuntime(),
                  on_log: Callable[[AgentLog], None] | None = None,
@@ -246,17 +265,10 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     """
     device = torch.device(device)
     n_agents = len(goal_ids)
-    pad = -n_agents % ALIGN_AGENTS          # padding agents (keys of their own; their results are dropped)
-    goal_ids = [*goal_ids, *[goal_ids[0]] * pad]
+    goal_ids, keys = padded_batch(goal_ids, agent_seeds)
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
     n_updates = updates_of(cfg)
-    keys = torch.tensor([rng.agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)],
-                        dtype=torch.long)
-    init = init_params(cfg, dr.n_states(env_cfg), keys)
-    init["emb_t"] = init.pop("emb").transpose(1, 2).contiguous()                      # [G, H, S]: head_tables
-    params = {k: v.to(device).requires_grad_() for k, v in init.items()}
-    # fused: one pass over each parameter (the per-agent embedding tables are most of the work)
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+    params, opt = trainable(init_params(cfg, dr.n_states(env_cfg), keys), cfg, device)
     akey = keys.to(device).view(G, 1).expand(G, E)                                   # [G, E]
     env_ids = torch.arange(E, device=device)
     uniforms = lambda kind, counter: rng.uniform(cfg.seed, kind, akey, env_ids, counter)   # [..., G, E]

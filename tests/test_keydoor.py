@@ -15,7 +15,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from adlib.config import EnvConfig, ParamError, env_config, parse_params, read_yaml
+from adlib.config import DTConfig, EnvConfig, ParamError, env_config, parse_params, read_yaml
 from adlib.envs import HARD_ID, KEYDOOR_ID
 from adlib.envs import darkroom as dr
 from adlib.envs import gym_env
@@ -284,16 +284,16 @@ def test_readme_ready_made_configurations_are_valid_params():
 # ---------------------------------------------------------------- the model
 
 def test_coords_embedding_tells_the_key_flag_apart():
-    cfg = ModelConfig(grid_size=5, n_actions=5, max_timestep=30, key_flag=True, embedding_dim=16, num_layers=1,
-                      num_heads=2, feed_forward_dim=32, seq_len=8)
+    small = dict(embedding_dim=16, num_layers=1, num_heads=2, feed_forward_dim=32, seq_len=8)
+    cfg = ModelConfig.from_dt(DTConfig(**small), grid_size=5, n_actions=5, max_timestep=30, key_flag=True)
     model = ADTransformer(cfg)
     emb = model.state_emb
     s = torch.tensor([7, 7 + 25, 50])                                  # a cell without / with the key, none
     out = emb(s)
     assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
     assert torch.allclose(out[1] - out[0], emb.flag.weight[1] - emb.flag.weight[0])
-    table = ADTransformer(ModelConfig(grid_size=5, n_actions=5, max_timestep=30, key_flag=True, state_embedding="table",
-                                      embedding_dim=16, num_layers=1, num_heads=2, feed_forward_dim=32, seq_len=8))
+    table = ADTransformer(ModelConfig.from_dt(DTConfig(**small, state_embedding="table"), grid_size=5, n_actions=5,
+                                              max_timestep=30, key_flag=True))
     assert table.state_emb.table.num_embeddings == 2 * 25 + 1
 
 
