@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from adlib.config import DTConfig, EnvConfig, EvalConfig, EvalRuntime, to_dict
+from adlib.config import DTConfig, EnvConfig, EvalConfig, EvalRuntime
 from adlib.device import pick_device
 from adlib.envs import darkroom as dr
 from adlib.histories import HISTORY_FILE, episode_table, find_source_goals, read_table

@@ -22,7 +22,6 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from adlib.config import EnvConfig

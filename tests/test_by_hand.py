@@ -10,18 +10,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers_dt import ENV, tiny_dt, tiny_model_cfg, tiny_pipeline, tiny_rt
+from helpers_dt import ENV, tiny_dt, tiny_model_cfg, tiny_pipeline
 
 from adlib import a2c, tokens
-from adlib.config import DTRuntime, EnvConfig
+from adlib.config import DTRuntime
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.evaluation import headline, summarize
-from adlib.transitions import Transitions
 from adlib.incontext import ContextPlayer, play
 from adlib.model import ADTransformer
 from adlib.rollout import PlayResult, rollout
-from adlib.train import TrainLog, build_model
+from adlib.train import TrainLog
+from adlib.transitions import Transitions
 
 torch.set_num_threads(1)
 

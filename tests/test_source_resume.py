@@ -91,7 +91,6 @@ def test_shard_bytes_do_not_depend_on_the_worker_processes(tmp_path):
 def test_killed_multi_worker_shard_stops_its_workers_and_resumes_exactly(tmp_path):
     """SIGKILL of the stage process (its workers get no signal): the workers notice and exit,
     and a rerun continues every part from its checkpoint to the bytes of an uninterrupted run."""
-    import signal
     import subprocess
     import sys
     import time
