@@ -29,10 +29,11 @@ from benchmarks.smoke import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
-LEARNERS = {"default": "AD, default (A2C data, exploit target)",
-            "ad_source": "AD, A2C data, source target (the original's)",
+LEARNERS = {"default": "AD, default (A2C + AD^eps data, exploit target)",
+            "ad_source": "AD, A2C + AD^eps data, source target (the original's)",
             "explorer": "AD, explorer data, source target",
-            "searcher": "AD, searcher (explorer data, explorer target)"}
+            "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
+            "searcher": "searcher: explorer + A2C + AD^eps data, explorer target"}
 EPISODES = (1, 2, 3, 5, 10)
 
 
