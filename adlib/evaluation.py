@@ -193,7 +193,7 @@ def moving_average(y: np.ndarray, k: int = 5) -> np.ndarray:
 
 def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, ylabel: str,
                 reference: dict[str, tuple[list[int], list[float]]] | None = None, band_over: str = "seeds",
-                x_log: bool = False) -> None:
+                x_log: bool = False, smooth: bool = True) -> None:
     """A PNG of learning curves against episode number; curves longer than 10 episodes (but the
     constant baselines) are smoothed with a moving average of 5, and the title says so. A
     curve's ``_std`` partner is drawn as a band labelled '± std over ``band_over``'."""
@@ -204,18 +204,18 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     styles = {"random search": dict(ls="--", color="tab:brown"), "random actions": dict(ls=":", color="grey"),
               "shortest path": dict(ls="--", color="black"), "explorer": dict(ls="-.", color="tab:purple"),
-              "systematic explorer": dict(ls="-", color="tab:green")}
+              "systematic explorer": dict(ls="-.", color="tab:olive", lw=2.0)}
     smoothed = False
     for name, y in curves.items():
         if name.endswith(STD_SUFFIX):
             continue
         x = np.arange(1, len(y) + 1)
         st = next((v for k, v in styles.items() if name.startswith(k)), {})
-        if len(y) > 10 and not st:
+        if smooth and len(y) > 10 and not st:
             y, smoothed = moving_average(y), True
-        line, = ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
+        line, = ax.plot(x, y, label=name, **{"lw": 1.8 if not st else 1.2, **st})
         if name + STD_SUFFIX in curves:   # the spread: mean +- std (smoothed like the mean)
-            sd = moving_average(curves[name + STD_SUFFIX]) if len(y) > 10 else curves[name + STD_SUFFIX]
+            sd = moving_average(curves[name + STD_SUFFIX]) if smooth and len(y) > 10 else curves[name + STD_SUFFIX]
             ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, lw=0,
                             label=f"{name} ± std over {band_over}")
     for name, (xs, ys) in (reference or {}).items():
