@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from adlib import rng
 from adlib.config import EnvConfig, SourceConfig, SourceRuntime
 from adlib.envs import darkroom as dr
-from adlib.histories import HISTORY_FIELDS, History
+from adlib.histories import History
+from adlib.transitions import FIELDS, Transitions
 
 # stream keys of the counter-based RNG
 _INIT, _ACT, _START = 1, 2, 3
@@ -33,11 +34,6 @@ _INIT, _ACT, _START = 1, 2, 3
 # results are the same whatever else is in its batch (tested), which keeps the bytes of a shard
 # independent of runtime.source.workers.
 ALIGN_AGENTS = 16
-
-
-def agent_key(goal_id: int, agent_seed: int) -> int:
-    """The identity of an agent in every random draw it makes."""
-    return goal_id * 1_000_003 + agent_seed
 
 
 def init_params(cfg: SourceConfig, n_states: int, keys: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -138,19 +134,6 @@ def clip_grad_per_agent(params: dict[str, torch.Tensor], max_norm: float) -> tor
 
 
 @dataclass
-class Rollout:
-    """One rollout of every env of every agent: tensors ``[T, G, E]`` (T = ``nsteps``)."""
-
-    obs: torch.Tensor         # long, the cell acted on
-    t: torch.Tensor           # long, its in-episode timestep
-    action: torch.Tensor      # long
-    reward: torch.Tensor      # float
-    terminated: torch.Tensor  # bool
-    truncated: torch.Tensor   # bool
-    final_obs: torch.Tensor   # long, the cell reached (pre-reset)
-
-
-@dataclass
 class AgentLog:
     """A log point: per-agent statistics ``[G]`` over the episodes finished since the previous
     point (keys: :data:`EPISODE_STATS` and :data:`LOSS_STATS`)."""
@@ -165,7 +148,7 @@ LOSS_STATS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
 
 
 def collect_rollout(env_cfg: EnvConfig, state: dr.EnvState, obs: torch.Tensor, probs_tab: torch.Tensor,
-                    u_act: torch.Tensor, u_start: torch.Tensor | None) -> tuple[Rollout, dr.EnvState, torch.Tensor]:
+                    u_act: torch.Tensor, u_start: torch.Tensor | None) -> tuple[Transitions, dr.EnvState, torch.Tensor]:
     """``T`` steps of every env with the agents' current policies (``probs_tab [G, S, A]``);
     uniforms ``u_act [T, G, E]`` pick the actions, ``u_start [T, G*E]`` the random starts.
     Returns the rollout and the env state / observations ``[G, E]`` after it."""
@@ -174,29 +157,29 @@ def collect_rollout(env_cfg: EnvConfig, state: dr.EnvState, obs: torch.Tensor, p
     for k in range(T):
         action = rng.categorical(gather_states(probs_tab, obs), u_act[k])           # [G, E]
         out = dr.step(env_cfg, state, action.flatten(), None if u_start is None else u_start[k])
-        steps.append((obs, state.t.view(G, E), action, out.reward.view(G, E), out.terminated.view(G, E),
-                      out.truncated.view(G, E), out.final_obs.view(G, E)))
+        steps.append((state.t.view(G, E), obs, action, out.reward.view(G, E), out.terminated.view(G, E),
+                      out.truncated.view(G, E), out.next_state.view(G, E)))                # FIELDS order
         state, obs = out.state, out.obs.view(G, E)
-    return Rollout(*(torch.stack(x) for x in zip(*steps))), state, obs
+    return Transitions(*(torch.stack(x) for x in zip(*steps))), state, obs
 
 
-def rollout_returns(ro: Rollout, values_tab: torch.Tensor, next_obs: torch.Tensor, gamma: float) -> torch.Tensor:
+def rollout_returns(ro: Transitions, values_tab: torch.Tensor, next_obs: torch.Tensor, gamma: float) -> torch.Tensor:
     """n-step returns ``[T, G, E]`` of a rollout, bootstrapped from the values of the cells
     reached (where an episode was truncated) and of ``next_obs`` (after the rollout)."""
-    T, G, E = ro.obs.shape
-    final_v = gather_states(values_tab, ro.final_obs.permute(1, 0, 2).reshape(G, T * E))
+    T, G, E = ro.state.shape
+    final_v = gather_states(values_tab, ro.next_state.permute(1, 0, 2).reshape(G, T * E))
     final_v = final_v.view(G, T, E).permute(1, 0, 2)
     return nstep_returns(ro.reward, ro.terminated, ro.truncated, final_v, gather_states(values_tab, next_obs), gamma)
 
 
-def update(params: dict[str, torch.Tensor], tables: torch.Tensor, opt: torch.optim.Optimizer, ro: Rollout,
+def update(params: dict[str, torch.Tensor], tables: torch.Tensor, opt: torch.optim.Optimizer, ro: Transitions,
            returns: torch.Tensor, cfg: SourceConfig) -> dict[str, torch.Tensor]:
     """One A2C step of every agent from the :func:`head_tables` ``tables`` the rollout was played
     with (their graph: the forward pass is not repeated): per-agent losses, per-agent gradient
     clipping, Adam. Returns the losses and the gradient norms before clipping, each ``[G]``."""
-    T, G, E = ro.obs.shape
+    T, G, E = ro.state.shape
     to_gn = lambda x: x.permute(1, 0, 2).reshape(G, T * E)                            # [T,G,E] -> [G, T*E]
-    logits, values = policy_value(tables, to_gn(ro.obs))
+    logits, values = policy_value(tables, to_gn(ro.state))
     losses = a2c_losses(logits, values, to_gn(ro.action), to_gn(returns), cfg)
     opt.zero_grad(set_to_none=True)
     losses["loss"].sum().backward()
@@ -216,11 +199,11 @@ class EpisodeStats:
         self.keep = G if keep is None else keep   # agents reported (the first ones: padding excluded)
         self.updates = 0
 
-    def add_rollout(self, ro: Rollout, ep_ret: torch.Tensor) -> torch.Tensor:
+    def add_rollout(self, ro: Transitions, ep_ret: torch.Tensor) -> torch.Tensor:
         """Account the episodes that end in ``ro``; ``ep_ret [G, E]`` is the running return
         of each env's episode (carried across rollouts); returns it, updated."""
         s = self.sums
-        for k in range(ro.obs.shape[0]):
+        for k in range(ro.state.shape[0]):
             ep_ret = ep_ret + ro.reward[k]
             done = ro.terminated[k] | ro.truncated[k]
             s["episodes"] += done.sum(1)
@@ -247,6 +230,25 @@ class EpisodeStats:
         return AgentLog(update, env_steps, {k: v[:self.keep].cpu().numpy() for k, v in stats.items()})
 
 
+def padded_batch(goal_ids: list[int], agent_seeds: list[int]) -> tuple[list[int], torch.Tensor]:
+    """The goals and agent keys ``[G]`` of a batch padded to a multiple of :data:`ALIGN_AGENTS`
+    (padding agents have keys of their own; their results are dropped)."""
+    pad = -len(goal_ids) % ALIGN_AGENTS
+    keys = [rng.agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)]
+    return [*goal_ids, *[goal_ids[0]] * pad], torch.tensor(keys, dtype=torch.long)
+
+
+def trainable(init: dict[str, torch.Tensor], cfg: SourceConfig, device: torch.device
+              ) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer]:
+    """Parameters on ``device`` as trained (the embedding transposed: ``emb_t [G, H, S]``, what
+    :func:`head_tables` reads) and their fused Adam (one pass over each parameter: the per-agent
+    embedding tables are most of the work)."""
+    init = dict(init)
+    init["emb_t"] = init.pop("emb").transpose(1, 2).contiguous()
+    params = {k: v.to(device).requires_grad_() for k, v in init.items()}
+    return params, torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+
+
 def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], agent_seeds: list[int],
                  device: torch.device | str = "cpu", rt: SourceRuntime = SourceRuntime(),
                  on_log: Callable[[AgentLog], None] | None = None,
@@ -263,21 +265,14 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     """
     device = torch.device(device)
     n_agents = len(goal_ids)
-    pad = -n_agents % ALIGN_AGENTS          # padding agents (keys of their own; their results are dropped)
-    goal_ids = [*goal_ids, *[goal_ids[0]] * pad]
+    goal_ids, keys = padded_batch(goal_ids, agent_seeds)
     G, E, T = len(goal_ids), cfg.nenvs, cfg.nsteps
     n_updates = updates_of(cfg)
-    keys = torch.tensor([agent_key(g, s) for g, s in zip(goal_ids, agent_seeds)] + [-1 - j for j in range(pad)],
-                        dtype=torch.long)
-    init = init_params(cfg, dr.n_states(env_cfg), keys)
-    init["emb_t"] = init.pop("emb").transpose(1, 2).contiguous()                      # [G, H, S]: head_tables
-    params = {k: v.to(device).requires_grad_() for k, v in init.items()}
-    # fused: one pass over each parameter (the per-agent embedding tables are most of the work)
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+    params, opt = trainable(init_params(cfg, dr.n_states(env_cfg), keys), cfg, device)
     akey = keys.to(device).view(G, 1).expand(G, E)                                   # [G, E]
     env_ids = torch.arange(E, device=device)
     uniforms = lambda kind, counter: rng.uniform(cfg.seed, kind, akey, env_ids, counter)   # [..., G, E]
-    goals = dr.all_goals(env_cfg)[torch.tensor(goal_ids)].to(device)                 # [G, W]
+    goals = dr.tasks_in_use(env_cfg)[torch.tensor(goal_ids)].to(device)                 # [G, W]
     W = goals.shape[-1]
     state, obs = dr.reset(env_cfg, goals.view(G, 1, W).expand(G, E, W).reshape(G * E, W),
                           uniforms(_START, -1).flatten() if env_cfg.random_start else None)
@@ -329,7 +324,7 @@ def _snapshot(upd: int, params: dict[str, torch.Tensor], opt: torch.optim.Optimi
         "optimizer": copy.deepcopy(opt.state_dict()),   # a snapshot, not the live state
         "env_state": {k: getattr(state, k).cpu() for k in dr.EnvState._fields},
         "obs": obs.cpu(), "ep_ret": ep_ret.cpu(),
-        "history": {f: torch.from_numpy(getattr(hist, f)[: upd * T].copy()) for f in HISTORY_FIELDS},
+        "history": {f: torch.from_numpy(getattr(hist, f)[: upd * T].copy()) for f in FIELDS},
         "logs": [{"update": e.update, "env_steps": e.env_steps,
                   "stats": {k: torch.from_numpy(v.copy()) for k, v in e.stats.items()}} for e in logs],
     }
@@ -343,7 +338,7 @@ def _restore(snap: dict, params: dict[str, torch.Tensor], opt: torch.optim.Optim
         v.data.copy_(snap["params"][k])
     opt.load_state_dict(snap["optimizer"])
     state = dr.EnvState(*(snap["env_state"][k].to(device) for k in dr.EnvState._fields))
-    for f in HISTORY_FIELDS:
+    for f in FIELDS:
         getattr(hist, f)[: upd * T] = snap["history"][f].numpy()
     logs = [AgentLog(int(e["update"]), int(e["env_steps"]), {k: v.numpy() for k, v in e["stats"].items()})
             for e in snap["logs"]]

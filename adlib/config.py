@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from adlib.envs.rules import farthest_task_steps, n_all_tasks, n_tasks_in_use
+
 
 class ParamError(ValueError):
     """An invalid parameter: the message names the key, the value and what is allowed."""
@@ -350,29 +352,15 @@ def parse_section(cls: type, raw: Any, prefix: str, complete: bool = True) -> An
     return cls(**kwargs)
 
 
-def total_tasks(env: EnvConfig) -> int:
-    """Tasks of the room before ``env.n_tasks`` picks some: goals (every cell but the start)
-    or (key, door) pairs with key != door."""
-    cells = env.grid_size * env.grid_size
-    return cells * (cells - 1) if env.kind == "keydoor" else cells - 1
-
-
-def n_goals(env: EnvConfig) -> int:
-    """Tasks in use (:func:`adlib.envs.darkroom.all_goals`); ``env.n_tasks`` beyond the room is refused earlier."""
-    return env.n_tasks or total_tasks(env)
-
-
 def _check_env(env: EnvConfig) -> None:
-    from adlib.envs.darkroom import farthest_task_steps   # the rules live with the env
-
     if env.grid_size % 2 == 0 and not env.random_start:
         raise ParamError(f"env.grid_size = {env.grid_size}: must be odd when env.random_start is false "
                          f"(the start is the centre)")
     if env.kind == "keydoor" and env.reward_mode != "reach":
         raise ParamError(f"env.reward_mode = {env.reward_mode!r}: must be 'reach' when env.kind is 'keydoor' "
                          f"(the key and the door each pay once)")
-    if env.n_tasks > total_tasks(env):
-        raise ParamError(f"env.n_tasks = {env.n_tasks}: out of range, must be <= {total_tasks(env)} (the tasks of a "
+    if env.n_tasks > n_all_tasks(env):
+        raise ParamError(f"env.n_tasks = {env.n_tasks}: out of range, must be <= {n_all_tasks(env)} (the tasks of a "
                          f"{env.grid_size}x{env.grid_size} {env.kind}), or 0 for all")
     need = farthest_task_steps(env)
     if env.max_episode_steps < need:
@@ -392,7 +380,7 @@ def env_config(**settings: Any) -> EnvConfig:
 
 def _cross_checks(p: Params) -> None:
     _check_env(p.env)
-    goals = n_goals(p.env)
+    goals = n_tasks_in_use(p.env)
     if p.split.n_train >= goals:
         raise ParamError(f"split.n_train = {p.split.n_train}: out of range, must be <= {goals - 1} "
                          f"(the env has {goals} tasks in use and at least one must be held out)")

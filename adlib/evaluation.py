@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from adlib.config import DTConfig, EnvConfig, EvalConfig, EvalRuntime, to_dict
+from adlib.config import DTConfig, EnvConfig, EvalConfig, EvalRuntime
 from adlib.device import pick_device
 from adlib.envs import darkroom as dr
 from adlib.histories import HISTORY_FILE, episode_table, find_source_goals, read_table
@@ -58,7 +58,7 @@ def random_return(env_cfg: EnvConfig, goals: list[int], seed: int = 0) -> float:
 
 def optimum_returns(env_cfg: EnvConfig, goals: list[int]) -> np.ndarray:
     """Per task ``[len(goals)]``: the return of the known-task optimal policy from the fixed start."""
-    d = dr.shortest_path(env_cfg, torch.tensor(dr.start_pos(env_cfg)), dr.all_goals(env_cfg)[torch.tensor(goals)])
+    d = dr.shortest_path(env_cfg, torch.tensor(dr.start_pos(env_cfg)), dr.tasks_in_use(env_cfg)[torch.tensor(goals)])
     if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
         return (env_cfg.max_episode_steps - d + 1).clamp(min=0).float().numpy()
     return ((d <= env_cfg.max_episode_steps).float() * dr.success_return(env_cfg)).numpy()
@@ -106,7 +106,7 @@ def explorer_curve(env_cfg: EnvConfig, episodes: int) -> np.ndarray:
     benchmarks/explorers.py brackets both). Key-to-Door has no such closed form: all NaN there."""
     if env_cfg.kind == "keydoor":
         return np.full(episodes, np.nan)
-    n, m = len(dr.all_goals(env_cfg)), env_cfg.max_episode_steps
+    n, m = len(dr.tasks_in_use(env_cfg)), env_cfg.max_episode_steps
     opt = optimum_return(env_cfg, list(range(n)))
     if env_cfg.reward_mode == "stand" and not env_cfg.terminate_on_goal:
         find_value = float(np.mean([m - j + 1 for j in range(1, m + 1)]))
@@ -193,7 +193,7 @@ def moving_average(y: np.ndarray, k: int = 5) -> np.ndarray:
 
 def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, ylabel: str,
                 reference: dict[str, tuple[list[int], list[float]]] | None = None, band_over: str = "seeds",
-                x_log: bool = False) -> None:
+                x_log: bool = False, smooth: bool = True) -> None:
     """A PNG of learning curves against episode number; curves longer than 10 episodes (but the
     constant baselines) are smoothed with a moving average of 5, and the title says so. A
     curve's ``_std`` partner is drawn as a band labelled '± std over ``band_over``'."""
@@ -204,18 +204,18 @@ def plot_curves(path: str | Path, curves: dict[str, np.ndarray], title: str, yla
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     styles = {"random search": dict(ls="--", color="tab:brown"), "random actions": dict(ls=":", color="grey"),
               "shortest path": dict(ls="--", color="black"), "explorer": dict(ls="-.", color="tab:purple"),
-              "systematic explorer": dict(ls="-", color="tab:green")}
+              "systematic explorer": dict(ls="-.", color="tab:olive", lw=2.0)}
     smoothed = False
     for name, y in curves.items():
         if name.endswith(STD_SUFFIX):
             continue
         x = np.arange(1, len(y) + 1)
         st = next((v for k, v in styles.items() if name.startswith(k)), {})
-        if len(y) > 10 and not st:
+        if smooth and len(y) > 10 and not st:
             y, smoothed = moving_average(y), True
-        line, = ax.plot(x, y, label=name, lw=1.8 if not st else 1.2, **st)
+        line, = ax.plot(x, y, label=name, **{"lw": 1.8 if not st else 1.2, **st})
         if name + STD_SUFFIX in curves:   # the spread: mean +- std (smoothed like the mean)
-            sd = moving_average(curves[name + STD_SUFFIX]) if len(y) > 10 else curves[name + STD_SUFFIX]
+            sd = moving_average(curves[name + STD_SUFFIX]) if smooth and len(y) > 10 else curves[name + STD_SUFFIX]
             ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, lw=0,
                             label=f"{name} ± std over {band_over}")
     for name, (xs, ys) in (reference or {}).items():
@@ -312,6 +312,70 @@ def variant_name(env_cfg: EnvConfig) -> str:
     return "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"
 
 
+def group_report(model: torch.nn.Module, env_cfg: EnvConfig, eval_cfg: EvalConfig, goals: list[int],
+                 found: dict[int, Path], group: str, device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
+    """One group of goals (held-out or training): AD played greedy and sampled from an empty
+    context, summarised, and the baselines beside it. Returns (metrics, per-episode curves)."""
+    E = eval_cfg.episodes
+    metrics: dict = {}
+    curves: dict[str, np.ndarray] = {}
+    for mode in ("greedy", "sampled"):
+        seeds = 1 if mode == "greedy" else eval_cfg.seeds   # greedy play is deterministic per goal
+        res = play(model, env_cfg, goals, seeds, E, greedy=mode == "greedy", temperature=eval_cfg.temperature,
+                   seed=eval_cfg.seed, device=device, progress=f"eval_dt {group} {mode}")
+        metrics[mode] = summarize(res, seeds, env_cfg)
+        curves[f"ad_{mode}"] = res.returns.mean(0)
+        if seeds > 1:   # [goals x seeds, E] -> per-seed curves (each a mean over goals) -> std
+            per_seed = res.returns.reshape(len(goals), seeds, E).mean(0)
+            curves[f"ad_{mode}{STD_SUFFIX}"] = per_seed.std(0)
+    curves["a2c_source"] = source_curve(found, goals, E)
+    curves["random"] = np.full(E, random_return(env_cfg, goals))
+    curves["optimum"] = np.full(E, optimum_return(env_cfg, goals))
+    curves["explorer"] = explorer_curve(env_cfg, E)
+    curves["systematic_explorer"] = searcher_curve(env_cfg, goals, E, seed=eval_cfg.seed)
+    curves["random_search"] = random_search_curve(env_cfg, goals, E, seed=eval_cfg.seed)
+    metrics["baselines"] = baseline_metrics(curves)
+    return metrics, curves
+
+
+def baseline_metrics(curves: dict[str, np.ndarray]) -> dict:
+    """The report's baseline numbers from a group's curves."""
+    E = len(curves["a2c_source"])
+    out = {"a2c_source_first10": round(float(np.nanmean(curves["a2c_source"][:10])), 4),
+           "a2c_source_last10": round(float(np.nanmean(curves["a2c_source"][-10:])), 4),
+           "random": round(float(curves["random"][0]), 4),
+           "optimum": round(float(curves["optimum"][0]), 4)}
+    rs = curves["random_search"]
+    if np.isfinite(rs).all():   # NaN (random_start) would be invalid JSON: the keys are left out
+        out["random_search_first10"] = round(float(np.mean(rs[:10])), 4)
+        if E >= 20:
+            out["random_search_11to20"] = round(float(np.mean(rs[10:20])), 4)
+    se = curves["systematic_explorer"]
+    out["systematic_explorer_first10"] = round(float(np.mean(se[:10])), 4)
+    if E >= 20:
+        out["systematic_explorer_11to20"] = round(float(np.mean(se[10:20])), 4)
+    return out
+
+
+def write_report(report: dict, curves: dict[str, dict[str, np.ndarray]], n_goals: dict[str, int], env_cfg: EnvConfig,
+                 metrics_path: str | Path, detail_path: str | Path, curves_dir: str | Path,
+                 log_dir: str | Path | None = None) -> None:
+    """eval_dt's files: per group a CSV and a PNG of the curves; with ``log_dir``, the curves as
+    TensorBoard scalars; the full report (``detail_path``) and its headline (``metrics_path``)."""
+    for group, cs in curves.items():
+        write_curves_csv(Path(curves_dir) / f"{group}.csv", cs)
+    plot_report(curves_dir, curves, n_goals, report["variant"], env_cfg)
+    if log_dir is not None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        with SummaryWriter(str(log_dir)) as w:
+            for group, cs in curves.items():
+                for name, y in cs.items():
+                    for i, v in enumerate(y):
+                        w.add_scalar(f"incontext_{group}/{name}_return", float(v), i + 1)
+    write_json(detail_path, report)
+    write_json(metrics_path, headline(report, "success" if env_cfg.terminate_on_goal else "return"))
+
+
 def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, dt_cfg: DTConfig, eval_cfg: EvalConfig, split: dict,
                         sources_dir: str | Path, n_shards: int, metrics_path: str | Path, detail_path: str | Path,
                         curves_dir: str | Path, log_dir: str | Path | None = None,
@@ -324,62 +388,19 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, dt_cfg: DTCo
     if rt.threads > 0:
         torch.set_num_threads(rt.threads)
     model, ckpt = load_trained_model(model_path, env_cfg, dt_cfg, split, device)
-    held_out, train = list(split["held_out"]), spread(list(split["train"]), eval_cfg.train_goals)
+    groups = {"held_out": list(split["held_out"]), "train_goals": spread(list(split["train"]), eval_cfg.train_goals)}
     found = find_source_goals(sources_dir, n_shards)   # checked before the (long) in-context play
-    missing = [g for g in held_out + train if g not in found]
+    missing = [g for goals in groups.values() for g in goals if g not in found]
     if missing:
         raise DataError(f"{sources_dir}: no source histories for goals {missing} (the A2C baseline); "
                         f"run train_source_agents or dvc pull")
-    E = eval_cfg.episodes
-    metrics: dict = {"variant": variant_name(env_cfg),
-                     "model": {"sha256": file_sha256(model_path), "dt": ckpt["dt"], "train_goals": len(ckpt["train_goals"]),
-                               "dataset": ckpt.get("dataset")}}
+    report: dict = {"variant": variant_name(env_cfg),
+                    "model": {"sha256": file_sha256(model_path), "dt": ckpt["dt"], "train_goals": len(ckpt["train_goals"]),
+                              "dataset": ckpt.get("dataset")}}
     curves: dict[str, dict[str, np.ndarray]] = {}
-    for group, goals in (("held_out", held_out), ("train_goals", train)):
-        if not goals:
-            continue
-        metrics[group] = {}
-        curves[group] = {}
-        for mode in ("greedy", "sampled"):
-            seeds = 1 if mode == "greedy" else eval_cfg.seeds   # greedy play is deterministic per goal
-            res = play(model, env_cfg, goals, seeds, E, greedy=mode == "greedy", temperature=eval_cfg.temperature,
-                       seed=eval_cfg.seed, device=device, progress=f"eval_dt {group} {mode}")
-            metrics[group][mode] = summarize(res, seeds, env_cfg)
-            curves[group][f"ad_{mode}"] = res.returns.mean(0)
-            if seeds > 1:   # [goals x seeds, E] -> per-seed curves (each a mean over goals) -> std
-                per_seed = res.returns.reshape(len(goals), seeds, E).mean(0)
-                curves[group][f"ad_{mode}{STD_SUFFIX}"] = per_seed.std(0)
-        curves[group]["a2c_source"] = source_curve(found, goals, E)
-        curves[group]["random"] = np.full(E, random_return(env_cfg, goals))
-        curves[group]["optimum"] = np.full(E, optimum_return(env_cfg, goals))
-        curves[group]["explorer"] = explorer_curve(env_cfg, E)
-        curves[group]["systematic_explorer"] = searcher_curve(env_cfg, goals, E, seed=eval_cfg.seed)
-        curves[group]["random_search"] = random_search_curve(env_cfg, goals, E, seed=eval_cfg.seed)
-        metrics[group]["baselines"] = {
-            "a2c_source_first10": round(float(np.nanmean(curves[group]["a2c_source"][:10])), 4),
-            "a2c_source_last10": round(float(np.nanmean(curves[group]["a2c_source"][-10:])), 4),
-            "random": round(float(curves[group]["random"][0]), 4),
-            "optimum": round(float(curves[group]["optimum"][0]), 4),
-        }
-        rs = curves[group]["random_search"]
-        if np.isfinite(rs).all():   # NaN (random_start) would be invalid JSON: the keys are left out
-            metrics[group]["baselines"]["random_search_first10"] = round(float(np.mean(rs[:10])), 4)
-            if E >= 20:
-                metrics[group]["baselines"]["random_search_11to20"] = round(float(np.mean(rs[10:20])), 4)
-        se = curves[group]["systematic_explorer"]
-        metrics[group]["baselines"]["systematic_explorer_first10"] = round(float(np.mean(se[:10])), 4)
-        if E >= 20:
-            metrics[group]["baselines"]["systematic_explorer_11to20"] = round(float(np.mean(se[10:20])), 4)
-        write_curves_csv(Path(curves_dir) / f"{group}.csv", curves[group])
-    plot_report(curves_dir, curves, {g: len(v) for g, v in (("held_out", held_out), ("train_goals", train))},
-                metrics["variant"], env_cfg)
-    if log_dir is not None:
-        shutil.rmtree(log_dir, ignore_errors=True)
-        with SummaryWriter(str(log_dir)) as w:
-            for group, cs in curves.items():
-                for name, y in cs.items():
-                    for i, v in enumerate(y):
-                        w.add_scalar(f"incontext_{group}/{name}_return", float(v), i + 1)
-    write_json(detail_path, metrics)
-    write_json(metrics_path, headline(metrics, "success" if env_cfg.terminate_on_goal else "return"))
-    return metrics
+    for group, goals in groups.items():
+        if goals:
+            report[group], curves[group] = group_report(model, env_cfg, eval_cfg, goals, found, group, device)
+    write_report(report, curves, {g: len(v) for g, v in groups.items()}, env_cfg, metrics_path, detail_path,
+                 curves_dir, log_dir)
+    return report

@@ -29,7 +29,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -39,13 +38,10 @@ from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.io import DataError, atomic_path, read_json
 from adlib.logs import get_logger
-
-if TYPE_CHECKING:
-    from adlib.a2c import Rollout
+from adlib.transitions import FIELDS, Transitions
 
 log = get_logger("sources")
 
-HISTORY_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state")
 
 
 @dataclass
@@ -74,12 +70,11 @@ class History:
                    reward=np.empty(shape, np.uint8), terminated=np.empty(shape, bool),
                    truncated=np.empty(shape, bool), next_state=np.empty(shape, cell))
 
-    def write(self, row: int, ro: "Rollout", agents: int | None = None) -> None:
+    def write(self, row: int, ro: Transitions, agents: int | None = None) -> None:
         """Store a rollout's ``[T, G, E]`` tensors (their first ``agents`` agents) at rows ``row .. row + T``."""
-        s = slice(row, row + ro.obs.shape[0])
-        for field, x in (("t", ro.t), ("state", ro.obs), ("action", ro.action), ("reward", ro.reward),
-                         ("terminated", ro.terminated), ("truncated", ro.truncated), ("next_state", ro.final_obs)):
-            getattr(self, field)[s] = x[:, :agents].cpu().numpy()
+        s = slice(row, row + ro.state.shape[0])
+        for field in FIELDS:
+            getattr(self, field)[s] = getattr(ro, field)[:, :agents].cpu().numpy()
 
 SHARD_FILE, HISTORY_FILE, AGENT_FILE, SUMMARY_FILE = "shard.json", "history.parquet", "agent.pt", "summary.json"
 
@@ -145,7 +140,7 @@ def find_source_goals(sources_dir: str | Path, n_shards: int) -> dict[int, Path]
     return found
 
 
-COLUMNS = ("stream", "step", "t", "state", "action", "reward", "terminated", "truncated", "next_state")
+COLUMNS = ("stream", "step", *FIELDS)
 SCHEMA = pa.schema([
     ("stream", pa.int32()), ("step", pa.int32()), ("t", pa.uint16()), ("state", pa.uint16()),
     ("action", pa.uint8()), ("reward", pa.uint8()), ("terminated", pa.bool_()), ("truncated", pa.bool_()),

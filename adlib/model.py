@@ -38,22 +38,24 @@ TOKENS_PER_TRANSITION = {"transition": 1, "triplet": 3}   # (s, a, r) in the tri
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild the model; stored in every checkpoint."""
+    """Everything needed to rebuild the model; stored in every checkpoint. No defaults: the
+    model's settings come from ``dt`` (:meth:`from_dt`; their defaults live in DTConfig and
+    params.yaml) or from a checkpoint."""
 
     grid_size: int
     n_actions: int
     max_timestep: int
-    layout: str = "transition"
-    state_embedding: str = "coords"
-    seq_len: int = 256              # context in transitions
-    embedding_dim: int = 64
-    num_layers: int = 4
-    num_heads: int = 4
-    feed_forward_dim: int = 256
-    attention_dropout: float = 0.0
-    residual_dropout: float = 0.0
-    embedding_dropout: float = 0.0
-    key_flag: bool = False          # keydoor: states carry a has-key flag (n_states = 2 grid_size**2)
+    layout: str
+    state_embedding: str
+    seq_len: int                    # context in transitions
+    embedding_dim: int
+    num_layers: int
+    num_heads: int
+    feed_forward_dim: int
+    attention_dropout: float
+    residual_dropout: float
+    embedding_dropout: float
+    key_flag: bool                  # keydoor: states carry a has-key flag (n_states = 2 grid_size**2)
 
     @property
     def tokens_per_transition(self) -> int:

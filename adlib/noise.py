@@ -9,6 +9,7 @@ import torch
 from adlib.config import EnvConfig, ExplorerConfig, NoiseConfig
 from adlib.envs import darkroom as dr
 from adlib.rollout import Policy, rollout
+from adlib.transitions import FIELDS
 
 
 def toward_nearest(pos: torch.Tensor, cells: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
@@ -211,8 +212,7 @@ def synthetic_histories(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int],
     shape = tr["state"].shape
     cols = {"stream": np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None], shape).ravel(),
             "step": np.broadcast_to(np.arange(shape[1], dtype=np.int32)[None, :], shape).ravel()}
-    cols.update({k: tr[k].ravel() for k in ("t", "state", "action", "reward", "terminated", "truncated",
-                                            "next_state")})
+    cols.update({k: tr[k].ravel() for k in FIELDS})
     return cols
 
 

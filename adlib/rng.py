@@ -61,3 +61,23 @@ def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     x = (u * cdf[..., -1]).clamp_min(torch.finfo(cdf.dtype).tiny)
     idx = (cdf < x.unsqueeze(-1)).sum(-1)
     return idx.clamp_max(probs.shape[-1] - 1)
+
+
+# ---------------------------------------------------------------- the keys of the pipeline's draws
+# (one place for how identities combine into seeds and keys)
+
+def agent_key(goal_id: int, agent_seed: int) -> int:
+    """The identity of an A2C agent (goal, seed of that goal) in every random draw it makes."""
+    return goal_id * 1_000_003 + agent_seed
+
+
+def run_keys(goal_ids: torch.Tensor, seeds: int) -> torch.Tensor:
+    """``[N]`` identities of the runs of a goal-major batch (run = goal x seeds + seed): the key
+    of a keyed rollout's draws."""
+    return goal_ids * 100_003 + torch.arange(len(goal_ids)) % seeds
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of an optimiser step of one process (dropout masks): a resumed run and
+    every DDP rank draw the same as an uninterrupted run would."""
+    return seed * 1_000_003 + step * 101 + rank

@@ -15,6 +15,7 @@ import torch
 from adlib import rng, tokens
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
+from adlib.transitions import FIELDS
 
 
 @dataclass
@@ -43,7 +44,7 @@ _ACT, _START = 1, 2
 
 # what a recorded rollout keeps of every step (the columns of a learning history, plus the
 # episode number of the step within its run)
-TRACE_FIELDS = ("t", "state", "action", "reward", "terminated", "truncated", "next_state", "episode")
+TRACE_FIELDS = (*FIELDS, "episode")   # adlib.transitions.FIELDS and the episode index
 
 
 # a policy maps (obs [N], in-episode t [N], previous-transition fields, env state) -> logits [N, A]
@@ -60,6 +61,57 @@ def random_policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tens
     return torch.zeros(obs.shape[0], dr.N_ACTIONS, device=obs.device)
 
 
+class Draws:
+    """A rollout's randomness: random starts and sampled actions of N runs. Seeded by ``seed``
+    from one ``torch.Generator``, or with ``run_keys`` (:func:`adlib.rng.run_keys`) a counter-based
+    hash of (seed, run, step) per draw, so that a run's draws do not depend on its batch."""
+
+    def __init__(self, n: int, seed: int, device: torch.device, run_keys: torch.Tensor | None, random_start: bool):
+        self.n, self.seed, self.device, self.keys, self.random_start = n, seed, device, run_keys, random_start
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def start(self, k: int) -> torch.Tensor | None:
+        """Uniforms ``[N]`` of the random starts of the auto-resets at env step ``k`` (-1: the first reset)."""
+        if not self.random_start:
+            return None
+        if self.keys is not None:
+            return rng.uniform(self.seed, _START, self.keys, k)
+        return torch.rand(self.n, generator=self.gen, device=self.device)
+
+    def action(self, probs: torch.Tensor, k: int) -> torch.Tensor:
+        """Actions ``[N]`` sampled from ``probs [N, A]`` at env step ``k``."""
+        if self.keys is not None:
+            return rng.categorical(probs, rng.uniform(self.seed, _ACT, self.keys, k))
+        return torch.multinomial(probs, 1, generator=self.gen).squeeze(-1)
+
+
+class Episodes:
+    """Per-episode returns and lengths ``[N, episodes]`` of N lockstep runs; steps of a run past
+    its last episode are not counted."""
+
+    def __init__(self, n: int, episodes: int, device: torch.device):
+        self.episodes = episodes
+        self.returns = torch.zeros(n, episodes, device=device)
+        self.lengths = torch.zeros(n, episodes, dtype=torch.long, device=device)
+        self.index = torch.zeros(n, dtype=torch.long, device=device)              # [N] current episode
+        self.ret = torch.zeros(n, device=device)                                     # its return so far
+        self.rows = torch.arange(n, device=device)
+
+    def all_done(self) -> bool:
+        return bool((self.index >= self.episodes).all())
+
+    def add(self, out: dr.StepOut, t: torch.Tensor) -> None:
+        """Account one step (``t`` [N]: its in-episode timestep)."""
+        self.ret += out.reward
+        done = out.terminated | out.truncated
+        live = done & (self.index < self.episodes)
+        e = self.index.clamp(max=self.episodes - 1)
+        self.returns[self.rows[live], e[live]] = self.ret[live]
+        self.lengths[self.rows[live], e[live]] = t[live] + 1
+        self.index += done.long()
+        self.ret = torch.where(done, torch.zeros_like(self.ret), self.ret)
+
+
 @torch.no_grad()
 def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
             greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
@@ -73,7 +125,7 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     finished early keep stepping in lockstep: their steps have ``episode >= episodes``).
     Sampling uses its own seeded generator: runs are reproducible. With ``keyed``, every draw
     of run (goal g, seed j) is instead a counter-based hash of (``seed``, g, j, step)
-    (:mod:`adlib.rng`): a run's randomness then does not depend on which other goals share the
+    (:class:`Draws`): a run's randomness then does not depend on which other goals share the
     batch (data generation, where a goal's streams must not change when the goal list does).
     ``max_steps`` stops every run after that many env steps (episodes not finished by then
     keep return 0 and length 0).
@@ -81,60 +133,33 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     device = torch.device(device)
     ids = torch.tensor(goal_ids, dtype=torch.long).repeat_interleave(seeds)
     N = len(ids)
-    goals = dr.all_goals(env_cfg)[ids].to(device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    k = -1                                                                          # env step (-1: the first reset)
-    if keyed:
-        run_key = (ids * 100_003 + torch.arange(N) % seeds).to(device)             # [N] identity of each run
-        u = (lambda: rng.uniform(seed, _START, run_key, k)) if env_cfg.random_start else (lambda: None)
-    else:
-        u = (lambda: torch.rand(N, generator=gen, device=device)) if env_cfg.random_start else (lambda: None)
-    state, obs = dr.reset(env_cfg, goals, u())
+    goals = dr.tasks_in_use(env_cfg)[ids].to(device)
+    draws = Draws(N, seed, device, rng.run_keys(ids, seeds).to(device) if keyed else None, env_cfg.random_start)
+    state, obs = dr.reset(env_cfg, goals, draws.start(-1))
     prev = {"prev_action": torch.full((N,), tokens.none_action(dr.N_ACTIONS), device=device),
             "prev_reward": torch.full((N,), tokens.none_reward(), device=device),
             "prev_next_state": torch.full((N,), tokens.none_state(dr.n_states(env_cfg)), device=device)}
-    returns = torch.zeros(N, episodes, device=device)
-    lengths = torch.zeros(N, episodes, dtype=torch.long, device=device)
-    episode = torch.zeros(N, dtype=torch.long, device=device)
-    ep_ret = torch.zeros(N, device=device)
-    rows = torch.arange(N, device=device)
+    ep = Episodes(N, episodes, device)
     trace: list[tuple[torch.Tensor, ...]] = []
     steps = episodes * env_cfg.max_episode_steps
     for k in range(steps if max_steps is None else min(steps, max_steps)):
-        if bool((episode >= episodes).all()):
+        if ep.all_done():
             break
         logits = policy(obs, state.t, prev, state).float()
-        if greedy:
-            action = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits / temperature, -1)
-            if keyed:
-                action = rng.categorical(probs, rng.uniform(seed, _ACT, run_key, k))
-            else:
-                action = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-        out = dr.step(env_cfg, state, action, u())
+        action = logits.argmax(-1) if greedy else draws.action(torch.softmax(logits / temperature, -1), k)
+        out = dr.step(env_cfg, state, action, draws.start(k))
         if on_action is not None:
             on_action(action, out.reward)
         if record:
-            trace.append((state.t, obs, action, out.reward, out.terminated, out.truncated, out.final_obs,
-                          episode.clone()))
-        ep_ret += out.reward
-        done = out.terminated | out.truncated
-        live = done & (episode < episodes)
-        e = episode.clamp(max=episodes - 1)
-        returns[rows[live], e[live]] = ep_ret[live]
-        lengths[rows[live], e[live]] = state.t[live] + 1
-        episode += done.long()
-        ep_ret = torch.where(done, torch.zeros_like(ep_ret), ep_ret)
-        prev = {"prev_action": action, "prev_reward": out.reward.long(), "prev_next_state": out.final_obs}
+            trace.append((state.t, obs, action, out.reward, out.terminated, out.truncated, out.next_state,   # FIELDS order
+                          ep.index.clone()))
+        ep.add(out, state.t)
+        prev = {"prev_action": action, "prev_reward": out.reward.long(), "prev_next_state": out.next_state}
         state, obs = out.state, out.obs
     start = torch.tensor(dr.start_pos(env_cfg), device=device)
-    shortest = dr.shortest_path(env_cfg, start.expand(N, 2), goals)
-    ret = returns.cpu().numpy()
+    ret = ep.returns.cpu().numpy()
     return PlayResult(goal_ids=ids.numpy(), returns=ret, success=ret >= dr.success_return(env_cfg),
-                      lengths=lengths.cpu().numpy(),
-                      shortest=shortest.cpu().numpy(),
+                      lengths=ep.lengths.cpu().numpy(),
+                      shortest=dr.shortest_path(env_cfg, start.expand(N, 2), goals).cpu().numpy(),
                       trace={k: torch.stack(v, 1).cpu().numpy() for k, v in zip(TRACE_FIELDS, zip(*trace))}
                       if record else None)
-
-

@@ -99,7 +99,7 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     continues from them (when they belong to the same params and the same dealing) and
     produces the same outputs as an uninterrupted run.
     """
-    n_goals = len(dr.all_goals(env_cfg))
+    n_goals = len(dr.tasks_in_use(env_cfg))
     goals = shard_goals(n_goals, shard, len(cfg.shards))
     W = n_workers(rt, len(goals))
     G = len(goals) * cfg.seeds_per_goal
@@ -241,7 +241,7 @@ def write_goal(shard_dir: str | Path, goal: int, agents: list[int], params: dict
     shard's agents ``agents`` (rows of ``params`` / ``hist``); returns the summary."""
     gdir = goal_dir(shard_dir, goal)
     gdir.mkdir(parents=True)
-    cell = dr.all_goals(env_cfg)[goal].tolist()
+    cell = dr.tasks_in_use(env_cfg)[goal].tolist()
     env_rec, src_rec = to_dict(env_cfg), to_dict(cfg)
     meta = {"goal_id": str(goal), "goal": json.dumps(cell), "grid_size": str(env_cfg.grid_size),
             "env": json.dumps(env_rec), "source": json.dumps(src_rec)}

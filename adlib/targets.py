@@ -175,7 +175,7 @@ def optimal_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig) -> torch.Tensor
     """``[B, L, A]`` shortest-path actions to the window's true task (``f['goal']``: task ids
     ``[B]``): the goal cell; keydoor, the key without it, the door with it."""
     n, C = env_cfg.grid_size, env_cfg.grid_size ** 2
-    task = dr.all_goals(env_cfg).to(f["state"].device)[f["goal"]]                       # [B, W]
+    task = dr.tasks_in_use(env_cfg).to(f["state"].device)[f["goal"]]                       # [B, W]
     pos = _cell_rc(f["state"] % C, n)                                                   # [B, L, 2]
     if env_cfg.kind == "keydoor":
         holding = (f["state"] >= C)[..., None]

@@ -1,4 +1,4 @@
-"""The deterministic train / held-out split of the tasks ("goals") in use (:func:`adlib.envs.darkroom.all_goals`)."""
+"""The deterministic train / held-out split of the tasks ("goals") in use (:func:`adlib.envs.darkroom.tasks_in_use`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from adlib.io import DataError, read_json, write_json
 
 def split_goals(env_cfg: EnvConfig, cfg: SplitConfig) -> dict:
     """A seeded permutation of all goals: the first ``n_train`` train, the rest are held out."""
-    goals = dr.all_goals(env_cfg).tolist()
+    goals = dr.tasks_in_use(env_cfg).tolist()
     perm = np.random.default_rng(cfg.seed).permutation(len(goals))
     train = sorted(int(i) for i in perm[: cfg.n_train])
     held_out = sorted(int(i) for i in perm[cfg.n_train:])
@@ -49,8 +49,8 @@ def read_split(path: str | Path, env_cfg: EnvConfig | None = None) -> dict:
         raise DataError(f"{path}: split is for a {split.get('grid_size')}x{split.get('grid_size')} "
                         f"{split.get('kind', 'darkroom')} but env.grid_size = {env_cfg.grid_size}, env.kind = "
                         f"{env_cfg.kind!r}; rerun split_tasks")
-    if env_cfg is not None and n_goals != len(dr.all_goals(env_cfg)):
-        raise DataError(f"{path}: split has {n_goals} tasks but the env has {len(dr.all_goals(env_cfg))} in use "
+    if env_cfg is not None and n_goals != len(dr.tasks_in_use(env_cfg)):
+        raise DataError(f"{path}: split has {n_goals} tasks but the env has {len(dr.tasks_in_use(env_cfg))} in use "
                         f"(env.n_tasks = {env_cfg.n_tasks}); rerun split_tasks")
     return split
 

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.tensorboard import SummaryWriter
 
+from adlib import rng
 from adlib.config import DTConfig, DTRuntime, EnvConfig, ParamError, to_dict
 from adlib.dataset import DATA_FILE, HistoryDataset
 from adlib.device import pick_device
@@ -109,7 +110,7 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDa
         g["lr"] = lr_at(step, dt)
     per = dt.batch_size // procs.world
     rows = data.sample_starts(np.random.default_rng([dt.seed, step]), dt.batch_size, dt.seq_len, dt.stream_start_frac)
-    torch.manual_seed(dt.seed * 1_000_003 + step * 101 + procs.rank)
+    torch.manual_seed(rng.step_seed(dt.seed, step, procs.rank))
     batch = to_tensors(data.windows(rows[procs.rank * per:(procs.rank + 1) * per], dt.seq_len), procs.device)
     if dt.target == "source":   # plain imitation: the stream's actions are the targets
         targets, mask = batch["action"], None
@@ -138,17 +139,22 @@ def model_checkpoint(model: ADTransformer, dt: DTConfig, env_cfg: EnvConfig, spl
             "dataset": {**{k: meta[k] for k in ("transitions", "streams")}, "sha256": data_sha256}}
 
 
-def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, out_dir: str | Path,
-          resume_dir: str | Path | None = None, log_dir: str | Path | None = None, rt: DTRuntime = DTRuntime()
-          ) -> dict:
-    """Train; write ``model.pt`` into ``out_dir`` (and TensorBoard events into ``log_dir``);
-    return a summary. ``model.pt`` does not depend on ``rt``.
+@dataclass
+class Run:
+    """A training run as it starts: the model (fresh, or resumed from ``ckpt_path``), its
+    optimiser, the module that trains (DDP-wrapped under torchrun) and the first step."""
 
-    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains a DDP replica on its slice of the
-    global batch; rank 0 evaluates, logs and writes files.
-    """
-    procs = init_processes(rt, dt.batch_size)
-    data = HistoryDataset(data_dir, env_cfg, held_out=split["held_out"], seq_len=dt.seq_len)
+    model: ADTransformer
+    opt: torch.optim.Optimizer
+    net: torch.nn.Module
+    start: int
+    ckpt_path: Path | None
+    fingerprint: str
+    note: str
+
+
+def start_run(env_cfg: EnvConfig, dt: DTConfig, data: HistoryDataset, procs: Procs,
+              resume_dir: str | Path | None) -> Run:
     torch.manual_seed(dt.seed)
     model = build_model(dt, env_cfg).to(procs.device)
     opt = make_optimizer(model, dt)
@@ -160,29 +166,45 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         note += f" at step {start}"
-    net = DDP(model) if procs.world > 1 else model
+    return Run(model, opt, DDP(model) if procs.world > 1 else model, start, ckpt_path, fp, note)
+
+
+def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, out_dir: str | Path,
+          resume_dir: str | Path | None = None, log_dir: str | Path | None = None, rt: DTRuntime = DTRuntime()
+          ) -> dict:
+    """Train; write ``model.pt`` into ``out_dir`` (and TensorBoard events into ``log_dir``);
+    return a summary. ``model.pt`` does not depend on ``rt``.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every rank trains a DDP replica on its slice of the
+    global batch; rank 0 evaluates, logs and writes files.
+    """
+    procs = init_processes(rt, dt.batch_size)
+    data = HistoryDataset(data_dir, env_cfg, held_out=split["held_out"], seq_len=dt.seq_len)
+    run = start_run(env_cfg, dt, data, procs, resume_dir)
+    model, start = run.model, run.start
     amp = rt.amp and procs.device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     logger = TrainLog(log_dir if procs.main else None, start, dt, env_cfg, split, rt, procs.device)
-    if procs.main and note:
-        log.info(note)
     if procs.main:
+        if run.note:
+            log.info(run.note)
         log.info(f"{model.num_params():,} parameters, layout {dt.layout}, {len(data):,} transitions, "
                  f"{procs.world} process(es), device {procs.device}")
     t0 = time.time()
     pbar = bar(dt.num_steps, "train_dt", unit="step", initial=start) if procs.main else None
     model.train()
     for step in range(start, dt.num_steps):
-        stats = train_step(net, opt, data, dt, step, procs, autocast, env_cfg)
+        stats = train_step(run.net, run.opt, data, dt, step, procs, autocast, env_cfg)
         if not procs.main:
             continue
         pbar.update(1)
         pbar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.3f}", refresh=False)
-        done = (step + 1 - start) * dt.batch_size * dt.seq_len
-        logger.step(step, stats, done / max(1e-9, time.time() - t0), model)
-        if ckpt_path is not None and (step + 1) % rt.checkpoint_every == 0 and step + 1 < dt.num_steps:
-            save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "step": step + 1, "fingerprint": fp})
+        logger.scalars(step, stats, (step + 1 - start) * dt.batch_size * dt.seq_len / max(1e-9, time.time() - t0))
+        if logger.eval_due(step):
+            logger.evaluate(step, model)
+        if run.ckpt_path is not None and (step + 1) % rt.checkpoint_every == 0 and step + 1 < dt.num_steps:
+            save_torch(run.ckpt_path, {"model": model.state_dict(), "optimizer": run.opt.state_dict(),
+                                       "step": step + 1, "fingerprint": run.fingerprint})
     wall = time.time() - t0
     summary = {"steps": dt.num_steps, "params": model.num_params(), "wall_s": wall,
                "transitions_per_s": (dt.num_steps - start) * dt.batch_size * dt.seq_len / max(1e-9, wall),
@@ -192,8 +214,8 @@ def train(env_cfg: EnvConfig, dt: DTConfig, split: dict, data_dir: str | Path, o
         logger.close()
         save_torch(Path(out_dir) / "model.pt", model_checkpoint(model, dt, env_cfg, split, data.meta,
                                                                 file_sha256(Path(data_dir) / DATA_FILE)))
-        if ckpt_path is not None:
-            ckpt_path.unlink(missing_ok=True)
+        if run.ckpt_path is not None:
+            run.ckpt_path.unlink(missing_ok=True)
         log.info(f"done: {dt.num_steps} steps in {wall:.0f}s ({summary['transitions_per_s']:,.0f} transitions/s) "
                  f"-> {Path(out_dir) / 'model.pt'}")
     if procs.world > 1:
@@ -220,27 +242,31 @@ class TrainLog:
             if start == 0:
                 self.writer.add_text("hparams", "\n".join(f"- dt.{k}: {v}" for k, v in to_dict(dt).items()), 0)
 
-    def step(self, step: int, stats: dict[str, float], rate: float, model: ADTransformer) -> None:
-        last = step == self.dt.num_steps - 1
-        if self.writer is not None and (step % 10 == 0 or last):
+    def scalars(self, step: int, stats: dict[str, float], rate: float) -> None:
+        """Loss, accuracy, gradient norm, learning rate and speed, every 10 steps and at the last."""
+        if self.writer is not None and (step % 10 == 0 or step == self.dt.num_steps - 1):
             for k in ("loss", "accuracy", "grad_norm"):
                 self.writer.add_scalar(f"losses/{'train_loss' if k == 'loss' else k}", stats[k], step)
             self.writer.add_scalar("charts/lr", stats["lr"], step)
             self.writer.add_scalar("perf/transitions_per_s", rate, step)
-        if self.rt.eval_step and ((step + 1) % self.rt.eval_step == 0 or last):
-            model.eval()
-            ev = evaluate_in_training(model, self.env_cfg, self.held_out, self.rt.eval_episodes, self.device,
-                                      self.dt.seed)
-            tr = evaluate_in_training(model, self.env_cfg, self.train, self.rt.eval_episodes, self.device,
-                                      self.dt.seed)
-            model.train()
-            if self.writer is not None:
-                for group, res in (("eval_held_out", ev), ("eval_train", tr)):
-                    for k, v in res.items():
-                        self.writer.add_scalar(f"{group}/{k}", v, step + 1)
-            self.evals.append({"step": step + 1, "held_out": ev, "train": tr})
-            log.info(f"step {step + 1}: held-out success first10 {ev['success_first10']:.2f} "
-                     f"last10 {ev['success_last10']:.2f} | train goals last10 {tr['success_last10']:.2f}")
+
+    def eval_due(self, step: int) -> bool:
+        """An in-context evaluation after this step: every ``rt.eval_step`` steps and after the last."""
+        return bool(self.rt.eval_step) and ((step + 1) % self.rt.eval_step == 0 or step == self.dt.num_steps - 1)
+
+    def evaluate(self, step: int, model: ADTransformer) -> None:
+        """The model plays the held-out goals and a few training goals from an empty context."""
+        model.eval()
+        ev = evaluate_in_training(model, self.env_cfg, self.held_out, self.rt.eval_episodes, self.device, self.dt.seed)
+        tr = evaluate_in_training(model, self.env_cfg, self.train, self.rt.eval_episodes, self.device, self.dt.seed)
+        model.train()
+        if self.writer is not None:
+            for group, res in (("eval_held_out", ev), ("eval_train", tr)):
+                for k, v in res.items():
+                    self.writer.add_scalar(f"{group}/{k}", v, step + 1)
+        self.evals.append({"step": step + 1, "held_out": ev, "train": tr})
+        log.info(f"step {step + 1}: held-out success first10 {ev['success_first10']:.2f} "
+                 f"last10 {ev['success_last10']:.2f} | train goals last10 {tr['success_last10']:.2f}")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,4 +1,4 @@
-"""Videos and contact sheets of agents walking Dark Room (stage render_videos).
+"""Videos and contact sheets of agents walking Dark Room (the render_videos stage).
 
 A :class:`Trajectory` is what :func:`adlib.rollout.rollout` records for one run: the cell
 reached by every step and the episode it belongs to. :func:`episode_frames` draws it with
@@ -58,7 +58,7 @@ def trajectories(res: PlayResult, env_cfg: EnvConfig, titles: list[str]) -> list
     """Split a recorded :class:`PlayResult` into one :class:`Trajectory` per run."""
     if res.trace is None:
         raise ValueError("the PlayResult was not recorded (rollout/play with record=True)")
-    goals = dr.all_goals(env_cfg)[torch.as_tensor(res.goal_ids)].tolist()
+    goals = dr.tasks_in_use(env_cfg)[torch.as_tensor(res.goal_ids)].tolist()
     start = None if env_cfg.random_start else dr.start_pos(env_cfg)
     out = []
     for i, title in enumerate(titles):
@@ -120,7 +120,7 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
             ret += r
             visited[cell] = True
             # keydoor: rewards so far this episode = 1 key held, 2 door open
-            img = draw_frame(size, cell, traj.goal, cell_px, visited if shade_visited else None, stage=int(ret))
+            img = draw_frame(size, cell, traj.goal, cell_px, visited if shade_visited else None, progress=int(ret))
             lines = [traj.title, f"{task} | episode {e + 1}/{n_eps}", f"return {ret:g} | last episode {last}"]
             frames.append(overlay(img, lines, [DIM_TEXT, TEXT, GOAL if ret > 0 else TEXT], cell_px, width))
         out.append(frames)

@@ -24,7 +24,7 @@ from benchmarks.smoke import parse
 
 def core_runner(cfg: EnvConfig, n_goals: int, per_goal: int, steps: int, seed: int):
     """A closure stepping the batched core ``steps`` times over every env of ``n_goals`` goals."""
-    goals = dr.all_goals(cfg)[torch.arange(n_goals) % len(dr.all_goals(cfg))].repeat_interleave(per_goal, 0)
+    goals = dr.tasks_in_use(cfg)[torch.arange(n_goals) % len(dr.tasks_in_use(cfg))].repeat_interleave(per_goal, 0)
     gen = torch.Generator().manual_seed(seed)
     state, _ = dr.reset(cfg, goals)
     B = len(goals)
@@ -40,7 +40,7 @@ def core_runner(cfg: EnvConfig, n_goals: int, per_goal: int, steps: int, seed: i
 
 def gym_runner(cfg: EnvConfig, n_envs: int, steps: int, seed: int):
     """A closure stepping a SyncVectorEnv of ``n_envs`` gym envs ``steps`` times."""
-    goals = dr.all_goals(cfg).tolist()
+    goals = dr.tasks_in_use(cfg).tolist()
     envs = gym.vector.SyncVectorEnv([(lambda g=tuple(goals[i % len(goals)]): gym_env.make(cfg, goal=g))
                                      for i in range(n_envs)])
     envs.reset(seed=seed)

@@ -22,7 +22,6 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from adlib.config import EnvConfig
@@ -49,7 +48,7 @@ def _bound(n: int, paper: bool) -> str:
 
 def explorer_play(env: EnvConfig, episodes: int, seeds: int):
     """Per-episode outcomes of the systematic explorer of ``env``'s kind over all its tasks x seeds."""
-    goals = list(range(len(dr.all_goals(env))))
+    goals = list(range(len(dr.tasks_in_use(env))))
     return rollout(explorer_of(env), env, goals, seeds, episodes, greedy=False, seed=0)
 
 

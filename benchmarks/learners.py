@@ -29,10 +29,11 @@ from benchmarks.smoke import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
-LEARNERS = {"default": "AD, default (A2C data, exploit target)",
-            "ad_source": "AD, A2C data, source target (the original's)",
+LEARNERS = {"default": "AD, default (A2C + AD^eps data, exploit target)",
+            "ad_source": "AD, A2C + AD^eps data, source target (the original's)",
             "explorer": "AD, explorer data, source target",
-            "searcher": "AD, searcher (explorer data, explorer target)"}
+            "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
+            "searcher": "searcher: explorer + A2C + AD^eps data, explorer target"}
 EPISODES = (1, 2, 3, 5, 10)
 
 
@@ -73,8 +74,8 @@ def collect(names: dict[str, str], base: Path, img: Path) -> str:
             plot[CURVE_LABELS[col]] = np.mean([c[col].to_numpy() for c in last], 0)
     head = ["held-out success (sampled)", "splits", *(f"ep. {e}" for e in EPISODES), "11-20", "last 10",
             "episode after the 1st success"]
-    plot_curves(img, plot, "held-out goals: the learners side by side (mean of the splits)", "success rate",
-                band_over="splits", x_log=True)
+    plot_curves(img, plot, f"held-out goals, mean of {len(last)} splits (single episodes)", "success rate",
+                band_over="splits", x_log=True, smooth=False)
     cmds = "\n".join(f"    python -m benchmarks.splits --name {n} ..." for n in runs)
     return (table(head, rows) + "\n\nEach row: mean ± std over the splits of each split's mean over its held-out "
             "goals and eval seeds. Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs:\n\n"

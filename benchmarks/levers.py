@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from adlib.config import SplitConfig, load_params
+from adlib.config import load_params
 from adlib.dataset import build_dataset
 from adlib.evaluation import summarize
 from adlib.incontext import play

@@ -105,6 +105,22 @@ def plant(root: Path, bug: Bug) -> None:
     path.write_text(text.replace(bug.old, bug.new))
 
 
+def pytest(root: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                          cwd=root, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+
+
+def control() -> None:
+    """Every test file of :data:`BUGS` passes on the unplanted tree, run the same way: a bug is
+    'caught' by its bug, not by the setting."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree(Path(tmp))
+        p = pytest(Path(tmp), tuple(sorted({t for b in BUGS for t in b.tests})))
+        if p.returncode != 0:
+            raise SystemExit("the tests fail without any planted bug:\n" + (p.stdout + p.stderr)[-3000:])
+
+
 def run(bug: Bug) -> tuple[bool, float]:
     """(caught, seconds): the bug's test files on a planted copy of the tree."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,10 +128,7 @@ def run(bug: Bug) -> tuple[bool, float]:
         tree(root)
         plant(root, bug)
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *bug.tests],
-                           cwd=root, capture_output=True, text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin",
-                                                                           "OMP_NUM_THREADS": "1"})
-        return p.returncode != 0, time.perf_counter() - t0
+        return pytest(root, bug.tests).returncode != 0, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -133,6 +146,8 @@ def main() -> None:
                 (Path(tmp) / b.module).write_text(original)
         print(f"{len(bugs)} planted bugs apply")
         return
+    control()
+    print("control: the unplanted tree passes every test file named", flush=True)
     rows, caught = [], 0
     for b in bugs:
         ok, s = run(b)
@@ -141,7 +156,8 @@ def main() -> None:
         rows.append([b.name, f"`{b.module}`", ", ".join(f"`{Path(t).name}`" for t in b.tests),
                      "caught" if ok else "**missed**"])
     body = (f"{caught} of {len(bugs)} planted bugs caught (code {commit()}; `python -m benchmarks.planted_bugs`: "
-            "each bug alone, on a copy of the committed tree, the test files named run against it).\n\n"
+            "each bug alone, on a copy of the committed tree, the test files named run against it; the same "
+            "files pass on the unplanted tree).\n\n"
             + table(["planted bug", "module", "tests run", "result"], rows))
     if args.only is None:
         write_section("Planted bugs", body, DOC)

@@ -9,6 +9,7 @@ section, random windows: speed does not depend on the values), under each thread
 - ``torch default``: ``runtime.dt.threads: 0`` and nothing else (libgomp's threads spin-wait
   between parallel regions, then sleep);
 - ``passive``: the same threads with ``OMP_WAIT_POLICY=PASSIVE`` (they sleep at once);
+- ``short spin``: the same threads with ``GOMP_SPINCOUNT=10000`` (a short spin, then sleep);
 - ``1 thread``: ``runtime.dt.threads: 1``.
 
 Reported: median seconds per step and the slowdown against the same setting idle. A fair share
@@ -30,7 +31,8 @@ from pathlib import Path
 from benchmarks import machine, median, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = {"torch default": ({}, 0), "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0), "1 thread": ({}, 1)}
+POLICIES = {"torch default": ({}, 0), "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
+            "short spin": ({"GOMP_SPINCOUNT": "10000"}, 0), "1 thread": ({}, 1)}
 BUSY = "while True: pass"
 
 

@@ -104,12 +104,9 @@ def random_search_of(command: str, episodes: int, workspace: Path = ROOT) -> np.
     return random_search_curve(p.env, held_out, episodes, seed=p.eval.seed)
 
 
-def collect(name: str, base: Path, episodes: int | None = None, workspace: Path = ROOT
-            ) -> tuple[str, dict[int, pd.DataFrame]]:
-    """The section's markdown from ``base/split_<K>/`` (and its plot, ``docs/img/splits_<name>.png``
-    of ``workspace``, whose params.yaml :func:`random_search_of` reads); with ``episodes``, every
-    split's curve is cut to that many episodes and the headline numbers of longer runs are
-    recomputed from their cut curves (their spread over goals is then left out)."""
+def load_runs(base: Path, episodes: int | None, workspace: Path) -> tuple[list[int], dict, dict]:
+    """(splits, eval reports, held-out curves) of ``base/split_<K>/``; with ``episodes``, cut
+    (see :func:`collect`)."""
     splits = sorted(int(p.name.split("_")[1]) for p in base.glob("split_*"))
     if not splits:
         raise SystemExit(f"{base}: no split_<K> folders; run without --collect-only first")
@@ -134,8 +131,11 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
                 b["a2c_source_last10"] = from_curve(cut["a2c_source"], "return_last10")
                 detail[k].pop("train_goals", None)
                 curves[k] = cut
-    original = detail[splits[0]]["variant"].startswith("original")
-    digits = 3 if original else 2
+    return splits, detail, curves
+
+
+def split_rows(splits: list[int], detail: dict, curves: dict, original: bool, digits: int) -> list[list[str]]:
+    """The headline rows: AD's numbers, the baselines and AD minus random search, per split."""
     score = "success" if original else "return"
     keys = [k for k in (f"{score}_first10", f"{score}_11to20", f"{score}@50", f"{score}@100", f"{score}_last10",
                         "found_by10", "success_after_first", "steps_over_shortest_last10",
@@ -168,9 +168,12 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
                     for s in splits]
             rows.append([f"AD minus random search, episodes {lo + 1}-{lo + 10}", *(f"{v:+.{digits}f}" for v in vals),
                          fmt(vals, digits), ""])
-    head = ["held-out goals", *(f"split {s}" for s in splits), "mean ± std over splits", "goal spread"]
-    body = table(head, rows)
+    return rows
 
+
+
+def episode_rows(splits: list[int], curves: dict, original: bool, digits: int) -> tuple[list[int], list[list[str]]]:
+    """(episodes, rows) of the per-episode table: AD and the baselines at :data:`POINTS`."""
     E = len(curves[splits[0]])
     pts = [p for p in POINTS if p <= E]
     ad = np.stack([curves[s]["ad_sampled"].to_numpy() for s in splits])           # [splits, E]
@@ -187,11 +190,28 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
     if not original:
         ref = dict(AD_PAPER)
         prow.append(["AD paper (Fig. 4)", *(f"{ref[p]}" if p in ref else "" for p in pts)])
+    return pts, prow
+
+
+def collect(name: str, base: Path, episodes: int | None = None, workspace: Path = ROOT
+            ) -> tuple[str, dict[int, pd.DataFrame]]:
+    """The section's markdown from ``base/split_<K>/`` (and its plot, ``docs/img/splits_<name>.png``
+    of ``workspace``, whose params.yaml :func:`random_search_of` reads); with ``episodes``, every
+    split's curve is cut to that many episodes and the headline numbers of longer runs are
+    recomputed from their cut curves (their spread over goals is then left out)."""
+    splits, detail, curves = load_runs(base, episodes, workspace)
+    original = detail[splits[0]]["variant"].startswith("original")
+    digits = 3 if original else 2
+    head = ["held-out goals", *(f"split {s}" for s in splits), "mean ± std over splits", "goal spread"]
+    body = table(head, split_rows(splits, detail, curves, original, digits))
+    pts, prow = episode_rows(splits, curves, original, digits)
     body += ("\n\nPer episode (each split's value is the mean over its held-out goals and eval seeds; "
              "single episodes, not smoothed):\n\n" + table(["episode", *map(str, pts)], prow))
     cmds = sorted({(base / f"split_{s}" / "command.txt").read_text().strip() for s in splits})
     body += "\n\nMade by `python -m benchmarks.splits --name " + name + "`, which ran:\n\n" + \
         "\n".join(f"    {c}" for c in cmds)
+    E = len(curves[splits[0]])
+    ad = np.stack([curves[s]["ad_sampled"].to_numpy() for s in splits])           # [splits, E]
     plot = {f"AD sampled, mean of {len(splits)} splits": ad.mean(0), f"AD sampled, mean of {len(splits)} splits"
             + STD_SUFFIX: ad.std(0)}
     for s in splits:

@@ -27,7 +27,7 @@ STAMP = "params.yaml passed adlib.config validation; every other stage depends o
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/params.ok")
+    ap.add_argument("--out", required=True)
     ap.add_argument("--dataset", default=None, help="the dataset folder (data/dataset): dt.seq_len is checked "
                                                     "against its streams when params.yaml keeps it as it is")
     ap.add_argument("--sources", nargs="*", default=[], help="folders of the shard stages' outputs (data/sources, "

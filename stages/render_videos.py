@@ -11,10 +11,10 @@ from stages import run_stage
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--split", default="data/split.json")
-    ap.add_argument("--sources", default="data/sources")
-    ap.add_argument("--model", default="models/dt/model.pt")
-    ap.add_argument("--out", default="videos")
+    ap.add_argument("--split", required=True)
+    ap.add_argument("--sources", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
     args = ap.parse_args()
     p = load_params(args.params)
     # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink

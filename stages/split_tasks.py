@@ -10,7 +10,7 @@ from stages import run_stage
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/split.json")
+    ap.add_argument("--out", required=True)
     args = ap.parse_args()
     p = load_params(args.params)
     # heavy imports (torch) only once params.yaml is known to be valid: a bad key fails in a blink

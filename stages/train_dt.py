@@ -11,9 +11,9 @@ RESUME_DIR = ".cache/train_dt"   # scratch: ignored by git (.gitignore) and by D
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--split", default="data/split.json")
-    ap.add_argument("--data", default="data/dataset")
-    ap.add_argument("--out", default="models/dt")
+    ap.add_argument("--split", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
     ap.add_argument("--tensorboard", default=None, help="TensorBoard folder, e.g. logs/train_dt")
     ap.add_argument("--resume-dir", default=RESUME_DIR, help="scratch folder of the resumable checkpoint")
     args = ap.parse_args()

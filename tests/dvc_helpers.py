@@ -272,13 +272,14 @@ class Repo:
     def params(self) -> dict:
         return yaml.safe_load((self.root / "params.yaml").read_text())
 
-    def set_param(self, key: str, value) -> None:
+    def set_param(self, key: str, value, new: bool = False) -> None:
+        """Set ``key`` in params.yaml (with ``new``, a key params.yaml does not have is added)."""
         p = self.params
         *parents, last = key.split(".")
         d = p
         for k in parents:
             d = d[k]
-        assert last in d, key
+        assert new or last in d, key
         d[last] = value
         (self.root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 

@@ -73,9 +73,9 @@ def tiny_rt(**kw) -> DTRuntime:
 
 def tiny_model_cfg(layout: str = "transition", state_embedding: str = "coords", seq_len: int = 8,
                    d: int = 16, n_layers: int = 2, n_heads: int = 2) -> ModelConfig:
-    return ModelConfig(grid_size=ENV.grid_size, n_actions=dr.N_ACTIONS, max_timestep=ENV.max_episode_steps, layout=layout,
-                       state_embedding=state_embedding, seq_len=seq_len, embedding_dim=d, num_layers=n_layers,
-                       num_heads=n_heads, feed_forward_dim=2 * d)
+    dt = tiny_dt(layout=layout, state_embedding=state_embedding, seq_len=seq_len, embedding_dim=d, num_layers=n_layers,
+                 num_heads=n_heads, feed_forward_dim=2 * d)
+    return ModelConfig.from_dt(dt, ENV.grid_size, dr.N_ACTIONS, ENV.max_episode_steps)
 
 
 def write_params(path: Path, dt: DTConfig, eval_cfg: EvalConfig | None = None, rt: DTRuntime | None = None) -> Path:

@@ -10,17 +10,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers_dt import ENV, tiny_dt, tiny_model_cfg, tiny_pipeline, tiny_rt
+from helpers_dt import ENV, tiny_dt, tiny_model_cfg, tiny_pipeline
 
 from adlib import a2c, tokens
-from adlib.config import DTRuntime, EnvConfig
+from adlib.config import DTRuntime
 from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.evaluation import headline, summarize
 from adlib.incontext import ContextPlayer, play
 from adlib.model import ADTransformer
 from adlib.rollout import PlayResult, rollout
-from adlib.train import TrainLog, build_model
+from adlib.train import TrainLog
+from adlib.transitions import Transitions
 
 torch.set_num_threads(1)
 
@@ -99,7 +100,7 @@ def test_rollout_samples_at_the_temperature(temperature):
     """Constant logits (0, ln 3) on no-op / up: P(up) = 3^(1/T) / (1 + 3^(1/T))."""
     logits = torch.tensor([0.0, math.log(3.0), -1e9, -1e9, -1e9])
     policy = lambda obs, t, prev, state: logits.expand(obs.shape[0], 5)
-    res = rollout(policy, ENV, list(range(len(dr.all_goals(ENV)))), 400, 1, greedy=False, temperature=temperature,
+    res = rollout(policy, ENV, list(range(len(dr.tasks_in_use(ENV)))), 400, 1, greedy=False, temperature=temperature,
                   seed=0, record=True, max_steps=1)
     up = float((res.trace["action"][:, 0] == 1).mean())
     want = 3 ** (1 / temperature) / (1 + 3 ** (1 / temperature))
@@ -177,9 +178,9 @@ def test_a_truncated_step_bootstraps_from_the_cell_it_reached():
     Hand computation: R2 = 0 + 0.5 v(9) = 0.45; R1 = 1 + 0.5 R2 = 1.225; R0 = 0 + 0.5 v(4) = 0.2
     (v of the cell reached, 4, not of the cell acted on, 3)."""
     one = lambda xs, dt=torch.long: torch.tensor(xs, dtype=dt).view(3, 1, 1)
-    ro = a2c.Rollout(obs=one([3, 12, 13]), t=one([19, 0, 1]), action=one([2, 1, 2]),
+    ro = Transitions(state=one([3, 12, 13]), t=one([19, 0, 1]), action=one([2, 1, 2]),
                      reward=one([0.0, 1.0, 0.0], torch.float), terminated=one([0, 0, 0], torch.bool),
-                     truncated=one([1, 0, 0], torch.bool), final_obs=one([4, 13, 14]))
+                     truncated=one([1, 0, 0], torch.bool), next_state=one([4, 13, 14]))
     values = (torch.arange(81, dtype=torch.float) / 10).view(1, 81)
     returns = a2c.rollout_returns(ro, values, torch.tensor([[9]]), gamma=0.5)
     assert returns.flatten().tolist() == pytest.approx([0.2, 1.225, 0.45])

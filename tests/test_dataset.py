@@ -325,7 +325,7 @@ def _eps_sequence(cfg: NoiseConfig, t: list[int], prev_reward: list[int]) -> lis
     """eps of one run of EpsOptimal fed a made-up sequence of in-episode timesteps and previous
     rewards (2 = 'none', the first step of a run)."""
     env = EnvConfig(grid_size=5, max_episode_steps=4, terminate_on_goal=False)
-    state, obs = dr.reset(env, dr.all_goals(env)[:1], None)
+    state, obs = dr.reset(env, dr.tasks_in_use(env)[:1], None)
     pol, out = EpsOptimal(cfg), []
     for tt, r in zip(t, prev_reward):
         pol(obs, torch.tensor([tt]), {"prev_reward": torch.tensor([r])}, state)
@@ -358,7 +358,7 @@ def test_explorer_finds_every_goal_of_a_9x9_room_then_walks_shortest_paths():
     room = EnvConfig()
     cols = explorer_histories(room, ExplorerConfig(streams_per_goal=1, transitions=300), list(range(80)))
     table = episode_table(cols)
-    d = dr.shortest_path(room, torch.tensor(dr.start_pos(room)), dr.all_goals(room)).numpy()
+    d = dr.shortest_path(room, torch.tensor(dr.start_pos(room)), dr.tasks_in_use(room)).numpy()
     for s in range(80):
         mine = table["stream"] == s
         success, length = table["success"][mine], table["length"][mine]

@@ -25,13 +25,7 @@ RESULTS = ("data", "models", "metrics", "videos")
 
 def edit(repo: Repo, key: str, value) -> None:
     """Set ``key`` in the repo's params.yaml (creating it if new)."""
-    raw = repo.params
-    *parents, leaf = key.split(".")
-    d = raw
-    for k in parents:
-        d = d[k]
-    d[leaf] = value
-    (repo.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    repo.set_param(key, value, new=True)
 
 
 def refused(repo: Repo, message: str) -> None:

@@ -17,11 +17,11 @@ def cfg(**kw) -> EnvConfig:
 
 
 def state_at(pos: list[tuple[int, int]], goal: list[tuple[int, ...]], t: list[int] | None = None,
-             stage: list[int] | None = None) -> dr.EnvState:
+             progress: list[int] | None = None) -> dr.EnvState:
     B = len(pos)
     return dr.EnvState(pos=torch.tensor(pos, dtype=torch.long), goal=torch.tensor(goal, dtype=torch.long),
                        t=torch.tensor(t if t is not None else [0] * B, dtype=torch.long),
-                       stage=torch.tensor(stage if stage is not None else [0] * B, dtype=torch.long))
+                       progress=torch.tensor(progress if progress is not None else [0] * B, dtype=torch.long))
 
 
 def step_one(c: EnvConfig, pos, goal, action: int, t: int = 0, u: float | None = None) -> dr.StepOut:
@@ -39,7 +39,7 @@ def test_step_moves_by_spec_convention(action, expected):
     out = step_one(cfg(), CENTRE, FAR_GOAL, action)
     assert tuple(out.state.pos[0].tolist()) == expected
     assert int(out.obs[0]) == expected[0] * SIZE + expected[1]  # state = row * size + col
-    assert int(out.final_obs[0]) == expected[0] * SIZE + expected[1]
+    assert int(out.next_state[0]) == expected[0] * SIZE + expected[1]
 
 
 @pytest.mark.parametrize("pos,action", [((0, 3), 1), ((1, 4), 2), ((4, 1), 3), ((3, 0), 4), ((0, 0), 1), ((0, 0), 4),
@@ -115,7 +115,7 @@ def test_terminated_on_last_step_is_not_truncated():
 def test_terminated_and_truncated_never_together_random_walk():
     c = cfg(max_episode_steps=4, terminate_on_goal=True)
     g = torch.Generator().manual_seed(0)
-    goals = dr.all_goals(c)
+    goals = dr.tasks_in_use(c)
     B = len(goals)
     state, _ = dr.reset(c, goals)
     seen_term = seen_trunc = 0
@@ -148,21 +148,21 @@ def test_t_counts_steps_within_episode():
         assert state.t.tolist() == [k]
 
 
-def test_final_obs_is_pre_reset_cell_with_goal_reward():
+def test_next_state_is_pre_reset_cell_with_goal_reward():
     c = cfg(terminate_on_goal=True)
     goal = (3, 2)
     out = step_one(c, CENTRE, goal, 3)
     assert out.terminated.tolist() == [True]
-    assert int(out.final_obs[0]) == goal[0] * SIZE + goal[1]
+    assert int(out.next_state[0]) == goal[0] * SIZE + goal[1]
     assert int(out.obs[0]) == CENTRE[0] * SIZE + CENTRE[1]
     assert out.reward.tolist() == [1.0]
 
 
-def test_final_obs_on_truncation_is_reached_cell():
+def test_next_state_on_truncation_is_reached_cell():
     c = cfg(max_episode_steps=1)
     out = step_one(c, CENTRE, FAR_GOAL, 4)
     assert out.truncated.tolist() == [True]
-    assert int(out.final_obs[0]) == 2 * SIZE + 1
+    assert int(out.next_state[0]) == 2 * SIZE + 1
     assert int(out.obs[0]) == 2 * SIZE + 2
 
 
@@ -197,7 +197,7 @@ def test_random_start_requires_uniforms():
 def test_all_goals_excludes_centre_and_has_size_squared_minus_one():
     for size in (3, 5, 9):
         c = EnvConfig(grid_size=size)
-        goals = dr.all_goals(c)
+        goals = dr.tasks_in_use(c)
         assert goals.shape == (size * size - 1, 2)
         cells = {tuple(g) for g in goals.tolist()}
         assert len(cells) == size * size - 1
@@ -208,7 +208,7 @@ def test_all_goals_excludes_centre_and_has_size_squared_minus_one():
 def test_optimal_actions_reduce_distance():
     c = cfg()
     cells = torch.tensor([[r, col] for r in range(SIZE) for col in range(SIZE)])
-    for goal in dr.all_goals(c).tolist():
+    for goal in dr.tasks_in_use(c).tolist():
         g = torch.tensor(goal).expand_as(cells)
         mask = dr.optimal_actions(cells, g)                                     # [n, 5]
         d0 = dr.shortest_path(c, cells, g)
@@ -227,7 +227,7 @@ def test_mixed_goal_batch_equals_each_env_alone():
                {"terminate_on_goal": False, "reward_mode": "stand"},
                {"terminate_on_goal": True, "reward_mode": "reach", "random_start": True}):
         c = cfg(max_episode_steps=6, **kw)
-        goals = dr.all_goals(c)
+        goals = dr.tasks_in_use(c)
         B = len(goals)
         gen = torch.Generator().manual_seed(1)
         actions = torch.randint(0, dr.N_ACTIONS, (40, B), generator=gen)
@@ -237,13 +237,13 @@ def test_mixed_goal_batch_equals_each_env_alone():
         batch = [obs]
         for k in range(40):
             out = dr.step(c, state, actions[k], us[k + 1] if rs else None)
-            batch.append(torch.stack([out.obs, out.reward, out.terminated, out.truncated, out.final_obs], 0))
+            batch.append(torch.stack([out.obs, out.reward, out.terminated, out.truncated, out.next_state], 0))
             state = out.state
         for i in range(B):
             s1, o1 = dr.reset(c, goals[i:i + 1], us[0, i:i + 1] if rs else None)
             assert torch.equal(o1, batch[0][i:i + 1])
             for k in range(40):
                 out = dr.step(c, s1, actions[k, i:i + 1], us[k + 1, i:i + 1] if rs else None)
-                alone = torch.stack([out.obs, out.reward, out.terminated, out.truncated, out.final_obs], 0)
+                alone = torch.stack([out.obs, out.reward, out.terminated, out.truncated, out.next_state], 0)
                 assert torch.equal(alone[:, 0], batch[k + 1][:, i].to(alone.dtype)), (i, k)
                 s1 = out.state

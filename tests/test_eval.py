@@ -52,7 +52,7 @@ def test_oracle_on_original_room_always_succeeds_on_shortest_paths():
     assert res.returns.shape == (80, E)
     assert res.success.all()
     assert (res.returns == 1.0).all()
-    d = dr.shortest_path(ROOM9, torch.tensor(dr.start_pos(ROOM9)), dr.all_goals(ROOM9)).numpy()
+    d = dr.shortest_path(ROOM9, torch.tensor(dr.start_pos(ROOM9)), dr.tasks_in_use(ROOM9)).numpy()
     np.testing.assert_array_equal(res.shortest, d)
     np.testing.assert_array_equal(res.lengths, np.repeat(d[:, None], E, 1))   # terminated on arrival
     m = summarize(res, 1, ROOM9)
@@ -65,7 +65,7 @@ def test_oracle_on_original_room_always_succeeds_on_shortest_paths():
 
 def test_oracle_on_paper_variant_returns_21_minus_distance():
     res = rollout(oracle_policy, PAPER9, ALL9, seeds=2, episodes=3, greedy=True)
-    d = np.repeat(dr.shortest_path(PAPER9, torch.tensor(dr.start_pos(PAPER9)), dr.all_goals(PAPER9)).numpy(), 2)
+    d = np.repeat(dr.shortest_path(PAPER9, torch.tensor(dr.start_pos(PAPER9)), dr.tasks_in_use(PAPER9)).numpy(), 2)
     np.testing.assert_array_equal(res.returns, np.repeat((21 - d)[:, None], 3, 1))
     assert (res.lengths == 20).all()                       # no termination: always 20 steps
     assert res.returns.mean() == pytest.approx(16.5)
@@ -113,7 +113,7 @@ def exact_random_success(env: EnvConfig, goal: tuple[int, int]) -> float:
 def test_random_baseline_equals_the_exact_random_walk_success():
     env = ENV   # 5x5, 10 steps, terminate on goal
     goals = list(range(24))
-    exact = np.mean([exact_random_success(env, tuple(g)) for g in dr.all_goals(env)[goals].tolist()])
+    exact = np.mean([exact_random_success(env, tuple(g)) for g in dr.tasks_in_use(env)[goals].tolist()])
     assert random_return(env, goals) == pytest.approx(exact, abs=0.01)
     res = rollout(random_policy, env, goals, seeds=16, episodes=10, greedy=False, seed=1)
     assert (res.returns == res.success).all()   # 'reach' + termination: return is success

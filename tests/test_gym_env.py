@@ -85,7 +85,7 @@ VARIANTS = {
 def test_gym_env_matches_batched_core_on_random_actions(variant):
     """Same actions, same goals: identical obs/reward/terminated/truncated trajectories.
 
-    Conventions compared: the core auto-resets (its ``final_obs`` is the gym obs at an
+    Conventions compared: the core auto-resets (its ``next_state`` is the gym obs at an
     episode end, its ``obs`` the gym obs after the caller's reset); gymnasium's TimeLimit may
     report terminated and truncated together on the last step, the core never does, so the
     core's ``truncated`` equals gym's ``truncated and not terminated``.
@@ -95,7 +95,7 @@ def test_gym_env_matches_batched_core_on_random_actions(variant):
     cfg = EnvConfig(grid_size=SIZE, max_episode_steps=max_steps, **kw)
     gen = np.random.default_rng(0)
     goal_ids = [0, 4, 7, 11, 12, 19, 23]  # corners, a neighbour of the centre, others
-    goals = dr.all_goals(cfg)[goal_ids]
+    goals = dr.tasks_in_use(cfg)[goal_ids]
     envs = [gym_env.make(cfg, goal=tuple(g.tolist())) for g in goals]
     actions = gen.integers(0, dr.N_ACTIONS, size=(n_steps, len(goals)))
     state, obs = dr.reset(cfg, goals)
@@ -106,7 +106,7 @@ def test_gym_env_matches_batched_core_on_random_actions(variant):
         out = dr.step(cfg, state, torch.as_tensor(actions[k]))
         for i, env in enumerate(envs):
             o, r, te, tr, info = env.step(int(actions[k, i]))
-            assert o == int(out.final_obs[i]), (k, i)
+            assert o == int(out.next_state[i]), (k, i)
             assert r == float(out.reward[i]), (k, i)
             assert te == bool(out.terminated[i]), (k, i)
             assert (tr and not te) == bool(out.truncated[i]), (k, i)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from adlib.config import EnvConfig, ParamError, env_config, parse_params, read_yaml
+from adlib.config import DTConfig, EnvConfig, ParamError, env_config, parse_params, read_yaml
 from adlib.envs import HARD_ID, KEYDOOR_ID
 from adlib.envs import darkroom as dr
 from adlib.envs import gym_env
@@ -27,9 +27,9 @@ KD = EnvConfig(kind="keydoor", grid_size=5, max_episode_steps=30, terminate_on_g
 KEY, DOOR = (0, 0), (4, 4)
 
 
-def kd_state(pos, stage=0, t=0, key=KEY, door=DOOR) -> dr.EnvState:
+def kd_state(pos, progress=0, t=0, key=KEY, door=DOOR) -> dr.EnvState:
     return dr.EnvState(pos=torch.tensor([pos]), goal=torch.tensor([[*key, *door]]), t=torch.tensor([t]),
-                       stage=torch.tensor([stage]))
+                       progress=torch.tensor([progress]))
 
 
 def walk(cfg: EnvConfig, state: dr.EnvState, actions: list[int]) -> list[dr.StepOut]:
@@ -47,33 +47,33 @@ def test_key_pays_once_and_sets_the_observed_flag():
     outs = walk(KD, kd_state((1, 0)), [1, 0, 3, 1])        # up onto the key, stay, leave, come back
     assert [float(o.reward) for o in outs] == [1.0, 0.0, 0.0, 0.0]
     n2 = KD.grid_size ** 2
-    assert int(outs[0].final_obs) == 0 + n2                  # cell 0, holding the key
-    assert int(outs[2].final_obs) == 5 + n2                  # cell (1, 0), still holding it
-    assert [int(o.state.stage) for o in outs] == [1, 1, 1, 1]
+    assert int(outs[0].next_state) == 0 + n2                  # cell 0, holding the key
+    assert int(outs[2].next_state) == 5 + n2                  # cell (1, 0), still holding it
+    assert [int(o.state.progress) for o in outs] == [1, 1, 1, 1]
 
 
 def test_door_pays_only_with_the_key_and_only_once():
     no_key = walk(KD, kd_state((4, 3)), [2, 0])                # onto the door without the key
-    assert [float(o.reward) for o in no_key] == [0.0, 0.0] and int(no_key[-1].state.stage) == 0
-    with_key = walk(KD, kd_state((4, 3), stage=1), [2, 0, 4, 2])
+    assert [float(o.reward) for o in no_key] == [0.0, 0.0] and int(no_key[-1].state.progress) == 0
+    with_key = walk(KD, kd_state((4, 3), progress=1), [2, 0, 4, 2])
     assert [float(o.reward) for o in with_key] == [1.0, 0.0, 0.0, 0.0]
-    assert int(with_key[0].state.stage) == 2
+    assert int(with_key[0].state.progress) == 2
     assert not any(bool(o.terminated) for o in with_key)      # the paper's variant runs to the step limit
 
 
 def test_terminate_on_goal_ends_the_episode_at_the_open_door_and_resets_the_key():
     cfg = EnvConfig(kind="keydoor", grid_size=5, max_episode_steps=30, terminate_on_goal=True)
-    out = dr.step(cfg, kd_state((4, 3), stage=1, t=7), torch.tensor([2]))
+    out = dr.step(cfg, kd_state((4, 3), progress=1, t=7), torch.tensor([2]))
     assert bool(out.terminated) and not bool(out.truncated) and float(out.reward) == 1.0
-    assert int(out.state.t) == 0 and int(out.state.stage) == 0          # auto-reset: no key any more
+    assert int(out.state.t) == 0 and int(out.state.progress) == 0          # auto-reset: no key any more
     assert tuple(out.state.pos[0].tolist()) == dr.start_pos(cfg)
     assert int(out.obs) == 12                                           # the centre, no key flag
 
 
 def test_truncation_resets_the_key():
-    out = dr.step(KD, kd_state((2, 2), stage=1, t=29), torch.tensor([0]))
-    assert bool(out.truncated) and int(out.state.stage) == 0
-    assert int(out.final_obs) == 12 + 25 and int(out.obs) == 12        # pre-reset flag kept in final_obs
+    out = dr.step(KD, kd_state((2, 2), progress=1, t=29), torch.tensor([0]))
+    assert bool(out.truncated) and int(out.state.progress) == 0
+    assert int(out.next_state) == 12 + 25 and int(out.obs) == 12        # pre-reset flag kept in next_state
 
 
 def test_random_start_never_starts_on_the_key():
@@ -89,7 +89,7 @@ def test_oracle_completes_every_task_in_the_fewest_steps():
     res = rollout(oracle_policy, cfg, list(range(60)), seeds=1, episodes=2, greedy=True)
     assert (res.returns == 2).all() and res.success.all()
     assert (res.lengths == res.shortest[:, None]).all()
-    tasks = dr.all_goals(cfg)
+    tasks = dr.tasks_in_use(cfg)
     start = torch.tensor(dr.start_pos(cfg))
     expect = (tasks[:, :2] - start).abs().sum(-1).clamp(min=1) + (tasks[:, :2] - tasks[:, 2:]).abs().sum(-1)
     assert (tasks[:, :2] == start).all(-1).any()                        # a key on the start cell: a no-op picks it up
@@ -105,23 +105,23 @@ def test_random_policy_rarely_opens_the_door():
 # ---------------------------------------------------------------- the task set
 
 def test_task_set_counts_and_key_never_equals_door():
-    tasks = dr.all_goals(env_config(kind="keydoor", grid_size=9, max_episode_steps=50))
+    tasks = dr.tasks_in_use(env_config(kind="keydoor", grid_size=9, max_episode_steps=50))
     assert tasks.shape == (6480, 4)
     assert not (tasks[:, :2] == tasks[:, 2:]).all(-1).any()
     assert len({tuple(t) for t in tasks.tolist()}) == 6480
-    assert dr.all_goals(env_config(grid_size=17)).shape == (288, 2)
-    assert dr.all_goals(env_config(grid_size=13)).shape == (168, 2)
+    assert dr.tasks_in_use(env_config(grid_size=17)).shape == (288, 2)
+    assert dr.tasks_in_use(env_config(grid_size=13)).shape == (168, 2)
 
 
 def test_n_tasks_keeps_a_fixed_subset_in_order():
-    full = dr.all_goals(env_config(kind="keydoor", grid_size=9, max_episode_steps=50))
-    sub = dr.all_goals(env_config(kind="keydoor", grid_size=9, max_episode_steps=50, n_tasks=300))
-    again = dr.all_goals(env_config(kind="keydoor", grid_size=9, max_episode_steps=50, n_tasks=300,
+    full = dr.tasks_in_use(env_config(kind="keydoor", grid_size=9, max_episode_steps=50))
+    sub = dr.tasks_in_use(env_config(kind="keydoor", grid_size=9, max_episode_steps=50, n_tasks=300))
+    again = dr.tasks_in_use(env_config(kind="keydoor", grid_size=9, max_episode_steps=50, n_tasks=300,
                                     terminate_on_goal=True))
     assert sub.shape == (300, 4) and torch.equal(sub, again)
     rows = [full.tolist().index(t) for t in sub.tolist()]
     assert rows == sorted(rows)                                         # a subset, in the full order
-    assert torch.equal(dr.all_goals(env_config(n_tasks=0)), dr.all_goals(env_config()))
+    assert torch.equal(dr.tasks_in_use(env_config(n_tasks=0)), dr.tasks_in_use(env_config()))
 
 
 # ---------------------------------------------------------------- gymnasium
@@ -155,7 +155,7 @@ def test_gym_keydoor_matches_the_core_step_for_step():
             a = int(rng.integers(5))
             obs, r, term, trunc, info = env.step(a)
             out = dr.step(cfg, state, torch.tensor([a]))
-            assert (obs, r, term) == (int(out.final_obs), float(out.reward), bool(out.terminated))
+            assert (obs, r, term) == (int(out.next_state), float(out.reward), bool(out.terminated))
             assert info["has_key"] == (obs >= 25)
             state = out.state
             if term:
@@ -176,7 +176,7 @@ def test_dark_room_hard_matches_the_core_and_ends_on_the_goal():
         a = int(rng.choice(5, p=[0.05, 0.05, 0.8, 0.05, 0.05]))        # mostly right: reaches (8, 13) often
         obs, r, term, trunc, _ = env.step(a)
         out = dr.step(cfg, state, torch.tensor([a]))
-        assert (obs, r, term) == (int(out.final_obs), float(out.reward), bool(out.terminated))
+        assert (obs, r, term) == (int(out.next_state), float(out.reward), bool(out.terminated))
         state = out.state
         if term or trunc:
             assert trunc == bool(out.truncated)                         # TimeLimit at 20 = the core's limit
@@ -246,7 +246,7 @@ def test_synthetic_sources_open_the_door():
     from adlib.noise import explorer_histories, noise_histories
 
     env = EnvConfig(kind="keydoor", grid_size=5, max_episode_steps=30, terminate_on_goal=False)
-    goals = list(range(0, len(dr.all_goals(env)), 37))
+    goals = list(range(0, len(dr.tasks_in_use(env)), 37))
     noise = noise_histories(env, NoiseConfig(streams_per_goal=2, transitions=150, eps_start=0.0, eps_end=0.0,
                                              decay_episodes=0), goals)
     ep = episode_table(noise, success_return=2)
@@ -284,16 +284,16 @@ def test_readme_ready_made_configurations_are_valid_params():
 # ---------------------------------------------------------------- the model
 
 def test_coords_embedding_tells_the_key_flag_apart():
-    cfg = ModelConfig(grid_size=5, n_actions=5, max_timestep=30, key_flag=True, embedding_dim=16, num_layers=1,
-                      num_heads=2, feed_forward_dim=32, seq_len=8)
+    small = dict(embedding_dim=16, num_layers=1, num_heads=2, feed_forward_dim=32, seq_len=8)
+    cfg = ModelConfig.from_dt(DTConfig(**small), grid_size=5, n_actions=5, max_timestep=30, key_flag=True)
     model = ADTransformer(cfg)
     emb = model.state_emb
     s = torch.tensor([7, 7 + 25, 50])                                  # a cell without / with the key, none
     out = emb(s)
     assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
     assert torch.allclose(out[1] - out[0], emb.flag.weight[1] - emb.flag.weight[0])
-    table = ADTransformer(ModelConfig(grid_size=5, n_actions=5, max_timestep=30, key_flag=True, state_embedding="table",
-                                      embedding_dim=16, num_layers=1, num_heads=2, feed_forward_dim=32, seq_len=8))
+    table = ADTransformer(ModelConfig.from_dt(DTConfig(**small, state_embedding="table"), grid_size=5, n_actions=5,
+                                              max_timestep=30, key_flag=True))
     assert table.state_emb.table.num_embeddings == 2 * 25 + 1
 
 

@@ -156,7 +156,7 @@ def test_dataset_windows_carry_terminal_reward_into_next_episode(tmp_path_factor
     L = 4
     rows = rows[rows + L <= len(stream)]
     w = ds.windows(rows, L)
-    goal_cells = dr.all_goals(ENV)[torch.from_numpy(ds.cols["goal"][rows].astype(np.int64))]
+    goal_cells = dr.tasks_in_use(ENV)[torch.from_numpy(ds.cols["goal"][rows].astype(np.int64))]
     goal_idx = (goal_cells[:, 0] * ENV.grid_size + goal_cells[:, 1]).numpy()
     assert (w["t"][:, 0] == 0).all()                       # a new episode ...
     assert (w["prev_reward"][:, 0] == 1).all()              # ... carries the last reward

@@ -227,13 +227,7 @@ BAD_EDITS = [
 def test_bad_params_stop_repro_before_any_output_is_removed(repo: Repo, key, value):
     before = {d: repo.hashes(d) for d in ("data", "models", "metrics", "videos")}
     lock = (repo.root / "dvc.lock").read_bytes()
-    raw = repo.params
-    *parents, leaf = key.split(".")
-    d = raw
-    for k in parents:
-        d = d[k]
-    d[leaf] = value
-    (repo.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    repo.set_param(key, value, new=True)
     p = repo.run_raw(sys.executable, "-m", "dvc", "repro")
     out = p.stdout + p.stderr
     assert p.returncode != 0, out

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from adlib.a2c import HISTORY_FIELDS, train_agents
+from adlib.a2c import train_agents
+from adlib.transitions import FIELDS
 from adlib.config import EnvConfig, SourceConfig, SourceRuntime, to_dict
 
 torch.set_num_threads(1)
@@ -24,7 +25,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_training():
     logs = []
     p2, h2 = train_agents(ENV, SRC, [0, 3, 7], [0, 0, 1], rt=RT, on_log=logs.append, resume=ckpts[0])
     assert all(torch.equal(p1[k], p2[k]) for k in p1)
-    assert all(np.array_equal(getattr(h1, f), getattr(h2, f)) for f in HISTORY_FIELDS)
+    assert all(np.array_equal(getattr(h1, f), getattr(h2, f)) for f in FIELDS)
     assert [e.update for e in logs] == list(range(10, 301, 10))      # logs before the checkpoint replayed
 
 
@@ -90,7 +91,6 @@ def test_shard_bytes_do_not_depend_on_the_worker_processes(tmp_path):
 def test_killed_multi_worker_shard_stops_its_workers_and_resumes_exactly(tmp_path):
     """SIGKILL of the stage process (its workers get no signal): the workers notice and exit,
     and a rerun continues every part from its checkpoint to the bytes of an uninterrupted run."""
-    import signal
     import subprocess
     import sys
     import time

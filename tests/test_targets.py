@@ -37,7 +37,7 @@ def actions(mask: torch.Tensor) -> list[set[int]]:
 
 
 def goal_id(env: EnvConfig, *task: int) -> int:
-    return [tuple(g) for g in dr.all_goals(env).tolist()].index(task)
+    return [tuple(g) for g in dr.tasks_in_use(env).tolist()].index(task)
 
 
 def test_explorer_labels_by_hand_on_a_3x3_room():
@@ -130,7 +130,7 @@ def test_explorer_labels_equal_the_explorer_step_by_step(env):
         chosen.append(torch.isfinite(logits))
         return logits
 
-    n_tasks = len(dr.all_goals(env))
+    n_tasks = len(dr.tasks_in_use(env))
     goals = list(range(0, n_tasks, max(1, n_tasks // 40)))
     res = rollout(EpsMix(record, 0.2), env, goals, 2, 6, greedy=False, seed=3, record=True)
     live = torch.from_numpy(res.trace["episode"] < 6)
@@ -144,7 +144,7 @@ def test_teacher_ties_follow_each_streams_tie_order():
     """Streams of the explorer with the 8 symmetric tie orders: the labels with ties 'teacher'
     are the one action each stream's (noise-free) explorer chose, at every step."""
     env = EnvConfig(grid_size=7, max_episode_steps=12)
-    n_goals = len(dr.all_goals(env))
+    n_goals = len(dr.tasks_in_use(env))
     variants = stream_variants("symmetric", n_goals, 8)
     chosen = []
     teacher = OrderedTies(explorer_of(env), torch.from_numpy(variants).long())

@@ -72,7 +72,7 @@ def test_visited_cells_are_shaded_within_an_episode_only():
 def test_recorded_rollout_splits_into_trajectories_with_matching_rewards():
     res = rollout(oracle_policy, ENV, [0, 5], seeds=1, episodes=3, greedy=True, record=True)
     trajs = trajectories(res, ENV, ["a", "b"])
-    for traj, goal in zip(trajs, dr.all_goals(ENV)[[0, 5]].tolist()):
+    for traj, goal in zip(trajs, dr.tasks_in_use(ENV)[[0, 5]].tolist()):
         assert traj.goal == tuple(goal) and traj.episode_of_step.max() == 2
         eps = episode_frames(traj, ENV, cell_px=CELL)
         sums = np.bincount(traj.episode_of_step, weights=traj.rewards, minlength=3)

@@ -30,6 +30,16 @@ import numpy as np
 import torch
 
 from adlib.config import EnvConfig, ParamError
+from adlib.envs.rules import (  # noqa: F401  (the core's rules, re-exported)
+    TASK_POOL_SEED,
+    farthest_task_steps,
+    n_all_tasks,
+    n_states,
+    n_tasks_in_use,
+    start_pos,
+    success_return,
+    task_width,
+)
 
 N_ACTIONS = 5
 # [5, 2] (d_row, d_col) per action
@@ -42,23 +52,18 @@ class EnvState(NamedTuple):
     pos: torch.Tensor    # [B, 2] long, (row, col)
     goal: torch.Tensor   # [B, 2] long goal cell (darkroom) or [B, 4] key cell, door cell (keydoor)
     t: torch.Tensor      # [B] long
-    stage: torch.Tensor  # [B] long, keydoor progress: 0 no key, 1 key held, 2 door open (0 in darkroom)
+    progress: torch.Tensor  # [B] long, keydoor progress: 0 no key, 1 key held, 2 door open (0 in darkroom)
 
 
 class StepOut(NamedTuple):
-    """What one batched step returns. ``obs`` is after the auto-reset, ``final_obs`` before it."""
+    """What one batched step returns. ``obs`` is after the auto-reset, ``next_state`` before it."""
 
     state: EnvState
     obs: torch.Tensor        # [B] long, observation to act on next (post-reset where done)
     reward: torch.Tensor     # [B] float32
     terminated: torch.Tensor  # [B] bool, goal reached with terminate_on_goal
     truncated: torch.Tensor   # [B] bool, step limit hit (and not terminated)
-    final_obs: torch.Tensor   # [B] long, the cell actually reached by this step (pre-reset)
-
-
-def start_pos(cfg: EnvConfig) -> tuple[int, int]:
-    """The fixed start cell: the centre."""
-    return cfg.grid_size // 2, cfg.grid_size // 2
+    next_state: torch.Tensor  # [B] long, the observation actually reached by this step (pre-reset)
 
 
 def all_cells(cfg: EnvConfig) -> torch.Tensor:
@@ -67,21 +72,7 @@ def all_cells(cfg: EnvConfig) -> torch.Tensor:
     return torch.stack([rows.flatten(), cols.flatten()], -1)
 
 
-def task_width(cfg: EnvConfig) -> int:
-    """Integers per task: 2 (goal cell) or 4 (key cell, door cell)."""
-    return 4 if cfg.kind == "keydoor" else 2
-
-
-def n_states(cfg: EnvConfig) -> int:
-    """Size of the observation space: the cells, twice over for keydoor (without / with the key)."""
-    return cfg.grid_size ** 2 * (2 if cfg.kind == "keydoor" else 1)
-
-
-# the seed of the fixed task subset that ``env.n_tasks`` keeps (the same for every split)
-TASK_POOL_SEED = 0
-
-
-def every_task(cfg: EnvConfig) -> torch.Tensor:
+def all_tasks(cfg: EnvConfig) -> torch.Tensor:
     """Every task of the room: darkroom, every cell but the start cell ``[grid_size**2 - 1, 2]``;
     keydoor, every (key, door) pair of cells with key != door ``[n**2 (n**2 - 1), 4]``, key-major."""
     cells = all_cells(cfg)
@@ -94,11 +85,11 @@ def every_task(cfg: EnvConfig) -> torch.Tensor:
     return cells[~((cells[:, 0] == sr) & (cells[:, 1] == sc))]
 
 
-def all_goals(cfg: EnvConfig) -> torch.Tensor:
-    """The tasks the pipeline uses (goal id = row): every task (:func:`every_task`), or with
+def tasks_in_use(cfg: EnvConfig) -> torch.Tensor:
+    """The tasks the pipeline uses (goal id = row): every task (:func:`all_tasks`), or with
     ``env.n_tasks > 0`` a fixed pseudo-random subset of that many, in the same order (the
     subset depends on the room only, never on the split: the split draws from it)."""
-    tasks = every_task(cfg)
+    tasks = all_tasks(cfg)
     if cfg.n_tasks == 0 or cfg.n_tasks >= len(tasks):
         return tasks
     keep = np.sort(np.random.default_rng(TASK_POOL_SEED).permutation(len(tasks))[:cfg.n_tasks])
@@ -137,13 +128,13 @@ def check_goal(cfg: EnvConfig, goal: Any, key: str = "goal") -> tuple[int, ...]:
     return tuple(flat)
 
 
-def obs_of(cfg: EnvConfig, pos: torch.Tensor, stage: torch.Tensor | None = None) -> torch.Tensor:
+def obs_of(cfg: EnvConfig, pos: torch.Tensor, progress: torch.Tensor | None = None) -> torch.Tensor:
     """Observation of positions ``[..., 2]``: the cell index, plus ``grid_size**2`` where a
-    keydoor agent holds the key (``stage [...] >= 1``)."""
+    keydoor agent holds the key (``progress [...] >= 1``)."""
     cell = pos[..., 0] * cfg.grid_size + pos[..., 1]
-    if stage is None or cfg.kind != "keydoor":
+    if progress is None or cfg.kind != "keydoor":
         return cell
-    return cell + cfg.grid_size ** 2 * (stage >= 1).long()
+    return cell + cfg.grid_size ** 2 * (progress >= 1).long()
 
 
 def target(state: EnvState) -> torch.Tensor:
@@ -151,7 +142,7 @@ def target(state: EnvState) -> torch.Tensor:
     until it is held, then the door."""
     if state.goal.shape[-1] == 2:
         return state.goal
-    return torch.where((state.stage == 0).unsqueeze(-1), state.goal[..., :2], state.goal[..., 2:])
+    return torch.where((state.progress == 0).unsqueeze(-1), state.goal[..., :2], state.goal[..., 2:])
 
 
 def _start_positions(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
@@ -171,15 +162,15 @@ def reset(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None = None) -> 
     """Fresh episodes for tasks ``goal [B, W]``; ``u [B]`` uniforms are needed only with random_start."""
     pos = _start_positions(cfg, goal, u)
     zero = torch.zeros(goal.shape[0], dtype=torch.long, device=goal.device)
-    state = EnvState(pos=pos, goal=goal, t=zero, stage=zero.clone())
-    return state, obs_of(cfg, pos, state.stage)
+    state = EnvState(pos=pos, goal=goal, t=zero, progress=zero.clone())
+    return state, obs_of(cfg, pos, state.progress)
 
 
 class Transition(NamedTuple):
     """One step of every env before any reset (what :func:`step` auto-resets)."""
 
     pos: torch.Tensor         # [B, 2] cell reached
-    stage: torch.Tensor       # [B] keydoor progress after the step
+    progress: torch.Tensor       # [B] keydoor progress after the step
     reward: torch.Tensor      # [B] bool
     terminated: torch.Tensor  # [B] bool
     truncated: torch.Tensor   # [B] bool
@@ -191,10 +182,10 @@ def transition(cfg: EnvConfig, state: EnvState, action: torch.Tensor) -> Transit
     new_pos = (state.pos + deltas).clamp(0, cfg.grid_size - 1)                # walls stop moves
     t = state.t + 1
     if cfg.kind == "keydoor":
-        at_key = (new_pos == state.goal[:, :2]).all(-1) & (state.stage == 0)
-        at_door = (new_pos == state.goal[:, 2:]).all(-1) & (state.stage == 1)   # key != door: not both
+        at_key = (new_pos == state.goal[:, :2]).all(-1) & (state.progress == 0)
+        at_door = (new_pos == state.goal[:, 2:]).all(-1) & (state.progress == 1)   # key != door: not both
         reward = at_key | at_door
-        stage = state.stage + reward.long()
+        progress = state.progress + reward.long()
         terminated = at_door & cfg.terminate_on_goal
     else:
         at_goal = (new_pos == state.goal).all(-1)                            # [B]
@@ -202,10 +193,10 @@ def transition(cfg: EnvConfig, state: EnvState, action: torch.Tensor) -> Transit
             reward = at_goal
         else:  # "reach": only the step that arrives on the goal
             reward = at_goal & ~(state.pos == state.goal).all(-1)
-        stage = state.stage
+        progress = state.progress
         terminated = at_goal & cfg.terminate_on_goal
     truncated = (t >= cfg.max_episode_steps) & ~terminated
-    return Transition(new_pos, stage, reward, terminated, truncated)
+    return Transition(new_pos, progress, reward, terminated, truncated)
 
 
 def step(cfg: EnvConfig, state: EnvState, action: torch.Tensor, u: torch.Tensor | None = None) -> StepOut:
@@ -213,17 +204,17 @@ def step(cfg: EnvConfig, state: EnvState, action: torch.Tensor, u: torch.Tensor 
 
     Auto-reset convention (the only place it is written): an env whose episode ends on
     this step (terminated or truncated) comes back already reset in ``state``/``obs``;
-    the reward and the reached cell of the ending step are in ``reward`` and ``final_obs``.
+    the reward and the reached cell of the ending step are in ``reward`` and ``next_state``.
     """
     tr = transition(cfg, state, action)
     done = tr.terminated | tr.truncated
-    final_obs = obs_of(cfg, tr.pos, tr.stage)
+    next_state = obs_of(cfg, tr.pos, tr.progress)
     restart = _start_positions(cfg, state.goal, u)
     pos = torch.where(done.unsqueeze(-1), restart, tr.pos)
     t = torch.where(done, torch.zeros_like(state.t), state.t + 1)
-    stage = torch.where(done, torch.zeros_like(tr.stage), tr.stage)
-    new_state = EnvState(pos=pos, goal=state.goal, t=t, stage=stage)
-    return StepOut(new_state, obs_of(cfg, pos, stage), tr.reward.float(), tr.terminated, tr.truncated, final_obs)
+    progress = torch.where(done, torch.zeros_like(tr.progress), tr.progress)
+    new_state = EnvState(pos=pos, goal=state.goal, t=t, progress=progress)
+    return StepOut(new_state, obs_of(cfg, pos, progress), tr.reward.float(), tr.terminated, tr.truncated, next_state)
 
 
 def manhattan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -238,20 +229,6 @@ def shortest_path(cfg: EnvConfig, pos: torch.Tensor, goal: torch.Tensor) -> torc
     if cfg.kind == "keydoor":
         return manhattan(pos, goal[..., :2]).clamp(min=1) + manhattan(goal[..., :2], goal[..., 2:])
     return manhattan(pos, goal)
-
-
-def success_return(cfg: EnvConfig) -> int:
-    """The episode return that means the task was completed: the goal reached (1), or for
-    keydoor the key and the door (2)."""
-    return 2 if cfg.kind == "keydoor" else 1
-
-
-def farthest_task_steps(cfg: EnvConfig) -> int:
-    """The fewest steps the hardest task of the room needs from the worst start: every task
-    fits an episode iff this is <= ``max_episode_steps``."""
-    span = 2 * (cfg.grid_size - 1)                      # corner to corner
-    first = span if cfg.random_start else 2 * (cfg.grid_size // 2)
-    return first + (span if cfg.kind == "keydoor" else 0)
 
 
 def optimal_actions(pos: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:

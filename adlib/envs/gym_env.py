@@ -70,7 +70,7 @@ class DarkRoomEnv(gym.Env):
         elif self._fixed_goal is not None:
             self._goal = self._fixed_goal
         elif self._goal is None or seed is not None or self.goal_sampling == "reset":
-            goals = dr.all_goals(self.cfg)
+            goals = dr.tasks_in_use(self.cfg)
             self._goal = tuple(goals[self.np_random.integers(len(goals))].tolist())
         self._state, obs = dr.reset(self.cfg, torch.tensor([self._goal], dtype=torch.long), self._u())
         return int(obs[0]), self._info()
@@ -78,8 +78,8 @@ class DarkRoomEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"step": int(self._state.t[0]), "goal": self._goal}
         if self.cfg.kind == "keydoor":
-            info["has_key"] = bool(self._state.stage[0] >= 1)
-            info["door_open"] = bool(self._state.stage[0] >= 2)
+            info["has_key"] = bool(self._state.progress[0] >= 1)
+            info["door_open"] = bool(self._state.progress[0] >= 2)
         return info
 
     def step(self, action):
@@ -89,8 +89,8 @@ class DarkRoomEnv(gym.Env):
             raise ValueError(f"invalid action {action!r}: must be an integer in [0, {dr.N_ACTIONS})")
         # the core's rules without its auto-reset: gymnasium's caller resets explicitly
         tr = dr.transition(self.cfg, self._state, torch.tensor([int(action)]))
-        self._state = dr.EnvState(pos=tr.pos, goal=self._state.goal, t=self._state.t + 1, stage=tr.stage)
-        obs = dr.obs_of(self.cfg, tr.pos, tr.stage)
+        self._state = dr.EnvState(pos=tr.pos, goal=self._state.goal, t=self._state.t + 1, progress=tr.progress)
+        obs = dr.obs_of(self.cfg, tr.pos, tr.progress)
         return int(obs[0]), float(tr.reward[0]), bool(tr.terminated[0]), False, self._info()
 
     def render(self):
@@ -98,7 +98,7 @@ class DarkRoomEnv(gym.Env):
             return None
         pos = tuple(self._state.pos[0].tolist())
         return draw_frame(self.cfg.grid_size, pos, tuple(self._state.goal[0].tolist()), self.cell_px,
-                          stage=int(self._state.stage[0]))
+                          progress=int(self._state.progress[0]))
 
 
 def make(cfg: EnvConfig, **kwargs: Any) -> gym.Env:

@@ -29,11 +29,11 @@ def _fill(img: np.ndarray, cell: tuple[int, ...], cell_px: int, pad: int, colour
 
 
 def draw_frame(size: int, pos: tuple[int, int], goal: tuple[int, ...] | None, cell_px: int = 24,
-               visited: np.ndarray | None = None, stage: int = 0) -> np.ndarray:
+               visited: np.ndarray | None = None, progress: int = 0) -> np.ndarray:
     """One frame ``[size*cell_px, size*cell_px, 3] uint8``: grid, optional visited cells, task, agent.
 
     ``goal`` is a goal cell (row, col), or for Key-to-Door (key row, key col, door row, door
-    col) with ``stage`` 0 (no key: key filled), 1 (key held: key cell outlined, a key dot on
+    col) with ``progress`` 0 (no key: key filled), 1 (key held: key cell outlined, a key dot on
     the agent) or 2 (door open: the door turns green)."""
     img = np.empty((size * cell_px, size * cell_px, 3), dtype=np.uint8)
     img[:] = BG
@@ -45,17 +45,17 @@ def draw_frame(size: int, pos: tuple[int, int], goal: tuple[int, ...] | None, ce
     pad = max(1, cell_px // 8)
     keydoor = goal is not None and len(goal) == 4
     if keydoor:
-        _fill(img, goal[:2], cell_px, pad, KEY, ring=stage >= 1)
-        _fill(img, goal[2:], cell_px, pad, GOAL if stage >= 2 else DOOR)
+        _fill(img, goal[:2], cell_px, pad, KEY, ring=progress >= 1)
+        _fill(img, goal[2:], cell_px, pad, GOAL if progress >= 2 else DOOR)
     elif goal is not None:
         _fill(img, goal, cell_px, pad, GOAL)
     r, c = pos
     yy, xx = np.mgrid[0:cell_px, 0:cell_px]
     centre = (cell_px - 1) / 2
     disc = (yy - centre) ** 2 + (xx - centre) ** 2 <= (cell_px / 2 - 1.5 * pad) ** 2
-    on_goal = goal is not None and tuple(goal[-2:]) == tuple(pos) and (not keydoor or stage >= 2)
+    on_goal = goal is not None and tuple(goal[-2:]) == tuple(pos) and (not keydoor or progress >= 2)
     img[r * cell_px:(r + 1) * cell_px, c * cell_px:(c + 1) * cell_px][disc] = AGENT_ON_GOAL if on_goal else AGENT
-    if keydoor and stage >= 1:   # the agent holds the key
+    if keydoor and progress >= 1:   # the agent holds the key
         dot = (yy - centre) ** 2 + (xx - centre) ** 2 <= (cell_px / 6) ** 2
         img[r * cell_px:(r + 1) * cell_px, c * cell_px:(c + 1) * cell_px][dot] = KEY
     return img
