@@ -22,6 +22,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from adlib.config import EnvConfig
@@ -52,6 +53,21 @@ def explorer_play(env: EnvConfig, episodes: int, seeds: int):
     return rollout(explorer_of(env), env, goals, seeds, episodes, greedy=False, seed=0)
 
 
+def search_lengths(res, success: float) -> np.ndarray:
+    """Transitions each run played until its first successful episode ended (inclusive), inf if
+    none did within its episodes ``[N]``: the context a learner needs to hold the whole search."""
+    won = np.asarray(res.returns) >= success                                          # [N, E]
+    upto = np.cumsum(np.asarray(res.lengths), 1).astype(float)                        # [N, E]
+    return np.where(won, upto, np.inf).min(1)
+
+
+def search_row(name: str, lengths: np.ndarray, episode_steps: int) -> list[str]:
+    q = lambda p: float(np.quantile(lengths, p, method="inverted_cdf"))  # no interpolation: inf stays inf
+    fmt = lambda x: "never" if x == np.inf else f"{x:.0f}"
+    return [name, f"{np.isfinite(lengths).mean():.3f}", fmt(q(0.5)), fmt(q(0.9)), fmt(q(0.99)),
+            fmt(lengths.max()), f"{q(0.99) / episode_steps:.1f}" if q(0.99) < np.inf else "–"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=30)
@@ -60,13 +76,16 @@ def main() -> None:
     args = parse(ap, episodes=2, seeds=1, no_write=True)
     torch.set_num_threads(1)
     pts = [p for p in POINTS if p <= args.episodes]
-    rows = []
+    rows, search = [], []
     for variant, over in (("original (terminate on goal): success", {}),
                           ("paper (+1 per step on the goal): return",
                            dict(terminate_on_goal=False, reward_mode="stand"))):
         for name, n in ROOMS:
             env = replace(EnvConfig(), grid_size=n, **over)
-            low, high = explorer_play(env, args.episodes, args.seeds).returns.mean(0), explorer_curve(env, args.episodes)
+            played = explorer_play(env, args.episodes, args.seeds)
+            low, high = played.returns.mean(0), explorer_curve(env, args.episodes)
+            if not over:
+                search.append(search_row(name, search_lengths(played, 1), env.max_episode_steps))
             rows.append([variant, name, "systematic explorer (achievable: a lower bound)",
                          *[f"{low[p - 1]:.2f}" for p in pts]])
             rows.append([variant, name, "idealised, 20 new cells per episode" + _bound(n, bool(over)),
@@ -78,7 +97,10 @@ def main() -> None:
                  *[f"{res.returns.mean(0)[p - 1]:.2f}" for p in pts]])
     rows.append(["Key-to-Door: doors opened", name, "systematic explorer (achievable: a lower bound)",
                  *[f"{res.success.mean(0)[p - 1]:.2f}" for p in pts]])
+    search.append(search_row(name + ": the door", search_lengths(res, 2), kd.max_episode_steps))
     md = table(["variant", "room", "explorer", *[f"ep {p}" for p in pts]], rows)
+    search_md = table(["room (original variant)", "found within the episodes", "transitions to the first success: median",
+                       "90 %", "99 %", "max", "99 %, in episodes"], search)
     body = (
         "For the success rate (original variant) the perfect explorer (knows the room, not the goal) lies "
         "between the two rows of each room: the systematic explorer of `adlib.noise.Explorer` (nearest unseen "
@@ -93,7 +115,11 @@ def main() -> None:
         "search for the key, then with the key for the door, from what the agent observes and the rewards "
         "only), one run per (key, door) pair, 50-step episodes. Dark Room rows: mean over every goal of the "
         f"room, {args.seeds} seeds of the explorer's tie-breaking, 20-step episodes from the centre.\n\n"
-        f"{md}\n\nCommand: `python -m benchmarks.explorers --episodes {args.episodes} --seeds {args.seeds}`.\n")
+        f"{md}\n\n"
+        "**How long the search is**, which is the context a learner needs to hold it whole: the transitions "
+        "the systematic explorer plays until its first successful episode ends (searched episodes ended by "
+        f"time-out included), over the same runs (first {args.episodes} episodes).\n\n"
+        f"{search_md}\n\nCommand: `python -m benchmarks.explorers --episodes {args.episodes} --seeds {args.seeds}`.\n")
     print(body)
     if not args.no_write:
         write_section("Perfect explorer, bracketed", body, RESULTS)
