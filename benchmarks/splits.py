@@ -26,6 +26,7 @@ import json
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,10 @@ def keep_report(cmd: list[str], dest: Path, workspace: Path = ROOT) -> None:
 def run_split(seed: int, sets: list[str], dest: Path) -> None:
     cmd = split_command(seed, sets)
     print("$", " ".join(cmd), flush=True)
+    start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     keep_report(cmd, dest)
+    (dest / "wall_s.txt").write_text(f"{time.perf_counter() - start:.0f}\n")   # benchmarks.rooms reads it
 
 
 def restore_workspace() -> None:
