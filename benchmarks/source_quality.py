@@ -54,34 +54,44 @@ def first_success_steps(cols: dict[str, np.ndarray], nenvs: int, success: int) -
 def measure(workspace: Path) -> dict:
     p = load_params(workspace / "params.yaml")
     goals = find_source_goals(workspace / "data" / "sources", len(p.source.shards))
-    first, final = [], []
+    first, final, to90 = [], [], []
     for gdir in goals.values():
         cols = read_columns(gdir / HISTORY_FILE, ["stream", "step", "reward", "terminated", "truncated"])
         first.append(first_success_steps(cols, p.source.nenvs, success_return(p.env)))
-        final.append(json.loads((gdir / SUMMARY_FILE).read_text())["final_success_rate"])
+        summary = json.loads((gdir / SUMMARY_FILE).read_text())
+        final.append(summary["final_success_rate"])
+        to90 += [-1 if s is None else s for s in summary["steps_to_90pct_success"]]
     steps = np.concatenate(first)
     found = steps[steps >= 0]
+    learnt = np.array(to90)
     return {"env": f"{p.env.kind} {p.env.grid_size}x{p.env.grid_size}, {p.env.max_episode_steps} steps",
             "tasks": len(goals), "agents": len(steps), "env_steps": p.source.env_steps,
             "found": float((steps >= 0).mean()), "never": int((steps < 0).sum()),
             "median_steps_to_find": float(np.median(found)) if len(found) else None,
             "p90_steps_to_find": float(np.percentile(found, 90)) if len(found) else None,
             "max_steps_to_find": int(found.max()) if len(found) else None,
-            "final_success": float(np.mean(final))}
+            "final_success": float(np.mean(final)),
+            "reached_90pct": float((learnt >= 0).mean()),
+            "median_steps_to_90pct": float(np.median(learnt[learnt >= 0])) if (learnt >= 0).any() else None,
+            "max_steps_to_90pct": int(learnt.max()) if (learnt >= 0).all() else None}
 
 
 def fmt_steps(x: float | None) -> str:
-    return "–" if x is None else f"{x / 1000:,.0f} k"
+    return "–" if x is None else f"{x / 1000:,.1f} k" if x < 10_000 else f"{x / 1000:,.0f} k"
 
 
 def table(lines: Path = LINES) -> str:
     rows = [json.loads(s) for s in lines.read_text().splitlines() if s.strip()] if lines.exists() else []
     out = ["| run | env | tasks | agents | found their task | never found | env steps to find: median / 90 % / all "
-           "| final success (last 5 k steps) |", "|---|---|---|---|---|---|---|---|"]
+           "| reached 90 % success (5 k-step windows) | env steps to 90 %: median / all | final success (last 5 k steps) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        all_ = fmt_steps(r["max_steps_to_find"]) if r["never"] == 0 else f"> {r['env_steps'] / 1000:,.0f} k"
+        beyond = f"> {r['env_steps'] / 1000:,.0f} k"
+        all_ = fmt_steps(r["max_steps_to_find"]) if r["never"] == 0 else beyond
+        all90 = fmt_steps(r.get("max_steps_to_90pct")) if r.get("max_steps_to_90pct") is not None else beyond
         out.append(f"| {r['name']} | {r['env']} | {r['tasks']} | {r['agents']} | {r['found']:.3f} | {r['never']} | "
                    f"{fmt_steps(r['median_steps_to_find'])} / {fmt_steps(r['p90_steps_to_find'])} / {all_} | "
+                   f"{r['reached_90pct']:.3f} | {fmt_steps(r['median_steps_to_90pct'])} / {all90} | "
                    f"{r['final_success']:.2f} |")
     return "\n".join(out)
 
