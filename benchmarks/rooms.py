@@ -37,6 +37,7 @@ EPISODES = (1, 2, 3, 5, 10, 20, 30)
 ROOMS = {"searcher": ("Dark Room 9×9 (80 goals)", "success"),
          "searcher13": ("13×13 (168 goals)", "success"),
          "searcher17": ("Dark Room Hard 17×17 (all 288 goals)", "success"),
+         "searcher17_long": ("Dark Room Hard 17×17, 3000 training steps", "success"),
          "searcher_keydoor": ("Dark Key-to-Door 9×9, 50 steps (1200 pairs)", "return (2 = door opened)")}
 
 
