@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from adlib import a2c
 from adlib.config import DTConfig, EnvConfig, RenderConfig, to_dict
 from adlib.envs import darkroom as dr
-from adlib.envs.render import BG, GOAL, draw_frame
+from adlib.envs.render import BG, GOAL, colour_key, draw_frame
 from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.incontext import play
 from adlib.io import DataError, atomic_dir, atomic_path, check_env, load_torch
@@ -180,20 +180,36 @@ def sheet_episodes(n: int) -> list[int]:
 
 
 def contact_sheet(grid: list[list[np.ndarray]], path: str | Path, title: str | None = None,
-                  cell_px: int = 24) -> np.ndarray:
-    """A PNG of ``grid[row][col]`` frames with gaps and an optional title; returns the image."""
+                  cell_px: int = 24, key: list[tuple[str, tuple[int, int, int]]] | None = None) -> np.ndarray:
+    """A PNG of ``grid[row][col]`` frames with gaps, an optional title and an optional colour key
+    (a line of (label, colour) swatches under the title); returns the image."""
     h = max(f.shape[0] for r in grid for f in r)   # tiles of different sizes get the largest slot
     w = max(f.shape[1] for r in grid for f in r)
     rows, cols = len(grid), max(len(r) for r in grid)
     width, top = cols * w + (cols + 1) * SHEET_PAD, 0
+    font = _font(max(10, round(cell_px * 0.6)))
+    line = font.getbbox("Ag")[3] + SHEET_PAD          # height of one text line
+    lines = [(0, title)] if title else []
+    if key:
+        lines.append((1, key))
+    top = len(lines) * line + SHEET_PAD if lines else 0
     if title:
-        font = _font(max(10, round(cell_px * 0.6)))
-        left, upper, right, lower = font.getbbox(title)
-        top = lower + 2 * SHEET_PAD
-        width = max(width, right + 2 * SHEET_PAD)   # never clip the title
+        width = max(width, font.getbbox(title)[2] + 2 * SHEET_PAD)   # never clip the title or the key
+    if key:
+        width = max(width, SHEET_PAD + sum(line + font.getbbox(label)[2] + 3 * SHEET_PAD for label, _ in key))
     sheet = Image.new("RGB", (width, top + rows * h + (rows + 1) * SHEET_PAD), (0, 0, 0))
-    if title:
-        ImageDraw.Draw(sheet).text((SHEET_PAD, SHEET_PAD), title, fill=TEXT, font=font)
+    draw = ImageDraw.Draw(sheet)
+    for i, (kind, content) in enumerate(lines):
+        y = SHEET_PAD + i * line
+        if kind == 0:
+            draw.text((SHEET_PAD, y), content, fill=TEXT, font=font)
+            continue
+        x, side = SHEET_PAD, line - SHEET_PAD
+        for label, colour in content:   # a swatch, then its label
+            draw.rectangle((x, y, x + side - 1, y + side - 1), fill=colour, outline=TEXT)
+            x += side + SHEET_PAD
+            draw.text((x, y), label, fill=TEXT, font=font)
+            x += font.getbbox(label)[2] + 3 * SHEET_PAD
     for i, row in enumerate(grid):
         for j, frame in enumerate(row):
             xy = (SHEET_PAD + j * (w + SHEET_PAD), top + SHEET_PAD + i * (h + SHEET_PAD))
@@ -261,8 +277,9 @@ def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split
                 rows.append([eps[k - 1][-1] for k in picks])
                 summary["ad_returns"][g] = traj.returns.tolist()
             title = (f"AD in context on held-out goals (rows), frozen weights: last frame of episodes "
-                     f"{', '.join(map(str, picks))}; shaded = cells visited in that episode")
-            contact_sheet(rows, tmp / "ad_contact_sheet.png", title, cfg.cell_px)
+                     f"{', '.join(map(str, picks))}")
+            contact_sheet(rows, tmp / "ad_contact_sheet.png", title, cfg.cell_px,
+                          key=colour_key(env_cfg.kind == "keydoor"))
             summary["files"].append("ad_contact_sheet.png")
         pbar.update(1)
     summary["seconds"] = time.perf_counter() - t0

@@ -127,6 +127,35 @@ def test_contact_sheet_size_matches_grid(tmp_path):
     assert (titled[-(h + SHEET_PAD):-SHEET_PAD, -(w + SHEET_PAD):-SHEET_PAD] == grid[2][3]).all()
 
 
+def test_contact_sheet_colour_key_draws_each_swatch_in_its_colour(tmp_path):
+    h, w = 30, 20
+    grid = [[np.zeros((h, w, 3), np.uint8)]]
+    plain = contact_sheet(grid, tmp_path / "p.png", title="t")
+    red, blue = (255, 0, 0), (0, 0, 255)
+    img = contact_sheet(grid, tmp_path / "k.png", title="t", key=[("red thing", red), ("blue thing", blue)])
+    assert img.shape[0] > plain.shape[0]           # a line more
+    assert img.shape[1] > plain.shape[1]           # widened so the key is not clipped
+    assert (img[-(h + SHEET_PAD):-SHEET_PAD, SHEET_PAD:SHEET_PAD + w] == 0).all()   # the tile is still there
+    colours = {tuple(c) for c in img.reshape(-1, 3)}
+    assert red in colours and blue in colours
+    ys, xs = np.nonzero((img == red).all(-1))
+    yb, xb = np.nonzero((img == blue).all(-1))
+    assert xs.max() < xb.min()                     # in the order given, on one line
+    assert abs(int(ys.mean()) - int(yb.mean())) <= 1
+
+
+def test_colour_key_names_every_colour_a_frame_uses():
+    from adlib.envs import render
+    for keydoor, task in ((False, (2, 2)), (True, (1, 1, 3, 3))):
+        key = dict((c, label) for label, c in render.colour_key(keydoor))
+        for progress in (0, 1, 2) if keydoor else (0,):
+            visited = np.zeros((5, 5), bool)
+            visited[0, 0] = True
+            frame = render.draw_frame(5, (0, 4), task, cell_px=12, visited=visited, progress=progress)
+            used = {tuple(int(v) for v in c) for c in frame.reshape(-1, 3)} - {render.BG, render.GRID}
+            assert used <= set(key), (keydoor, progress, used - set(key))
+
+
 # ---------------------------------------------------------------- the stage on a tiny trained setup
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,12 @@ KEY = (52, 152, 219)
 DOOR = (211, 84, 0)
 
 
+def colour_key(keydoor: bool) -> list[tuple[str, tuple[int, int, int]]]:
+    """What each colour of a frame means, as (label, colour) pairs: a contact sheet's key."""
+    task = [("key", KEY), ("closed door", DOOR), ("open door", GOAL)] if keydoor else [("goal", GOAL)]
+    return task + [("agent", AGENT), ("agent on the goal", AGENT_ON_GOAL), ("visited in the episode", VISITED)]
+
+
 def _fill(img: np.ndarray, cell: tuple[int, ...], cell_px: int, pad: int, colour: tuple[int, int, int],
           ring: bool = False) -> None:
     """Fill a cell's square (inset by ``pad``), or only its border with ``ring``."""
