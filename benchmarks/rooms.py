@@ -33,12 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 SPLITS = ROOT / "results" / "splits"
 EPISODES = (1, 2, 3, 5, 10, 20, 30)
-# results/splits/<name> -> (room, what a success is)
-ROOMS = {"searcher": ("Dark Room 9×9 (80 goals)", "success"),
-         "searcher13": ("13×13 (168 goals)", "success"),
-         "searcher17": ("Dark Room Hard 17×17 (all 288 goals)", "success"),
-         "searcher17_long": ("Dark Room Hard 17×17, 3000 training steps", "success"),
-         "searcher_keydoor": ("Dark Key-to-Door 9×9, 50 steps (1200 pairs)", "return (2 = door opened)")}
+# room -> (what a success is, {learner's label: results/splits/<name>}); the searcher first. The
+# A2C-source learner is the default pipeline with only the room changed, on the same tasks.
+A2C = "AD, A2C source (the default learner)"
+ROOMS = {
+    "Dark Room 9×9 (80 goals)": ("success", {"AD, searcher": "searcher", A2C: "default"}),
+    "13×13 (168 goals)": ("success", {"AD, searcher": "searcher13", A2C: "a2c13"}),
+    "Dark Room Hard 17×17 (all 288 goals)": ("success", {"AD, searcher (1500 training steps)": "searcher17",
+                                                         "AD, searcher (3000 training steps)": "searcher17_long",
+                                                         A2C: "a2c17"}),
+    "Dark Key-to-Door 9×9, 50 steps (1200 pairs)": ("return (2 = door opened)",
+                                                    {"AD, searcher": "searcher_keydoor", A2C: "a2c_keydoor"}),
+}
 
 
 def load(base: Path) -> tuple[list[pd.DataFrame], list[dict], list[float | None], str]:
@@ -54,47 +60,66 @@ def ms(a: np.ndarray, digits: int = 2) -> str:
     return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
 
 
-def room_rows(room: str, score: str, curves: list[pd.DataFrame], detail: list[dict], wall: list[float | None]
-              ) -> list[list[str]]:
+def cells(y: np.ndarray) -> list[str]:
+    """``y [splits, E]``: mean ± std over splits at :data:`EPISODES`, over 11-20 and the last 10."""
+    E = y.shape[1]
+    return [*(ms(y[:, e - 1]) if e <= E else "–" for e in EPISODES), ms(y[:, 10:20].mean(1), 3) if E >= 20 else "–",
+            ms(y[:, -10:].mean(1), 3)]
+
+
+def learner_row(label: str, score: str, curves: list[pd.DataFrame], detail: list[dict], wall: list[float | None]
+                ) -> list[str]:
+    """One learner's cells after the room's columns: splits, label, held-out curve, path, minutes."""
     ad = np.stack([c["ad_sampled"].to_numpy() for c in curves])                  # [splits, E]
-    ex = np.stack([c["systematic_explorer"].to_numpy() for c in curves])
-    E = ad.shape[1]
-    pts = [e for e in EPISODES if e <= E]
     sampled = [d["held_out"]["sampled"] for d in detail]
     path = np.array([s.get("steps_over_shortest_last10", np.nan) for s in sampled], float)
-    tasks = f"{detail[0]['model']['train_goals']} / {sampled[0]['goals']}"
     mins = [w / 60 for w in wall if w is not None]
     time = (f"{mins[0]:.0f}" + (f"; {np.mean(mins[1:]):.0f}" if len(mins) > 1 else "")) if mins else "–"
-    def cells(y: np.ndarray) -> list[str]:
-        return [*(ms(y[:, e - 1]) for e in pts), ms(y[:, 10:20].mean(1), 3) if E >= 20 else "–",
-                ms(y[:, -10:].mean(1), 3)]
-    extra = ""
-    if score.startswith("return"):   # Key-to-Door: the share of episodes that opened the door, last 10
+    if score.startswith("return"):   # Key-to-Door: the share of episodes that opened the door
         doors = np.array([s["success_last10"]["mean"] for s in sampled])
-        extra = f" (doors opened, last 10: {ms(doors)})"
-    return [[room, tasks, str(len(curves)), "AD, searcher" + extra, *cells(ad), ms(path, 3), time],
-            ["", "", "", "systematic explorer, same tasks", *cells(ex), "1.000", ""]]
+        at5 = ad[:, 4]
+        # return = key + door and a door needs the key, so return - 1 <= P(door) <= return / 2
+        label += (f" (doors opened: episode 5 in [{ms(np.maximum(at5 - 1, 0))}, {ms(at5 / 2)}], "
+                  f"last 10 {ms(doors, 3)})")
+    return [str(len(curves)), label, *cells(ad), ms(path, 3), time]
 
 
-def plot(img: Path, panels: dict[str, tuple[str, list[pd.DataFrame]]], episodes: int = 50) -> None:
+def room_rows(room: str, score: str, runs: dict[str, tuple]) -> list[list[str]]:
+    """The room's rows: each learner that ran (``runs``: label -> :func:`load`), then the systematic
+    explorer on the held-out tasks of the learner with the most splits."""
+    first = max(runs.values(), key=lambda r: len(r[0]))
+    tasks = f"{first[1][0]['model']['train_goals']} / {first[1][0]['held_out']['sampled']['goals']}"
+    rows = [[room if i == 0 else "", tasks if i == 0 else "", *learner_row(label, score, *r[:3])]
+            for i, (label, r) in enumerate(runs.items())]
+    ex = np.stack([c["systematic_explorer"].to_numpy() for c in first[0]])
+    return rows + [["", "", str(len(first[0])), "systematic explorer, same tasks", *cells(ex), "1.000", ""]]
+
+
+def plot(img: Path, panels: dict[str, tuple[str, dict[str, list[pd.DataFrame]]]], episodes: int = 50) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), dpi=110, squeeze=False)
-    for ax, (room, (score, curves)) in zip(axes[0], panels.items()):
-        ad = np.stack([c["ad_sampled"].to_numpy()[:episodes] for c in curves])
-        ex = np.mean([c["systematic_explorer"].to_numpy()[:episodes] for c in curves], 0)
-        x = np.arange(1, ad.shape[1] + 1)
-        m, s = ad.mean(0), ad.std(0)
-        ax.plot(x, m, lw=1.8, label="AD (searcher), mean of the splits")
-        ax.fill_between(x, m - s, m + s, alpha=0.25, lw=0, label="± std over splits")
-        ax.plot(x, ex, ls="-.", color="tab:olive", lw=1.6, label="systematic explorer (same tasks)")
-        ax.set_title(f"{room}, {len(curves)} split{'s' if len(curves) > 1 else ''}", fontsize=9)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), dpi=110, squeeze=False)
+    for ax, (room, (score, learners)) in zip(axes[0], panels.items()):
+        for label, curves in learners.items():
+            ad = np.stack([c["ad_sampled"].to_numpy()[:episodes] for c in curves])
+            x = np.arange(1, ad.shape[1] + 1)
+            m, s = ad.mean(0), ad.std(0)
+            style = dict(ls="--", color="tab:gray", lw=1.4) if label == A2C else dict(lw=1.8)
+            line, = ax.plot(x, m, label=f"{label.replace(' (the default learner)', '')}, {len(curves)} split"
+                                        f"{'s' if len(curves) > 1 else ''}", **style)
+            if len(curves) > 1:
+                ax.fill_between(x, m - s, m + s, alpha=0.2, lw=0, color=line.get_color())
+        widest = max(learners.values(), key=len)
+        ex = np.mean([c["systematic_explorer"].to_numpy()[:episodes] for c in widest], 0)
+        ax.plot(np.arange(1, len(ex) + 1), ex, ls="-.", color="tab:olive", lw=1.6, label="systematic explorer")
+        ax.set_title(room, fontsize=9)
         ax.set_xlabel("episode (held-out tasks)")
         ax.set_ylabel(score, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6.5, loc="lower right")
+    fig.suptitle("held-out tasks: mean over splits, band ± std over splits", fontsize=9)
     fig.tight_layout()
     img.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(img, format="png")
@@ -102,15 +127,17 @@ def plot(img: Path, panels: dict[str, tuple[str, list[pd.DataFrame]]], episodes:
 
 
 def collect(base: Path, img: Path, quality: Path) -> str:
-    runs = {n: load(base / n) for n in ROOMS if list((base / n).glob("split_*"))}
-    if not runs:
-        raise SystemExit(f"{base}: none of {sorted(ROOMS)} has split_<K> folders; run benchmarks.splits first")
     rows, panels, cmds = [], {}, []
-    for n, (curves, detail, wall, command) in runs.items():
-        room, score = ROOMS[n]
-        rows += room_rows(room, score, curves, detail, wall)
-        panels[room] = (score, curves)
-        cmds.append(f"    {command}    # {n}")
+    for room, (score, names) in ROOMS.items():
+        runs = {label: load(base / n) for label, n in names.items() if list((base / n).glob("split_*"))}
+        if not runs:
+            continue
+        rows += room_rows(room, score, runs)
+        panels[room] = (score, {label: r[0] for label, r in runs.items()})
+        cmds += [f"    {r[3]}    # {names[label]}" for label, r in runs.items()]
+    if not rows:
+        raise SystemExit(f"{base}: no room has runs ({sorted(n for _, ns in ROOMS.values() for n in ns.values())}); "
+                         "run benchmarks.splits first")
     head = ["room", "tasks train / held out", "splits", "held-out, sampled", *(f"ep. {e}" for e in EPISODES),
             "11–20", "last 10", "steps / shortest (last 10)", "minutes per split (first; others)"]
     plot(img, panels)
@@ -118,8 +145,8 @@ def collect(base: Path, img: Path, quality: Path) -> str:
             + "\n\nEach cell: mean ± std over the splits of each split's mean over its held-out tasks and 5 eval "
             "seeds (success rate; Key-to-Door: return per episode, 2 = key and door). The first split's minutes "
             "include training the room's A2C sources, which the next splits take from DVC's cache. Made from "
-            "results/splits/<name>/ by `python -m benchmarks.rooms`; each room's split 0 ran (the other splits add "
-            "`-S split.seed=K`):\n\n" + "\n".join(cmds)
+            "results/splits/<name>/ by `python -m benchmarks.rooms`; each learner's split 0 ran (the other splits "
+            "add `-S split.seed=K`):\n\n" + "\n".join(cmds)
             + f"\n\n![every room, AD beside the explorer](img/{img.name})\n\n"
             "**The A2C sources of each room** (`python -m benchmarks.source_quality`; 800 k env steps per agent, "
             "3 agents (seeds) per task at 9×9, 1 in the larger rooms): does each agent ever reach its task, "
