@@ -22,8 +22,9 @@ from adlib.tasks import spread
 
 
 def report_points(episodes: int) -> list[int]:
-    """Episodes at which metrics are reported: 1, 10, 50, 100, 200, 300, 500, 1000, ... up to ``episodes``."""
-    pts = [1, 10, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000]
+    """Episodes at which metrics are reported: 1, 2, 3, 5, 10, 50, 100, 200, 300, 500, 1000, ... up to
+    ``episodes`` (the early ones are where a search shows)."""
+    pts = [1, 2, 3, 5, 10, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000]
     return [p for p in pts if p <= episodes] + ([episodes] if episodes not in pts else [])
 
 

@@ -155,11 +155,12 @@ def test_random_search_curve_is_a_random_walk_until_the_first_success_then_the_o
 
 def test_report_points():
     assert report_points(1) == [1]
-    assert report_points(10) == [1, 10]
-    assert report_points(40) == [1, 10, 40]
-    assert report_points(200) == [1, 10, 50, 100, 200]
-    assert report_points(250) == [1, 10, 50, 100, 200, 250]
-    assert report_points(1000) == [1, 10, 50, 100, 200, 300, 500, 1000]
+    assert report_points(4) == [1, 2, 3, 4]
+    assert report_points(10) == [1, 2, 3, 5, 10]
+    assert report_points(40) == [1, 2, 3, 5, 10, 40]
+    assert report_points(200) == [1, 2, 3, 5, 10, 50, 100, 200]
+    assert report_points(250) == [1, 2, 3, 5, 10, 50, 100, 200, 250]
+    assert report_points(1000) == [1, 2, 3, 5, 10, 50, 100, 200, 300, 500, 1000]
 
 
 def test_write_curves_csv_round_trip(tmp_path):
