@@ -6,7 +6,7 @@
 
 For each seed: ``dvc exp run -S split.seed=K [-S ...]`` in this workspace (the source agents
 do not depend on the split: DVC restores them from its cache), then a copy of that run's
-eval report (``metrics/eval_detail.json``, ``metrics/curves/held_out.csv``) goes to
+eval report (``metrics/eval_detail.json``, ``metrics/curves/held_out.{csv,png}``) goes to
 ``results/splits/<name>/split_<K>/``. Then the workspace is put back (params.yaml, dvc.lock and
 metrics/ from git, outputs by ``dvc checkout``), and the section "Across splits: <name>" of
 docs/results.md and ``docs/img/splits_<name>.png`` are written. ``--collect-only`` skips the
@@ -54,6 +54,8 @@ def keep_report(cmd: list[str], dest: Path, workspace: Path = ROOT) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(workspace / "metrics" / "eval_detail.json", dest / "eval_detail.json")
     shutil.copy(workspace / "metrics" / "curves" / "held_out.csv", dest / "held_out.csv")
+    if (workspace / "metrics" / "curves" / "held_out.png").exists():   # eval_dt's own plot of the run
+        shutil.copy(workspace / "metrics" / "curves" / "held_out.png", dest / "held_out.png")
     (dest / "command.txt").write_text(" ".join(cmd) + "\n")
 
 
