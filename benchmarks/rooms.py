@@ -57,7 +57,11 @@ def load(base: Path) -> tuple[list[pd.DataFrame], list[dict], list[float | None]
 
 
 def ms(a: np.ndarray, digits: int = 2) -> str:
-    return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
+    """Mean ± std over splits; one split: its value alone; no value: a dash."""
+    a = np.asarray(a, float)
+    if np.isnan(a).all():
+        return "–"
+    return f"{a.mean():.{digits}f}" + (f" ± {a.std():.{digits}f}" if a.size > 1 else "")
 
 
 def cells(y: np.ndarray) -> list[str]:
@@ -94,7 +98,8 @@ def room_rows(room: str, score: str, runs: dict[str, tuple]) -> list[list[str]]:
     rows = [[room if i == 0 else "", tasks if i == 0 else "", *learner_row(label, score, *r[:3])]
             for i, (label, r) in enumerate(runs.items())]
     ex = np.stack([c["systematic_explorer"].to_numpy() for c in first[0]])
-    return rows + [["", "", str(len(first[0])), "systematic explorer, same tasks", *cells(ex), "1.000", ""]]
+    path = "1.000" if score == "success" else "–"   # episodes end on the goal only in the success rooms
+    return rows + [["", "", str(len(first[0])), "systematic explorer, same tasks", *cells(ex), path, ""]]
 
 
 def plot(img: Path, panels: dict[str, tuple[str, dict[str, list[pd.DataFrame]]]], episodes: int = 50) -> None:
