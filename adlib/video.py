@@ -186,30 +186,24 @@ def contact_sheet(grid: list[list[np.ndarray]], path: str | Path, title: str | N
     h = max(f.shape[0] for r in grid for f in r)   # tiles of different sizes get the largest slot
     w = max(f.shape[1] for r in grid for f in r)
     rows, cols = len(grid), max(len(r) for r in grid)
-    width, top = cols * w + (cols + 1) * SHEET_PAD, 0
     font = _font(max(10, round(cell_px * 0.6)))
     line = font.getbbox("Ag")[3] + SHEET_PAD          # height of one text line
-    lines = [(0, title)] if title else []
-    if key:
-        lines.append((1, key))
-    top = len(lines) * line + SHEET_PAD if lines else 0
-    if title:
-        width = max(width, font.getbbox(title)[2] + 2 * SHEET_PAD)   # never clip the title or the key
-    if key:
-        width = max(width, SHEET_PAD + sum(line + font.getbbox(label)[2] + 3 * SHEET_PAD for label, _ in key))
+    side = line - SHEET_PAD                           # a key swatch's side
+    swatches, x = [], SHEET_PAD                       # (x of the swatch, label, colour), left to right
+    for label, colour in key or []:
+        swatches.append((x, label, colour))
+        x += side + SHEET_PAD + font.getbbox(label)[2] + 3 * SHEET_PAD
+    width = max(cols * w + (cols + 1) * SHEET_PAD, x,                 # never clip the title or the key
+                font.getbbox(title)[2] + 2 * SHEET_PAD if title else 0)
+    key_y = SHEET_PAD + (line if title else 0)
+    top = key_y + (line if key else 0) if title or key else 0
     sheet = Image.new("RGB", (width, top + rows * h + (rows + 1) * SHEET_PAD), (0, 0, 0))
     draw = ImageDraw.Draw(sheet)
-    for i, (kind, content) in enumerate(lines):
-        y = SHEET_PAD + i * line
-        if kind == 0:
-            draw.text((SHEET_PAD, y), content, fill=TEXT, font=font)
-            continue
-        x, side = SHEET_PAD, line - SHEET_PAD
-        for label, colour in content:   # a swatch, then its label
-            draw.rectangle((x, y, x + side - 1, y + side - 1), fill=colour, outline=TEXT)
-            x += side + SHEET_PAD
-            draw.text((x, y), label, fill=TEXT, font=font)
-            x += font.getbbox(label)[2] + 3 * SHEET_PAD
+    if title:
+        draw.text((SHEET_PAD, SHEET_PAD), title, fill=TEXT, font=font)
+    for x, label, colour in swatches:
+        draw.rectangle((x, key_y, x + side - 1, key_y + side - 1), fill=colour, outline=TEXT)
+        draw.text((x + side + SHEET_PAD, key_y), label, fill=TEXT, font=font)
     for i, row in enumerate(grid):
         for j, frame in enumerate(row):
             xy = (SHEET_PAD + j * (w + SHEET_PAD), top + SHEET_PAD + i * (h + SHEET_PAD))

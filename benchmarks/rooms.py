@@ -35,7 +35,7 @@ SPLITS = ROOT / "results" / "splits"
 EPISODES = (1, 2, 3, 5, 10, 20, 30)
 # room -> (what a success is, {learner's label: results/splits/<name>}); the searcher first. The
 # A2C-source learner is the default pipeline with only the room changed, on the same tasks.
-A2C = "AD, A2C source (the default learner)"
+A2C = "AD, A2C source (the default)"
 ROOMS = {
     "Dark Room 9×9 (80 goals)": ("success", {"AD, searcher": "searcher", A2C: "default"}),
     "13×13 (168 goals)": ("success", {"AD, searcher": "searcher13", A2C: "a2c13"}),
@@ -114,7 +114,7 @@ def plot(img: Path, panels: dict[str, tuple[str, dict[str, list[pd.DataFrame]]]]
             x = np.arange(1, ad.shape[1] + 1)
             m, s = ad.mean(0), ad.std(0)
             style = dict(ls="--", color="tab:gray", lw=1.4) if label == A2C else dict(lw=1.8)
-            line, = ax.plot(x, m, label=f"{label.replace(' (the default learner)', '')}, {len(curves)} split"
+            line, = ax.plot(x, m, label=f"{label}, {len(curves)} split"
                                         f"{'s' if len(curves) > 1 else ''}", **style)
             if len(curves) > 1:
                 ax.fill_between(x, m - s, m + s, alpha=0.2, lw=0, color=line.get_color())
