@@ -152,7 +152,9 @@ def collect(base: Path, img: Path, quality: Path) -> str:
             + "\n\nEach cell: mean ± std over the splits of each split's mean over its held-out tasks and 5 eval "
             "seeds (success rate; Key-to-Door: return per episode, 2 = key and door). The first split's minutes "
             "include training the room's A2C sources, which the next splits take from DVC's cache (so do the "
-            "A2C-source learner's rows of the larger rooms, run after the searcher's: they reuse its agents). Made from "
+            "A2C-source learner's rows of Dark Room Hard and Key-to-Door, run after the searcher's on the same "
+            "machine: they reuse its agents; its 13×13 row trained its own, the searcher's having run on another "
+            "machine). Made from "
             "results/splits/<name>/ by `python -m benchmarks.rooms`; each learner's split 0 ran (the other splits "
             "add `-S split.seed=K`):\n\n" + "\n".join(cmds)
             + f"\n\n![every room, AD beside the explorer](img/{img.name})\n\n"

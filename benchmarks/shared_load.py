@@ -6,9 +6,10 @@ Other processes load the cores (``--loads``: that many busy loops, each wanting 
 a fresh process takes ``--steps`` optimiser steps of the default transformer (params.yaml's dt
 section, random windows: speed does not depend on the values), under each thread setting:
 
-- ``torch default``: ``runtime.dt.threads: 0`` and nothing else (libgomp's threads spin-wait
+- ``spin``: ``runtime.dt.threads: 0`` and nothing else (libgomp's threads spin-wait
   between parallel regions, then sleep);
-- ``passive``: the same threads with ``OMP_WAIT_POLICY=PASSIVE`` (they sleep at once);
+- ``passive``: the same threads with ``OMP_WAIT_POLICY=PASSIVE`` (they sleep at once), what every
+  stage sets before torch loads unless the variable is set (``stages.prefer_sleeping_threads``);
 - ``short spin``: the same threads with ``GOMP_SPINCOUNT=10000`` (a short spin, then sleep);
 - ``1 thread``: ``runtime.dt.threads: 1``.
 
@@ -31,7 +32,7 @@ from pathlib import Path
 from benchmarks import machine, median, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = {"torch default": ({}, 0), "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
+POLICIES = {"spin (libgomp's default)": ({}, 0), "passive (the stages' default)": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
             "short spin": ({"GOMP_SPINCOUNT": "10000"}, 0), "1 thread": ({}, 1)}
 BUSY = "while True: pass"
 
@@ -107,6 +108,10 @@ def main() -> None:
         f"running (median of {args.repeats}; in brackets, the slowdown against the same setting idle):",
         "",
         table(["threads"] + [f"L = {L}" for L in args.loads], rows + [fair]),
+        "",
+        "Every stage runs with `OMP_WAIT_POLICY=PASSIVE` unless the variable is set "
+        "(`stages.prefer_sleeping_threads`): idle it costs nothing, under load it keeps train_dt near its "
+        "fair share, where spinning threads wait for each other.",
         "",
         f"Machine: {machine()}. Command: `python -m benchmarks.shared_load --loads {' '.join(map(str, args.loads))} "
         f"--steps {args.steps} --repeats {args.repeats}`.",

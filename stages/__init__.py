@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Callable
@@ -9,6 +10,20 @@ from typing import Callable
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def prefer_sleeping_threads() -> None:
+    """Let torch's OpenMP threads sleep between parallel regions instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE``), unless the user chose a policy.
+
+    libgomp reads the variable once, when torch is first imported, so this runs before any stage
+    imports torch. On a CPU shared with other jobs, spinning threads wait for each other: idle the
+    policy costs nothing, under load train_dt's step time grows in proportion to the load
+    instead of several times faster (docs/benchmarks.md, "train_dt on a shared machine").
+    It changes no number, only how threads wait; in a process that has already imported torch
+    it takes effect in child processes only.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def run_stage(main: Callable[[], object]) -> None:
@@ -26,6 +41,7 @@ def run_stage(main: Callable[[], object]) -> None:
     from adlib.config import ParamError
     from adlib.io import DataError
 
+    prefer_sleeping_threads()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         main()

@@ -4,6 +4,7 @@ the docs name only modules and params keys that exist."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -104,3 +105,27 @@ def test_docs_name_only_modules_and_keys_that_exist():
             if key not in keys and not key.endswith(".py"):
                 bad.append(f"{doc.name}: {key}")
     assert not bad, "stale names in the docs: " + ", ".join(sorted(set(bad)))
+
+
+def test_stages_import_torch_only_after_run_stage_sets_the_thread_wait_policy():
+    """libgomp reads OMP_WAIT_POLICY once, when torch is imported. No stage module imports torch
+    at import time, so `run_stage` sets PASSIVE (threads sleep instead of spinning on a shared CPU)
+    before torch loads; a policy the user set is kept."""
+    stages = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__")
+    assert "train_dt" in stages and "eval_dt" in stages
+    code = ("import importlib, sys\n"
+            f"for m in {stages!r}:\n"
+            "    importlib.import_module('stages.' + m)\n"
+            "    assert 'torch' not in sys.modules, m\n"
+            "from stages import run_stage\n"
+            "def main():\n"
+            "    import os, torch\n"
+            "    print(os.environ['OMP_WAIT_POLICY'])\n"
+            "run_stage(main)\n")
+    for user, seen in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if user:
+            env["OMP_WAIT_POLICY"] = user
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == seen
