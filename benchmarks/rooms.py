@@ -43,7 +43,10 @@ ROOMS = {
                                                          "AD, searcher (3000 training steps)": "searcher17_long",
                                                          A2C: "a2c17"}),
     "Dark Key-to-Door 9×9, 50 steps (1200 pairs)": ("return (2 = door opened)",
-                                                    {"AD, searcher": "searcher_keydoor", A2C: "a2c_keydoor"}),
+                                                    {"AD, searcher (context 512, 1500 training steps)": "searcher_keydoor",
+                                                     "AD, searcher (context 256, 3000 training steps)":
+                                                         "searcher_keydoor_L256",
+                                                     A2C: "a2c_keydoor"}),
 }
 
 

@@ -177,8 +177,9 @@ def split_rows(splits: list[int], detail: dict, curves: dict, original: bool, di
 
 
 
-def episode_rows(splits: list[int], curves: dict, original: bool, digits: int) -> tuple[list[int], list[list[str]]]:
-    """(episodes, rows) of the per-episode table: AD and the baselines at :data:`POINTS`."""
+def episode_rows(splits: list[int], curves: dict, paper: bool, digits: int) -> tuple[list[int], list[list[str]]]:
+    """(episodes, rows) of the per-episode table: AD and the baselines at :data:`POINTS` (the AD
+    paper's points with ``paper``, its Dark Room variant; the idealised explorer where it has a curve)."""
     E = len(curves[splits[0]])
     pts = [p for p in POINTS if p <= E]
     ad = np.stack([curves[s]["ad_sampled"].to_numpy() for s in splits])           # [splits, E]
@@ -187,12 +188,14 @@ def episode_rows(splits: list[int], curves: dict, original: bool, digits: int) -
             ["A2C source (its own first episodes)",
              *(fmt([curves[s]["a2c_source"][p - 1] for s in splits], digits) for p in pts)],
             ["random search, then shortest paths",
-             *(fmt([curves[s]["random_search"][p - 1] for s in splits], digits) for p in pts)],
-            ["perfect explorer (SPEC.md §6)", *(f"{curves[splits[0]]['explorer'][p - 1]:.{digits}f}" for p in pts)]]
+             *(fmt([curves[s]["random_search"][p - 1] for s in splits], digits) for p in pts)]]
+    if np.isfinite(curves[splits[0]]["explorer"]).any():          # no formula for Key-to-Door
+        prow.append(["perfect explorer (SPEC.md §6)", *(f"{curves[splits[0]]['explorer'][p - 1]:.{digits}f}"
+                                                         for p in pts)])
     if all("systematic_explorer" in curves[s] for s in splits):     # eval_dt's reports since c8f446e
         prow.append([SEARCHER_LABEL, *(fmt([curves[s]["systematic_explorer"][p - 1] for s in splits], digits)
                                        for p in pts)])
-    if not original:
+    if paper:
         ref = dict(AD_PAPER)
         prow.append(["AD paper (Fig. 4)", *(f"{ref[p]}" if p in ref else "" for p in pts)])
     return pts, prow
@@ -206,10 +209,11 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
     recomputed from their cut curves (their spread over goals is then left out)."""
     splits, detail, curves = load_runs(base, episodes, workspace)
     original = detail[splits[0]]["variant"].startswith("original")
+    paper = detail[splits[0]]["variant"].startswith("paper")       # Dark Room's, as in the AD paper's Fig. 4
     digits = 3 if original else 2
     head = ["held-out goals", *(f"split {s}" for s in splits), "mean ± std over splits", "goal spread"]
     body = table(head, split_rows(splits, detail, curves, original, digits))
-    pts, prow = episode_rows(splits, curves, original, digits)
+    pts, prow = episode_rows(splits, curves, paper, digits)
     body += ("\n\nPer episode (each split's value is the mean over its held-out goals and eval seeds; "
              "single episodes, not smoothed):\n\n" + table(["episode", *map(str, pts)], prow))
     cmds = sorted({(base / f"split_{s}" / "command.txt").read_text().strip() for s in splits})
@@ -222,11 +226,11 @@ def collect(name: str, base: Path, episodes: int | None = None, workspace: Path 
     for s in splits:
         plot[f"AD sampled, split {s}"] = ad[splits.index(s)]
     for b in ("random", "optimum", "explorer", "random_search", "systematic_explorer"):
-        if all(b in curves[s] for s in splits):   # the explorer is over all goals: the same on every split
+        if all(b in curves[s] and np.isfinite(curves[s][b]).any() for s in splits):   # the explorer: all goals, one curve
             plot[CURVE_LABELS.get(b, b) + (" (mean of the splits' goals)" if b != "explorer" else "")] = \
                 np.mean([curves[s][b].to_numpy() for s in splits], 0)
     ref = {"AD paper (Fig. 4)": ([x for x, _ in AD_PAPER if x <= E], [y for x, y in AD_PAPER if x <= E])} \
-        if not original else None
+        if paper else None
     img = workspace / "docs" / "img" / f"splits_{name}.png"
     plot_curves(img, plot, f"AD on held-out goals, {len(splits)} splits, {detail[splits[0]]['variant']}",
                 "success rate" if original else "return per episode", ref, band_over="splits", x_log=E > 300)
