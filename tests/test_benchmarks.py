@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 SCRIPTS = ("ablate", "dt_throughput", "env_throughput", "envs", "eval_batching", "eval_kv_cache", "explorers",
            "firstfind", "learners", "levers", "planted_bugs", "rooms", "shared_load", "source_quality",
-           "source_training", "splits", "train_memory")
+           "source_training", "source_update", "splits", "stage_threads", "train_memory")
 NOT_SCRIPTS = {"__init__": "shared helpers", "smoke": "the smoke runs' sizes"}
 
 
