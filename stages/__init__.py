@@ -12,18 +12,24 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def prefer_sleeping_threads() -> None:
-    """Let torch's OpenMP threads sleep between parallel regions instead of spinning
-    (``OMP_WAIT_POLICY=PASSIVE``), unless the user chose a policy.
+SPINCOUNT = "10000"   # libgomp spin iterations before a waiting thread sleeps (its default: 300000)
 
-    libgomp reads the variable once, when torch is first imported, so this runs before any stage
-    imports torch. On a CPU shared with other jobs, spinning threads wait for each other: idle the
-    policy costs nothing, under load train_dt's step time grows in proportion to the load
-    instead of several times faster (docs/benchmarks.md, "train_dt on a shared machine").
-    It changes no number, only how threads wait; in a process that has already imported torch
-    it takes effect in child processes only.
+
+def prefer_sleeping_threads() -> None:
+    """Let torch's OpenMP threads spin only briefly between parallel regions, then sleep
+    (``GOMP_SPINCOUNT=10000``), unless the user chose a policy (``OMP_WAIT_POLICY``) or a spin
+    count (``GOMP_SPINCOUNT``).
+
+    libgomp reads the variables once, when torch is first imported, so this runs before any stage
+    imports torch. Measured (docs/benchmarks.md, "train_dt on a shared machine" and "train_dt and
+    eval_dt on an idle machine"): libgomp's long spin makes train_dt 4-13x slower on a CPU shared
+    with 2-8 busy processes, where a fair share is 2-5x; sleeping at once (``PASSIVE``) keeps the
+    fair share but costs eval_dt a third of its speed on an idle machine; the short spin is as
+    fast as spinning idle and stays near the fair share under load. It changes no number, only how
+    threads wait; in a process that has already imported torch it takes effect in child processes only.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
 
 
 def run_stage(main: Callable[[], object]) -> None:

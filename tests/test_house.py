@@ -108,9 +108,10 @@ def test_docs_name_only_modules_and_keys_that_exist():
 
 
 def test_stages_import_torch_only_after_run_stage_sets_the_thread_wait_policy():
-    """libgomp reads OMP_WAIT_POLICY once, when torch is imported. No stage module imports torch
-    at import time, so `run_stage` sets PASSIVE (threads sleep instead of spinning on a shared CPU)
-    before torch loads; a policy the user set is kept."""
+    """libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when torch is imported. No stage module
+    imports torch at import time, so `run_stage` sets a short spin (GOMP_SPINCOUNT=10000: threads
+    soon sleep instead of spinning on a shared CPU) before torch loads; a policy or a spin count the
+    user set is kept, and nothing is added to it."""
     stages = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__")
     assert "train_dt" in stages and "eval_dt" in stages
     code = ("import importlib, sys\n"
@@ -120,12 +121,13 @@ def test_stages_import_torch_only_after_run_stage_sets_the_thread_wait_policy():
             "from stages import run_stage\n"
             "def main():\n"
             "    import os, torch\n"
-            "    print(os.environ['OMP_WAIT_POLICY'])\n"
+            "    print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))\n"
             "run_stage(main)\n")
-    for user, seen in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        if user:
-            env["OMP_WAIT_POLICY"] = user
+    cases = (({}, "None 10000"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE None"),
+             ({"OMP_WAIT_POLICY": "PASSIVE"}, "PASSIVE None"), ({"GOMP_SPINCOUNT": "5"}, "None 5"))
+    for user, seen in cases:
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        env.update(user)
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout.strip() == seen
+        assert out.stdout.strip() == seen, user
