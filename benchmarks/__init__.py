@@ -43,6 +43,12 @@ def commit(cwd: Path = DOC.parents[1]) -> str:
                           text=True).stdout.strip()
 
 
+def env_without_thread_settings() -> dict[str, str]:
+    """``os.environ`` without the variables that set OpenMP's thread count and wait policy (for a
+    child process whose threads a benchmark sets itself)."""
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+
+
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     """Wall seconds of ``repeats`` calls of ``fn``."""
     out = []

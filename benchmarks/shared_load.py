@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks import machine, median, table, write_section
+from benchmarks import env_without_thread_settings, machine, median, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {"spin (libgomp's default)": ({}, 0), "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
@@ -64,7 +63,7 @@ def worker(threads: int, steps: int, smoke: bool) -> None:
 
 def measure(policy: str, load: int, steps: int, smoke: bool) -> float:
     env_extra, threads = POLICIES[policy]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env = env_without_thread_settings()
     env.update(env_extra, PYTHONPATH=str(ROOT))
     busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(load)]
     try:

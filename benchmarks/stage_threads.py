@@ -22,7 +22,6 @@ workspace of benchmarks/smoke.py once per policy and writes nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks import machine, median, table, write_section
+from benchmarks import env_without_thread_settings, machine, median, table, write_section
 from benchmarks.smoke import build, parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +56,7 @@ def stage_cmds(ws: Path, out: Path, params: Path) -> dict[str, list[str]]:
 def run_once(ws: Path, params: Path, policy: dict[str, str], tmp: Path) -> dict[str, float]:
     """Wall seconds of each stage, run one after the other with the variables ``policy``."""
     out = Path(tempfile.mkdtemp(dir=tmp))
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env = env_without_thread_settings()
     env.update(policy, CI="true", PYTHONPATH=str(ROOT))
     walls = {}
     for stage, cmd in stage_cmds(ws, out, params).items():
