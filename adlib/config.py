@@ -146,7 +146,9 @@ class DTConfig:
     ties: str = _f("uniform", "several equally good target actions ('optimal', 'exploit', 'explorer'): 'uniform' "
                               "(a soft target over them) or 'teacher' (the first in the tie order of the window's "
                               "stream, dataset.explorer.ties: a deterministic teacher; up, right, down, left for "
-                              "streams without one)", choices=("uniform", "teacher"))
+                              "streams without one), or 'search' (the teacher's first while the context has not "
+                              "shown where the task pays, every tied action once it has: a fixed tour, then any "
+                              "shortest path)", choices=("uniform", "teacher", "search"))
     seq_len: int = _f(256, "context length in transitions", rng=(1, 1_000_000))
     embedding_dim: int = _f(64, "model width", rng=(1, 8192))
     num_layers: int = _f(4, "transformer blocks", rng=(1, 256))

@@ -38,6 +38,7 @@ from adlib.envs import darkroom as dr
 from adlib.noise import first_action, toward_nearest
 
 TARGETS = ("source", "optimal", "exploit", "explorer")
+TIES = ("uniform", "teacher", "search")
 
 
 def _cell_rc(cell: torch.Tensor, n: int) -> torch.Tensor:
@@ -189,8 +190,10 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     """``[B, L, A]`` the target action set of ``kind`` (:data:`TARGETS`) at every position of the
     windows ``f`` (the fields of :meth:`adlib.dataset.HistoryDataset.windows`, as tensors); with
     ``ties`` 'teacher', only its first action in the tie order of the window's stream
-    (``f['variant'] [B]``, :data:`adlib.noise.TIE_ORDERS`; order 0 where it is -1 or absent). A
-    position with no action in the set (cannot happen for a valid window) gets every action."""
+    (``f['variant'] [B]``, :data:`adlib.noise.TIE_ORDERS`; order 0 where it is -1 or absent); with
+    'search', that first action only where the context has not yet shown where the task pays
+    (:meth:`Revealed.aim`), the whole set after. A position with no action in the set (cannot
+    happen for a valid window) gets every action."""
     if kind == "source":
         mask = source_mask(f)
     elif kind == "optimal":
@@ -205,7 +208,13 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     if ties == "uniform":
         return mask
     variant = f["variant"].clamp(min=0)[:, None] if "variant" in f else 0
-    return first_action(mask, variant)
+    first = first_action(mask, variant)
+    if ties == "teacher":
+        return first
+    if ties != "search":
+        raise ValueError(f"unknown ties {ties!r}; one of {TIES}")
+    known = Revealed(f, env_cfg).aim() >= 0                                            # [B, L]
+    return torch.where(known[..., None], mask, first)
 
 
 def target_probs(mask: torch.Tensor) -> torch.Tensor:

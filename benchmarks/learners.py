@@ -33,7 +33,8 @@ LEARNERS = {"default": "AD, default (A2C + AD^eps data, exploit target)",
             "ad_source": "AD, A2C + AD^eps data, source target (the original's)",
             "explorer": "AD, explorer data, source target",
             "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
-            "searcher": "searcher: explorer + A2C + AD^eps data, explorer target"}
+            "searcher": "searcher: explorer + A2C + AD^eps data, explorer target",
+            "searcher_L128": "searcher, context 128, 3000 training steps (the README's command)"}
 EPISODES = (1, 2, 3, 5, 10)
 
 

@@ -37,7 +37,9 @@ EPISODES = (1, 2, 3, 5, 10, 20, 30)
 # A2C-source learner is the default pipeline with only the room changed, on the same tasks.
 A2C = "AD, A2C source (the default)"
 ROOMS = {
-    "Dark Room 9×9 (80 goals)": ("success", {"AD, searcher": "searcher", A2C: "default"}),
+    "Dark Room 9×9 (80 goals)": ("success", {"AD, searcher (context 256, 1500 training steps)": "searcher",
+                                             "AD, searcher (context 128, 3000 training steps)": "searcher_L128",
+                                             A2C: "default"}),
     "13×13 (168 goals)": ("success", {"AD, searcher": "searcher13", A2C: "a2c13"}),
     "Dark Room Hard 17×17 (all 288 goals)": ("success", {"AD, searcher (1500 training steps)": "searcher17",
                                                          "AD, searcher (3000 training steps)": "searcher17_long",

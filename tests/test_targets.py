@@ -166,6 +166,18 @@ def test_teacher_ties_follow_each_streams_tie_order():
     assert len(first_moves) == 8
 
 
+def test_search_ties_keep_the_teachers_order_only_until_the_goal_is_shown():
+    """ties 'search' by hand (order 0: up, right, down, left): the teacher's first action while
+    nothing has paid, every shortest-path action once a reward showed the goal (0, 2) = cell 2."""
+    w = window(ROOM3, [(0, 4, RIGHT, 0, 5), (1, 5, UP, 1, 2), (0, 4, DOWN, 0, 7), (1, 7, NOOP, 0, 7)])
+    assert actions(action_mask("explorer", w, ROOM3, ties="uniform")) == [
+        {UP, RIGHT, DOWN, LEFT}, {UP, DOWN}, {UP, RIGHT}, {UP, RIGHT}]
+    assert actions(action_mask("explorer", w, ROOM3, ties="teacher")) == [{UP}, {UP}, {UP}, {UP}]
+    assert actions(action_mask("explorer", w, ROOM3, ties="search")) == [{UP}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
+    # the exploit target: the source's own action before the reward (one action: no tie), then the same sets
+    assert actions(action_mask("exploit", w, ROOM3, ties="search")) == [{RIGHT}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
+
+
 def test_the_symmetric_tours_are_the_first_tour_turned_and_mirrored():
     """Order k's run is order 0's run under order k's symmetry of the room, when its goal is the
     image of order 0's goal (searched, found, then walked to: every step mapped)."""
