@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -34,7 +35,17 @@ LEARNERS = {"default": "AD, default (A2C + AD^eps data, exploit target)",
             "explorer": "AD, explorer data, source target",
             "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
             "searcher": "searcher: explorer + A2C + AD^eps data, explorer target",
-            "searcher_L128": "searcher, context 128, 3000 training steps (the README's command)"}
+            "searcher_search": "searcher, context 128, 3000 steps, ties 'search' (the README's command)"}
+# The searching learner's levers (issue 24), each a results/splits/<name> folder: original variant,
+# then the paper variant (no termination, +1 per step on the goal)
+SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
+                   "searcher_s3000": "context 256, 3000 steps, ties 'teacher'",
+                   "searcher_L128": "context 128, 3000 steps, ties 'teacher'",
+                   "searcher_search": "context 128, 3000 steps, ties 'search'"}
+PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
+                "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
+                "searcher_paper_search": "context 128, 3000 steps, ties 'search'"}
+SPLIT_SEED = re.compile(r" -S split\.seed=\d+")
 EPISODES = (1, 2, 3, 5, 10)
 
 
@@ -83,6 +94,52 @@ def collect(names: dict[str, str], base: Path, img: Path) -> str:
             + cmds + f"\n\n(their exact commands: results/splits/<name>/split_<K>/command.txt)\n\n![learners](img/{img.name})")
 
 
+def _per_split(values: list[float], fmt: str = "{:.3f}") -> str:
+    return " / ".join("–" if v != v else fmt.format(v) for v in values)           # v != v: NaN, not measured
+
+
+def levers(base: Path) -> str:
+    """The searcher's levers side by side: per split (splits 0 / 1 / 2 where present), from each
+    run's report and curves, with the command of its first split."""
+    rows, cmds = [], []
+    for n, label in SEARCHER_LEVERS.items():
+        splits = sorted((base / n).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
+        if not splits:
+            continue
+        curves, detail = load(base / n)
+        s = [d["held_out"]["sampled"] for d in detail]
+        ys = np.stack([c["ad_sampled"].to_numpy() for c in curves])
+        wall = [float((p / "wall_s.txt").read_text()) / 60 if (p / "wall_s.txt").exists() else np.nan for p in splits]
+        rows.append([label, _per_split([int(p.name.split("_")[1]) for p in splits], "{}"),
+                     *(f"{ys[:, e - 1].mean():.2f}" for e in EPISODES), f"{ys[:, -10:].mean():.3f}",
+                     _per_split([x["steps_over_shortest_last10"] for x in s]),
+                     _per_split([x["shortest_path_share_last10"]["mean"] for x in s]),
+                     _per_split(wall, "{:.1f}"), n])
+        cmds.append(f"    {SPLIT_SEED.sub('', (splits[0] / 'command.txt').read_text().strip())}    # {n}")
+    head = ["9×9, original variant", "splits", *(f"ep. {e}" for e in EPISODES), "last 10",
+            "steps / shortest, last 10, per split", "episodes exactly shortest, per split", "minutes per split", "run"]
+    prow = []
+    for n, label in PAPER_LEVERS.items():
+        if not list((base / n).glob("split_*")):
+            continue
+        curves, _ = load(base / n)
+        ys = np.stack([c["ad_sampled"].to_numpy() for c in curves])
+        best = np.stack([c["optimum"].to_numpy() for c in curves])
+        prow.append([label, str(len(curves)), _per_split(ys[:, 9], "{:.2f}"), f"{ys[:, 9].mean():.2f}",
+                     _per_split(ys[:, 19:].min(1), "{:.2f}"), f"{ys[:, 19:].mean(0).min():.2f}",
+                     f"{ys[:, -10:].mean():.2f} ({best[:, 0].mean():.2f})", n])
+        cmds.append(f"    {SPLIT_SEED.sub('', (sorted((base / n).glob('split_*'))[0] / 'command.txt').read_text().strip())}"
+                    f"    # {n}")
+    phead = ["9×9, paper variant (return)", "splits", "ep. 10 per split", "ep. 10 mean",
+             "lowest from ep. 20, per split", "lowest mean from ep. 20", "last 10 (optimum)", "run"]
+    return (table(head, rows) + "\n\n" + (table(phead, prow) + "\n\n" if prow else "")
+            + "Held-out goals, sampled at temperature 0.1; success rate, or return in the paper variant. Per "
+            "split: each split's mean over its held-out goals and 5 eval seeds; other cells: the mean over the "
+            "splits. Minutes: the split's `dvc exp run` (results/splits/<name>/split_<K>/wall_s.txt; – not "
+            "recorded), with cached sources. Made from results/splits/<name>/ by `python -m benchmarks.learners`; "
+            "the runs' split 0 (the others add `-S split.seed=K`):\n\n" + "\n".join(cmds))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("learners", nargs="*", help="NAME=LABEL pairs (default: the four of docs/results.md)")
@@ -91,9 +148,13 @@ def main() -> None:
     if args.smoke:
         with tempfile.TemporaryDirectory() as tmp:
             print(collect(names, ROOT / "results" / "splits", Path(tmp) / "learners.png"))
+        print(levers(ROOT / "results" / "splits"))
         return
     body = collect(names, ROOT / "results" / "splits", ROOT / "docs" / "img" / "learners.png")
     write_section("Learners side by side", body, RESULTS)
+    print(body)
+    body = levers(ROOT / "results" / "splits")
+    write_section("The searcher's levers", body, RESULTS)
     print(body)
 
 

@@ -38,7 +38,8 @@ EPISODES = (1, 2, 3, 5, 10, 20, 30)
 A2C = "AD, A2C source (the default)"
 ROOMS = {
     "Dark Room 9×9 (80 goals)": ("success", {"AD, searcher (context 256, 1500 training steps)": "searcher",
-                                             "AD, searcher (context 128, 3000 training steps)": "searcher_L128",
+                                             "AD, searcher (context 128, 3000 training steps, ties 'search')":
+                                                 "searcher_search",
                                              A2C: "default"}),
     "13×13 (168 goals)": ("success", {"AD, searcher": "searcher13", A2C: "a2c13"}),
     "Dark Room Hard 17×17 (all 288 goals)": ("success", {"AD, searcher (1500 training steps)": "searcher17",
