@@ -90,9 +90,9 @@ def searcher(tmp_path_factory) -> dict:
 
 
 def train_searcher(root: Path, steps: int = 500) -> dict:
-    """dt.target 'explorer' with the explorer's fixed tie order (one tour until the first reward,
-    the searching learner's configuration) on the same 5x5 room: a tiny model trained ``steps``
-    steps, then the held-out goals from an empty context at a low temperature, beside the
+    """dt.target 'explorer' with the explorer's fixed tie order while searching and every
+    shortest-path action once the goal is shown (dt.ties 'search', the searching learner's
+    configuration) on the same 5x5 room: a tiny model trained ``steps`` steps, then the held-out goals from an empty context at a low temperature, beside the
     systematic explorer (sampled ties) and a random walk."""
     torch.set_num_threads(1)
     split = split_goals(ENV, SplitConfig(seed=0, n_train=16))
@@ -101,7 +101,7 @@ def train_searcher(root: Path, steps: int = 500) -> dict:
     data = DatasetConfig(history_len=1000, subsample=5, a2c_streams_per_goal=1, noise=NoiseConfig(streams_per_goal=0),
                          explorer=ExplorerConfig(streams_per_goal=16, transitions=120, ties="first", eps=0.1))
     build_dataset(ENV, data, split, root / "sources", 1, root / "dataset")
-    dt = DTConfig(target="explorer", ties="teacher", seq_len=64, embedding_dim=32, num_layers=2, num_heads=2,
+    dt = DTConfig(target="explorer", ties="search", seq_len=64, embedding_dim=32, num_layers=2, num_heads=2,
                   feed_forward_dim=64, lr=3e-3, min_lr=1e-4, warmup_steps=20, batch_size=16, num_steps=steps, seed=0)
     train(ENV, dt, split, root / "dataset", root / "model", rt=DTRuntime(device="cpu", eval_step=0, threads=1))
     model, _ = load_model(root / "model" / "model.pt")
@@ -119,10 +119,10 @@ def found_by(res, k: int) -> float:
 
 def test_the_searching_learner_finds_held_out_goals_at_the_explorers_pace(searcher):
     learner, explorer, rand = (searcher[k] for k in ("learner", "explorer", "random"))
-    # measured when written: found by episode 1 / 2 / 3 0.50 / 0.88 / 0.94, the explorer 0.49 / 0.84 / 0.98
+    # measured when written: found by episode 1 / 2 / 3 0.50 / 0.88 / 0.91, the explorer 0.49 / 0.84 / 0.98
     for k in (1, 2, 3):
         assert found_by(learner, k) >= found_by(explorer, k) - 0.15, (k, found_by(learner, k), found_by(explorer, k))
     assert found_by(learner, 2) >= found_by(rand, 2) + 0.2, (found_by(learner, 2), found_by(rand, 2))
-    # and it goes back to what it found (measured when written: 0.86 over the last 2 episodes, every
+    # and it goes back to what it found (measured when written: 0.91 over the last 2 episodes, every
     # run having found its goal; a random walk 0.22; the 9x9 learner exploits perfectly, docs/results.md)
     assert learner.success[:, -2:].mean() >= max(0.75, rand.success[:, -2:].mean() + 0.45), learner.success.mean(0)
