@@ -92,12 +92,12 @@ class NoiseConfig:
     transitions: int = _f(600, "transitions per noise stream (cut there, mid-episode if need be, as A2C histories "
                                "are cut at history_len): a fixed length, so every stream holds a dt.seq_len window "
                                "whatever its goal's distance", rng=(1, 10_000_000))
-    schedule: str = _f("episodes", "when eps decays: 'episodes' (over the first decay_episodes episodes of a "
+    schedule: str = _f("first_reward", "when eps decays: 'episodes' (over the first decay_episodes episodes of a "
                                    "stream) or 'first_reward' (eps_start until the stream's first reward, then over "
                                    "the decay_episodes episodes after it; Dark Room only)", choices=("episodes", "first_reward"))
-    decay_episodes: int = _f(5, "episodes over which eps decays linearly from eps_start to eps_end (0 = at once)",
+    decay_episodes: int = _f(0, "episodes over which eps decays linearly from eps_start to eps_end (0 = at once)",
                              rng=(0, 1_000_000))
-    eps_start: float = _f(0.5, "initial probability of a uniform random action", rng=(0, 1))
+    eps_start: float = _f(1.0, "initial probability of a uniform random action", rng=(0, 1))
     eps_end: float = _f(0.0, "final probability of a uniform random action (<= eps_start)", rng=(0, 1))
     seed: int = _f(0, "seed of the noise histories", rng=(0, 2**31 - 1))
 
@@ -176,7 +176,7 @@ class EvalConfig:
     episodes: int = _f(200, "episodes played from an empty context", rng=(1, 1_000_000))
     seeds: int = _f(5, "independent runs per goal", rng=(1, 10_000))
     train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(1, 10_000))
-    temperature: float = _f(0.5, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
+    temperature: float = _f(1.0, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
     seed: int = _f(0, "evaluation seed", rng=(0, 2**31 - 1))
 
 

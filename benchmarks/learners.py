@@ -30,7 +30,8 @@ from benchmarks.smoke import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
-LEARNERS = {"default": "AD, default (A2C + AD^eps data, exploit target)",
+LEARNERS = {"default_gb_T1": "AD, default (A2C + goal-blind AD^eps data, exploit target, temperature 1)",
+            "default": "AD, previous default (A2C + AD^eps data, exploit target, temperature 0.5)",
             "ad_source": "AD, A2C + AD^eps data, source target (the original's)",
             "explorer": "AD, explorer data, source target",
             "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
@@ -45,6 +46,13 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
 PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
                 "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
                 "searcher_paper_search": "context 128, 3000 steps, ties 'search'"}
+# The A2C-source default's levers against its bound (random search, then shortest paths)
+DEFAULT_LEVERS = {"default": "exploit target, AD^eps eps 0.5 -> 0 over 5 episodes, temperature 0.5 (another machine)",
+                  "default_repro": "the same, `dvc repro` on this machine",
+                  "default_T1": "the same model, temperature 1.0",
+                  "default_gb_T1": "AD^eps a random walk until its first reward (goal-blind), temperature 1.0 "
+                                   "(the default)"}
+WINDOWS = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50))
 SPLIT_SEED = re.compile(r" -S split\.seed=\d+")
 EPISODES = (1, 2, 3, 5, 10)
 
@@ -140,6 +148,28 @@ def levers(base: Path) -> str:
             "the runs' split 0 (the others add `-S split.seed=K`):\n\n" + "\n".join(cmds))
 
 
+def default_levers(base: Path) -> str:
+    """The default's margin over its bound per split: AD minus random search over each 10-episode
+    window of the first 50, the episode after the first success, the last 10."""
+    rows, cmds = [], []
+    for n, label in DEFAULT_LEVERS.items():
+        splits = sorted((base / n).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
+        for p in splits:
+            c = pd.read_csv(p / "held_out.csv")
+            d = json.loads((p / "eval_detail.json").read_text())["held_out"]["sampled"]
+            gap = [c["ad_sampled"][a:b].mean() - c["random_search"][a:b].mean() for a, b in WINDOWS]
+            rows.append([label, p.name.split("_")[1], *(f"{g:+.3f}" for g in gap), str(sum(g >= 0 for g in gap)),
+                         f"{d['success_after_first']:.3f}", f"{d['success_last10']['mean']:.3f}", n])
+        if splits:
+            cmds.append(f"    {(splits[0] / 'command.txt').read_text().strip()}    # {n}")
+    head = ["A2C-source learner", "split", *(f"AD − bound, ep. {a + 1}–{b}" for a, b in WINDOWS), "windows ≥ 0",
+            "episode after the 1st success", "last 10", "run"]
+    return (table(head, rows) + "\n\nHeld-out goals, 23 × 5 runs per split, 200 episodes. The bound is "
+            "`random_search` (a random walk until the first success, then shortest paths; Monte Carlo over the "
+            "same goals). Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs:\n\n"
+            + "\n".join(cmds))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("learners", nargs="*", help="NAME=LABEL pairs (default: the four of docs/results.md)")
@@ -149,12 +179,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(collect(names, ROOT / "results" / "splits", Path(tmp) / "learners.png"))
         print(levers(ROOT / "results" / "splits"))
+        print(default_levers(ROOT / "results" / "splits"))
         return
     body = collect(names, ROOT / "results" / "splits", ROOT / "docs" / "img" / "learners.png")
     write_section("Learners side by side", body, RESULTS)
     print(body)
     body = levers(ROOT / "results" / "splits")
     write_section("The searcher's levers", body, RESULTS)
+    print(body)
+    body = default_levers(ROOT / "results" / "splits")
+    write_section("The default against its bound", body, RESULTS)
     print(body)
 
 

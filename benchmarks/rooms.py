@@ -35,12 +35,12 @@ SPLITS = ROOT / "results" / "splits"
 EPISODES = (1, 2, 3, 5, 10, 20, 30)
 # room -> (what a success is, {learner's label: results/splits/<name>}); the searcher first. The
 # A2C-source learner is the default pipeline with only the room changed, on the same tasks.
-A2C = "AD, A2C source (the default)"
+A2C = "AD, A2C source"
 ROOMS = {
     "Dark Room 9×9 (80 goals)": ("success", {"AD, searcher (context 256, 1500 training steps)": "searcher",
                                              "AD, searcher (context 128, 3000 training steps, ties 'search')":
                                                  "searcher_search",
-                                             A2C: "default"}),
+                                             A2C: "default_gb_T1"}),
     "13×13 (168 goals)": ("success", {"AD, searcher": "searcher13", A2C: "a2c13"}),
     "Dark Room Hard 17×17 (all 288 goals)": ("success", {"AD, searcher (1500 training steps)": "searcher17",
                                                          "AD, searcher (3000 training steps)": "searcher17_long",
@@ -160,7 +160,8 @@ def collect(base: Path, img: Path, quality: Path) -> str:
             "include training the room's A2C sources, which the next splits take from DVC's cache (so do the "
             "A2C-source learner's rows of Dark Room Hard and Key-to-Door, run after the searcher's on the same "
             "machine: they reuse its agents; its 13×13 row trained its own, the searcher's having run on another "
-            "machine). Made from "
+            "machine). The A2C-source learner is the default at 9×9; the larger rooms' rows ran with the previous "
+            "default's AD^ε schedule and temperature 0.5, which their README commands pin. Made from "
             "results/splits/<name>/ by `python -m benchmarks.rooms`; each learner's split 0 ran (the other splits "
             "add `-S split.seed=K`):\n\n" + "\n".join(cmds)
             + f"\n\n![every room, AD beside the explorer](img/{img.name})\n\n"
