@@ -166,7 +166,9 @@ def default_levers(base: Path) -> str:
             "episode after the 1st success", "last 10", "run"]
     return (table(head, rows) + "\n\nHeld-out goals, 23 × 5 runs per split, 200 episodes. The bound is "
             "`random_search` (a random walk until the first success, then shortest paths; Monte Carlo over the "
-            "same goals). Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs:\n\n"
+            "same goals). Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs, each "
+            "against the params.yaml of its time (`default`, \"Across splits: default\", and `default_repro` ran "
+            "the previous default; `default_gb_T1`, \"Across splits: default_gb_T1\", is today's):\n\n"
             + "\n".join(cmds))
 
 
