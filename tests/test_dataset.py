@@ -36,7 +36,8 @@ torch.set_num_threads(1)
 
 ENV = EnvConfig(grid_size=5, max_episode_steps=10)
 SRC = SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, seeds_per_goal=1, shards=(0, 1))
-NOISE = NoiseConfig(streams_per_goal=2, transitions=200, decay_episodes=20, eps_start=1.0, eps_end=0.0, seed=0)
+NOISE = NoiseConfig(streams_per_goal=2, transitions=200, schedule="episodes", decay_episodes=20, eps_start=1.0,
+                    eps_end=0.0, seed=0)
 DATA = DatasetConfig(history_len=1000, subsample=1, noise=NOISE)
 PER_STREAM = DATA.history_len // SRC.nenvs
 
@@ -340,7 +341,7 @@ def test_noise_eps_schedules_step_by_step():
     the paying one; decay 0 drops to eps_end at once."""
     t = [0, 1, 2, 3] * 4
     r = [2, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
-    base = NoiseConfig(eps_start=0.8, eps_end=0.2, decay_episodes=2)
+    base = NoiseConfig(eps_start=0.8, eps_end=0.2, decay_episodes=2, schedule="episodes")
     per_episode = lambda e: [e] * 4
     assert _eps_sequence(base, t, r) == per_episode(0.8) + per_episode(0.5) + per_episode(0.2) + per_episode(0.2)
     fr = dataclasses.replace(base, schedule="first_reward")

@@ -40,7 +40,8 @@ def learned(tmp_path_factory) -> dict:
     split = split_goals(ENV, SplitConfig(seed=0, n_train=16))
     train_shard(ENV, SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=2000, lr=1e-2, seeds_per_goal=1, shards=(0,)), 0,
                 root / "sources" / "shard_0", rt=SourceRuntime(workers=1))
-    noise = NoiseConfig(streams_per_goal=20, transitions=150, decay_episodes=10, eps_start=1.0, eps_end=0.0, seed=0)
+    noise = NoiseConfig(streams_per_goal=20, transitions=150, schedule="episodes", decay_episodes=10, eps_start=1.0,
+                        eps_end=0.0, seed=0)
     meta = build_dataset(ENV, DatasetConfig(history_len=2000, subsample=5, noise=noise), split, root / "sources", 1,
                          root / "dataset")
     dt = DTConfig(seq_len=64, embedding_dim=32, num_layers=2, num_heads=2, feed_forward_dim=64, lr=3e-3, min_lr=1e-4,
