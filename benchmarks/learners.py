@@ -26,6 +26,7 @@ import pandas as pd
 
 from adlib.evaluation import CURVE_LABELS, STD_SUFFIX, plot_curves
 from benchmarks import table, write_section
+from benchmarks.rooms import load as load_runs
 from benchmarks.smoke import parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,33 +112,31 @@ def levers(base: Path) -> str:
     run's report and curves, with the command of its first split."""
     rows, cmds = [], []
     for n, label in SEARCHER_LEVERS.items():
-        splits = sorted((base / n).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
-        if not splits:
+        ids = sorted(int(p.name.split("_")[1]) for p in (base / n).glob("split_*"))
+        if not ids:
             continue
-        curves, detail = load(base / n)
+        curves, detail, wall, cmd = load_runs(base / n)
         s = [d["held_out"]["sampled"] for d in detail]
         ys = np.stack([c["ad_sampled"].to_numpy() for c in curves])
-        wall = [float((p / "wall_s.txt").read_text()) / 60 if (p / "wall_s.txt").exists() else np.nan for p in splits]
-        rows.append([label, _per_split([int(p.name.split("_")[1]) for p in splits], "{}"),
+        rows.append([label, _per_split(ids, "{}"),
                      *(f"{ys[:, e - 1].mean():.2f}" for e in EPISODES), f"{ys[:, -10:].mean():.3f}",
                      _per_split([x["steps_over_shortest_last10"] for x in s]),
                      _per_split([x["shortest_path_share_last10"]["mean"] for x in s]),
-                     _per_split(wall, "{:.1f}"), n])
-        cmds.append(f"    {SPLIT_SEED.sub('', (splits[0] / 'command.txt').read_text().strip())}    # {n}")
+                     _per_split([np.nan if w is None else w / 60 for w in wall], "{:.1f}"), n])
+        cmds.append(f"    {SPLIT_SEED.sub('', cmd)}    # {n}")
     head = ["9×9, original variant", "splits", *(f"ep. {e}" for e in EPISODES), "last 10",
             "steps / shortest, last 10, per split", "episodes exactly shortest, per split", "minutes per split", "run"]
     prow = []
     for n, label in PAPER_LEVERS.items():
         if not list((base / n).glob("split_*")):
             continue
-        curves, _ = load(base / n)
+        curves, _, _, cmd = load_runs(base / n)
         ys = np.stack([c["ad_sampled"].to_numpy() for c in curves])
         best = np.stack([c["optimum"].to_numpy() for c in curves])
         prow.append([label, str(len(curves)), _per_split(ys[:, 9], "{:.2f}"), f"{ys[:, 9].mean():.2f}",
                      _per_split(ys[:, 19:].min(1), "{:.2f}"), f"{ys[:, 19:].mean(0).min():.2f}",
                      f"{ys[:, -10:].mean():.2f} ({best[:, 0].mean():.2f})", n])
-        cmds.append(f"    {SPLIT_SEED.sub('', (sorted((base / n).glob('split_*'))[0] / 'command.txt').read_text().strip())}"
-                    f"    # {n}")
+        cmds.append(f"    {SPLIT_SEED.sub('', cmd)}    # {n}")
     phead = ["9×9, paper variant (return)", "splits", "ep. 10 per split", "ep. 10 mean",
              "lowest from ep. 20, per split", "lowest mean from ep. 20", "last 10 (optimum)", "run"]
     return (table(head, rows) + "\n\n" + (table(phead, prow) + "\n\n" if prow else "")
