@@ -43,7 +43,11 @@ LEARNERS = {"default_gb_T1": "AD, default (A2C + goal-blind AD^eps data, exploit
 SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_s3000": "context 256, 3000 steps, ties 'teacher'",
                    "searcher_L128": "context 128, 3000 steps, ties 'teacher'",
-                   "searcher_search": "context 128, 3000 steps, ties 'search'"}
+                   "searcher_search": "context 128, 3000 steps, ties 'search'",
+                   "searcher_uniform": "context 128, 3000 steps, random-tie explorer streams, ties 'uniform', "
+                                       "temperature 1.0",
+                   "searcher_uniform_T0.5": "the same model, temperature 0.5",
+                   "searcher_uniform_T0.3": "the same model, temperature 0.3"}
 PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
                 "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
                 "searcher_paper_search": "context 128, 3000 steps, ties 'search'"}
@@ -52,7 +56,12 @@ DEFAULT_LEVERS = {"default": "exploit target, AD^eps eps 0.5 -> 0 over 5 episode
                   "default_repro": "the same, `dvc repro` on this machine",
                   "default_T1": "the same model, temperature 1.0",
                   "default_gb_T1": "AD^eps a random walk until its first reward (goal-blind), temperature 1.0 "
-                                   "(the default)"}
+                                   "(the default)",
+                  "default_T1.25": "the default model, temperature 1.25",
+                  "default_noise30": "the default with 30 goal-blind AD^eps streams per goal (10 by default)",
+                  "default_evalseed1": "the default's models, eval seed 1 (the bound drawn again too)",
+                  "default_evalseed2": "the default's models, eval seed 2 (the bound drawn again too)"}
+POOLED = ("default_gb_T1", "default_evalseed1", "default_evalseed2")   # one split's trained models, 3 eval seeds
 WINDOWS = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50))
 SPLIT_SEED = re.compile(r" -S split\.seed=\d+")
 EPISODES = (1, 2, 3, 5, 10)
@@ -118,13 +127,17 @@ def levers(base: Path) -> str:
         curves, detail, wall, cmd = load_runs(base / n)
         s = [d["held_out"]["sampled"] for d in detail]
         ys = np.stack([c["ad_sampled"].to_numpy() for c in curves])
+        ex = np.stack([c["systematic_explorer"].to_numpy() for c in curves])
+        worst = (ys - ex)[:, [e - 1 for e in EPISODES]].min(1)                          # [splits]
         rows.append([label, _per_split(ids, "{}"),
-                     *(f"{ys[:, e - 1].mean():.2f}" for e in EPISODES), f"{ys[:, -10:].mean():.3f}",
+                     *(f"{ys[:, e - 1].mean():.2f}" for e in EPISODES), _per_split(worst, "{:+.3f}"),
+                     f"{ys[:, -10:].mean():.3f}",
                      _per_split([x["steps_over_shortest_last10"] for x in s]),
                      _per_split([x["shortest_path_share_last10"]["mean"] for x in s]),
                      _per_split([np.nan if w is None else w / 60 for w in wall], "{:.1f}"), n])
         cmds.append(f"    {SPLIT_SEED.sub('', cmd)}    # {n}")
-    head = ["9×9, original variant", "splits", *(f"ep. {e}" for e in EPISODES), "last 10",
+    head = ["9×9, original variant", "splits", *(f"ep. {e}" for e in EPISODES),
+            "AD − explorer, worst of ep. " + " / ".join(map(str, EPISODES)) + ", per split", "last 10",
             "steps / shortest, last 10, per split", "episodes exactly shortest, per split", "minutes per split", "run"]
     prow = []
     for n, label in PAPER_LEVERS.items():
@@ -140,7 +153,9 @@ def levers(base: Path) -> str:
     phead = ["9×9, paper variant (return)", "splits", "ep. 10 per split", "ep. 10 mean",
              "lowest from ep. 20, per split", "lowest mean from ep. 20", "last 10 (optimum)", "run"]
     return (table(head, rows) + "\n\n" + (table(phead, prow) + "\n\n" if prow else "")
-            + "Held-out goals, sampled at temperature 0.1; success rate, or return in the paper variant. Per "
+            + "Held-out goals, sampled at temperature 0.1 unless the row says otherwise; success rate, or return in "
+            "the paper variant; \"AD − explorer\" is each split's lowest difference to the systematic explorer "
+            "(random ties, the same goals) at those episodes (the target: ≥ −0.05). Per "
             "split: each split's mean over its held-out goals and 5 eval seeds; other cells: the mean over the "
             "splits. Minutes: the split's `dvc exp run` (results/splits/<name>/split_<K>/wall_s.txt; – not "
             "recorded), with cached sources. Made from results/splits/<name>/ by `python -m benchmarks.learners`; "
@@ -151,23 +166,35 @@ def default_levers(base: Path) -> str:
     """The default's margin over its bound per split: AD minus random search over each 10-episode
     window of the first 50, the episode after the first success, the last 10."""
     rows, cmds = [], []
+
+    def add(label: str, split: str, runs: list[Path], name: str) -> None:
+        # runs of one split with equal run counts: the pooled mean is the mean of their means
+        c = [pd.read_csv(p / "held_out.csv") for p in runs]
+        d = [json.loads((p / "eval_detail.json").read_text())["held_out"]["sampled"] for p in runs]
+        gap = [np.mean([x["ad_sampled"][a:b].mean() - x["random_search"][a:b].mean() for x in c]) for a, b in WINDOWS]
+        rows.append([label, split, *(f"{g:+.3f}" for g in gap), str(sum(g >= 0 for g in gap)),
+                     f"{np.mean([x['success_after_first'] for x in d]):.3f}",
+                     f"{np.mean([x['success_last10']['mean'] for x in d]):.3f}", name])
+
     for n, label in DEFAULT_LEVERS.items():
         splits = sorted((base / n).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
         for p in splits:
-            c = pd.read_csv(p / "held_out.csv")
-            d = json.loads((p / "eval_detail.json").read_text())["held_out"]["sampled"]
-            gap = [c["ad_sampled"][a:b].mean() - c["random_search"][a:b].mean() for a, b in WINDOWS]
-            rows.append([label, p.name.split("_")[1], *(f"{g:+.3f}" for g in gap), str(sum(g >= 0 for g in gap)),
-                         f"{d['success_after_first']:.3f}", f"{d['success_last10']['mean']:.3f}", n])
+            add(label, p.name.split("_")[1], [p], n)
         if splits:
             cmds.append(f"    {(splits[0] / 'command.txt').read_text().strip()}    # {n}")
+    for k in range(3):
+        runs = [base / n / f"split_{k}" for n in POOLED]
+        if all((p / "held_out.csv").exists() for p in runs):
+            add(f"the default, pooled over eval seeds 0, 1, 2 ({len(runs)} × 115 runs)", str(k), runs, " + ".join(POOLED))
     head = ["A2C-source learner", "split", *(f"AD − bound, ep. {a + 1}–{b}" for a, b in WINDOWS), "windows ≥ 0",
             "episode after the 1st success", "last 10", "run"]
     return (table(head, rows) + "\n\nHeld-out goals, 23 × 5 runs per split, 200 episodes. The bound is "
             "`random_search` (a random walk until the first success, then shortest paths; Monte Carlo over the "
             "same goals). Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs, each "
             "against the params.yaml of its time (`default`, \"Across splits: default\", and `default_repro` ran "
-            "the previous default; `default_gb_T1`, \"Across splits: default_gb_T1\", is today's):\n\n"
+            "the previous default; `default_gb_T1`, \"Across splits: default_gb_T1\", is today's; `default_evalseed1` "
+            "and `2` play today's trained models again with other eval seeds, so their spread is the measurement's "
+            "own noise):\n\n"
             + "\n".join(cmds))
 
 
