@@ -140,9 +140,10 @@ def unseen_cells(f: dict[str, torch.Tensor], rev: Revealed) -> torch.Tensor:
     return unseen
 
 
-def explorer_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig) -> torch.Tensor:
-    """``[B, L, A]`` the systematic explorer's actions at every position of the windows ``f``."""
-    rev = Revealed(f, env_cfg)
+def explorer_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig, rev: Revealed | None = None) -> torch.Tensor:
+    """``[B, L, A]`` the systematic explorer's actions at every position of the windows ``f``
+    (``rev``: ``Revealed(f, env_cfg)`` when the caller has it)."""
+    rev = Revealed(f, env_cfg) if rev is None else rev
     B, L = rev.cell.shape
     pos = _cell_rc(rev.cell, rev.n)                                                     # [B, L, 2]
     cells = dr.all_cells(env_cfg).to(pos.device)
@@ -160,10 +161,11 @@ def source_mask(f: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.nn.functional.one_hot(f["action"], dr.N_ACTIONS).bool()
 
 
-def exploit_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig) -> torch.Tensor:
+def exploit_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig, rev: Revealed | None = None) -> torch.Tensor:
     """``[B, L, A]`` the source's action until the context reveals where the task pays next,
-    then the shortest-path actions there (keydoor: stay once the door is open)."""
-    rev = Revealed(f, env_cfg)
+    then the shortest-path actions there (keydoor: stay once the door is open; ``rev`` as in
+    :func:`explorer_mask`)."""
+    rev = Revealed(f, env_cfg) if rev is None else rev
     pos = _cell_rc(rev.cell, rev.n)
     aim = rev.aim()
     mask = torch.where((aim >= 0)[..., None], _toward(pos, aim, rev.n), source_mask(f))
@@ -194,14 +196,15 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     'search', that first action only where the context has not yet shown where the task pays
     (:meth:`Revealed.aim`), the whole set after. A position with no action in the set (cannot
     happen for a valid window) gets every action."""
+    rev = Revealed(f, env_cfg) if kind in ("exploit", "explorer") or ties == "search" else None
     if kind == "source":
         mask = source_mask(f)
     elif kind == "optimal":
         mask = optimal_mask(f, env_cfg)
     elif kind == "exploit":
-        mask = exploit_mask(f, env_cfg)
+        mask = exploit_mask(f, env_cfg, rev)
     elif kind == "explorer":
-        mask = explorer_mask(f, env_cfg)
+        mask = explorer_mask(f, env_cfg, rev)
     else:
         raise ValueError(f"unknown target {kind!r}; one of {TARGETS}")
     mask = mask | ~mask.any(-1, keepdim=True)
@@ -213,7 +216,7 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
         return first
     if ties != "search":
         raise ValueError(f"unknown ties {ties!r}; one of {TIES}")
-    known = Revealed(f, env_cfg).aim() >= 0                                            # [B, L]
+    known = rev.aim() >= 0                                                              # [B, L]
     return torch.where(known[..., None], mask, first)
 
 

@@ -13,7 +13,9 @@ cell, never reads the goal): any curve an explorer really plays is at most the p
 
 Both curves are averaged over every goal of the room (each goal equally likely), 20-step
 episodes from the centre; the section "Perfect explorer, bracketed" of docs/results.md is
-written from this output.
+written from this output. The section "Fixed tours against random ties" is the explorer on each
+split's held-out goals, once with each of the 8 fixed tie orders of ``adlib.noise.TIE_ORDERS``
+(the tour a ``dt.ties: search`` learner walks is one of them) and with random ties.
 """
 
 from __future__ import annotations
