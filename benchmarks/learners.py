@@ -44,10 +44,15 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_s3000": "context 256, 3000 steps, ties 'teacher'",
                    "searcher_L128": "context 128, 3000 steps, ties 'teacher'",
                    "searcher_search": "context 128, 3000 steps, ties 'search'",
+                   "searcher_sym": "context 128, 3000 steps, ties 'search', explorer streams in the 8 symmetric "
+                                   "tie orders",
                    "searcher_uniform": "context 128, 3000 steps, random-tie explorer streams, ties 'uniform', "
                                        "temperature 1.0",
                    "searcher_uniform_T0.5": "the same model, temperature 0.5",
-                   "searcher_uniform_T0.3": "the same model, temperature 0.3"}
+                   "searcher_uniform_T0.3": "the same model, temperature 0.3",
+                   "searcher_uniform_s6000": "the same, 6000 training steps, temperature 1.0",
+                   "searcher_uniform_s6000_T0.7": "the same model, temperature 0.7",
+                   "searcher_uniform_s12000": "the same, 12000 training steps, temperature 1.0"}
 PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
                 "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
                 "searcher_paper_search": "context 128, 3000 steps, ties 'search'"}
