@@ -110,7 +110,7 @@ def tours_section(splits: tuple[int, ...], seeds: int) -> str:
         "A tour that is one of the 8 (or any mixture of them, as a learner trained on `dataset.explorer.ties: "
         "symmetric` streams would walk) scores at most the best of them and on average their mean: on a split "
         "where the 8 tours' mean is more than 0.05 below random ties at an episode, no symmetric tour-walker is "
-        "within 0.05 of the explorer there except by picking, after seeing the split, the tour that happens to "
+        "within 0.05 of the explorer there except by favouring, after seeing the split, the tours that happen to "
         "cover its goals. Command: `python -m benchmarks.explorers`.\n")
 
 
