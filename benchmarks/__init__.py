@@ -37,6 +37,15 @@ def machine() -> str:
             f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}")
 
 
+# the 1-minute load average when this module was imported: before a benchmark's own work
+LOAD_BEFORE = os.getloadavg()[0]
+
+
+def sharing() -> str:
+    """How busy the machine was before the run: niceness and the 1-minute load average."""
+    return f"process niceness {os.nice(0)}, 1-minute load average {LOAD_BEFORE:.2f} before the run"
+
+
 def commit(cwd: Path = DOC.parents[1]) -> str:
     """The short hash of the checkout at ``cwd`` (this repository by default)."""
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,

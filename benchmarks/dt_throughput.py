@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from adlib.dataset import HistoryDataset
 from adlib.envs import darkroom as dr
 from adlib.io import read_json
 from adlib.train import build_model, make_optimizer, to_tensors
-from benchmarks import machine, median, table, timed, write_section
+from benchmarks import machine, median, sharing, table, timed, write_section
 from benchmarks.smoke import parse, tiny_workspace
 
 LAYOUTS = ("transition", "triplet")
@@ -119,7 +118,7 @@ def report(args: argparse.Namespace) -> str:
         f"Ratio transition / triplet: **{ratio:.2f}x** (target >= 3x; per-repeat ratios "
         f"{ratio_per_repeat[0]:.2f} - {ratio_per_repeat[-1]:.2f}).",
         "",
-        f"Machine: {machine()}, process niceness {os.nice(0)} (CPU shared with other jobs). "
+        f"Machine: {machine()}, {sharing()}. "
         f"Command: `python -m benchmarks.dt_throughput"
         + (f" --data {args.data}" if args.data else "")
         + (f" --d {args.d} --layers {args.layers} --heads {args.heads} --ff {args.ff}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from adlib.config import DTConfig, EnvConfig, SplitConfig
 from adlib.incontext import keep_on_refill, play
 from adlib.tasks import split_goals
 from adlib.train import build_model
-from benchmarks import machine, median, table, timed, write_section
+from benchmarks import machine, median, sharing, table, timed, write_section
 from benchmarks.smoke import parse
 
 # name -> (layout, use_cache)
@@ -107,7 +106,7 @@ def report(steps: dict[str, list[int]], secs: dict[str, list[float]], n_goals: i
         f"{per_repeat[0]:.1f} - {per_repeat[-1]:.1f}x). Transition / triplet layout, both with the cache: "
         f"**{layout_ratio:.2f}x**.",
         "",
-        f"Machine: {machine()}, process niceness {os.nice(0)} (CPU shared with other jobs). Command: `{command}`.",
+        f"Machine: {machine()}, {sharing()}. Command: `{command}`.",
     ])
 
 
