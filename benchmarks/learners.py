@@ -169,31 +169,40 @@ def levers(base: Path) -> str:
 
 def default_levers(base: Path) -> str:
     """The default's margin over its bound per split: AD minus random search over each 10-episode
-    window of the first 50, the episode after the first success, the last 10."""
-    rows, cmds = [], []
+    window of the first 50, the episode after the first success, the last 10; then the runs of
+    :data:`POOLED` (one split's models, several eval seeds) pooled per split."""
+    rows, cmds, size = [], [], ""
+    runs: dict[str, dict[int, tuple[pd.DataFrame, dict]]] = {}                     # name -> split -> (curves, report)
 
-    def add(label: str, split: str, runs: list[Path], name: str) -> None:
+    def add(label: str, split: int, found: list[tuple[pd.DataFrame, dict]], name: str) -> None:
         # runs of one split with equal run counts: the pooled mean is the mean of their means
-        c = [pd.read_csv(p / "held_out.csv") for p in runs]
-        d = [json.loads((p / "eval_detail.json").read_text())["held_out"]["sampled"] for p in runs]
-        gap = [np.mean([x["ad_sampled"][a:b].mean() - x["random_search"][a:b].mean() for x in c]) for a, b in WINDOWS]
-        rows.append([label, split, *(f"{g:+.3f}" for g in gap), str(sum(g >= 0 for g in gap)),
-                     f"{np.mean([x['success_after_first'] for x in d]):.3f}",
-                     f"{np.mean([x['success_last10']['mean'] for x in d]):.3f}", name])
+        s = [d["held_out"]["sampled"] for _, d in found]
+        gap = [np.mean([c["ad_sampled"][a:b].mean() - c["random_search"][a:b].mean() for c, _ in found])
+               for a, b in WINDOWS]
+        rows.append([label, str(split), *(f"{g:+.3f}" for g in gap), str(sum(g >= 0 for g in gap)),
+                     f"{np.mean([x['success_after_first'] for x in s]):.3f}",
+                     f"{np.mean([x['success_last10']['mean'] for x in s]):.3f}", name])
 
     for n, label in DEFAULT_LEVERS.items():
-        splits = sorted((base / n).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
-        for p in splits:
-            add(label, p.name.split("_")[1], [p], n)
-        if splits:
-            cmds.append(f"    {(splits[0] / 'command.txt').read_text().strip()}    # {n}")
-    for k in range(3):
-        runs = [base / n / f"split_{k}" for n in POOLED]
-        if all((p / "held_out.csv").exists() for p in runs):
-            add(f"the default, pooled over eval seeds 0, 1, 2 ({len(runs)} × 115 runs)", str(k), runs, " + ".join(POOLED))
+        ids = sorted(int(p.name.split("_")[1]) for p in (base / n).glob("split_*"))
+        if not ids:
+            continue
+        curves, detail, _, cmd = load_runs(base / n)
+        runs[n] = dict(zip(ids, zip(curves, detail)))
+        one = detail[0]["held_out"]["sampled"]
+        size = size or f"{one['goals']} × {one['seeds']}"
+        for k, run in runs[n].items():
+            add(label, k, [run], n)
+        cmds.append(f"    {cmd}    # {n}")
+    for k in sorted(runs.get(POOLED[0], {})):
+        if all(k in runs.get(n, {}) for n in POOLED):
+            found = [runs[n][k] for n in POOLED]
+            one = found[0][1]["held_out"]["sampled"]
+            add(f"the default, pooled over eval seeds 0, 1, 2 ({len(found)} × {one['runs']} runs)", k, found,
+                " + ".join(POOLED))
     head = ["A2C-source learner", "split", *(f"AD − bound, ep. {a + 1}–{b}" for a, b in WINDOWS), "windows ≥ 0",
             "episode after the 1st success", "last 10", "run"]
-    return (table(head, rows) + "\n\nHeld-out goals, 23 × 5 runs per split, 200 episodes. The bound is "
+    return (table(head, rows) + f"\n\nHeld-out goals, {size} runs per split, 200 episodes. The bound is "
             "`random_search` (a random walk until the first success, then shortest paths; Monte Carlo over the "
             "same goals). Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs, each "
             "against the params.yaml of its time (`default`, \"Across splits: default\", and `default_repro` ran "

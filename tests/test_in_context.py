@@ -93,8 +93,9 @@ def searcher(tmp_path_factory) -> dict:
 def train_searcher(root: Path, steps: int = 500) -> dict:
     """dt.target 'explorer' with the explorer's fixed tie order while searching and every
     shortest-path action once the goal is shown (dt.ties 'search', the searching learner's
-    configuration) on the same 5x5 room: a tiny model trained ``steps`` steps, then the held-out goals from an empty context at a low temperature, beside the
-    systematic explorer (sampled ties) and a random walk."""
+    configuration) on the same 5x5 room: a tiny model trained ``steps`` steps, then the held-out
+    goals from an empty context at a low temperature, beside the systematic explorer (sampled
+    ties) and a random walk."""
     torch.set_num_threads(1)
     split = split_goals(ENV, SplitConfig(seed=0, n_train=16))
     train_shard(ENV, SourceConfig(hidden_size=8, nenvs=2, nsteps=10, env_steps=1000, lr=1e-2, seeds_per_goal=1,
