@@ -37,7 +37,8 @@ LEARNERS = {"default_gb_T1": "AD, default (A2C + goal-blind AD^eps data, exploit
             "explorer": "AD, explorer data, source target",
             "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
             "searcher": "searcher: explorer + A2C + AD^eps data, explorer target",
-            "searcher_search": "searcher, context 128, 3000 steps, ties 'search' (the README's command)"}
+            "searcher_search": "searcher, context 128, 3000 steps, ties 'search' (the README's command)",
+            "searcher_uniform_s12000": "searcher, random ties (`dt.ties: uniform`), 12000 steps, temperature 1"}
 # The searching learner's levers (issue 24), each a results/splits/<name> folder: original variant,
 # then the paper variant (no termination, +1 per step on the goal)
 SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
@@ -52,7 +53,13 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_uniform_T0.3": "the same model, temperature 0.3",
                    "searcher_uniform_s6000": "the same, 6000 training steps, temperature 1.0",
                    "searcher_uniform_s6000_T0.7": "the same model, temperature 0.7",
-                   "searcher_uniform_s12000": "the same, 12000 training steps, temperature 1.0"}
+                   "searcher_uniform_s12000": "the same, 12000 training steps, temperature 1.0",
+                   "searcher_uniform_s12000_evalseed1": "the same model, eval seed 1 (the explorer drawn again too)",
+                   "searcher_uniform_s12000_evalseed2": "the same model, eval seed 2"}
+# Runs pooled per split in the levers table: one split's trained models played with eval seeds 0, 1, 2
+SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
+                                                                 "searcher_uniform_s12000_evalseed1",
+                                                                 "searcher_uniform_s12000_evalseed2")}
 PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
                 "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
                 "searcher_paper_search": "context 128, 3000 steps, ties 'search'"}
@@ -121,6 +128,29 @@ def _per_split(values: list[float], fmt: str = "{:.3f}") -> str:
     return " / ".join("–" if v != v else fmt.format(v) for v in values)           # v != v: NaN, not measured
 
 
+def pooled_levers(base: Path) -> list[list[str]]:
+    """Rows of :data:`SEARCHER_POOLED`: per split, the mean of the runs' curves (equal run counts)
+    against the mean of their explorer yardsticks, on the splits every run has."""
+    rows = []
+    for label, names in SEARCHER_POOLED.items():
+        found = {m: sorted(int(p.name.split("_")[1]) for p in (base / m).glob("split_*")) for m in names}
+        ids = sorted(set.intersection(*(set(v) for v in found.values())))
+        if not ids:
+            continue
+        runs = {m: dict(zip(found[m], zip(*load_runs(base / m)[:2]))) for m in names}
+        ys = np.stack([np.mean([runs[m][k][0]["ad_sampled"].to_numpy() for m in names], 0) for k in ids])
+        ex = np.stack([np.mean([runs[m][k][0]["systematic_explorer"].to_numpy() for m in names], 0) for k in ids])
+        s = [[runs[m][k][1]["held_out"]["sampled"] for m in names] for k in ids]
+        worst = (ys - ex)[:, [e - 1 for e in EPISODES]].min(1)
+        mean = lambda key, sub=None: [np.mean([x[key] if sub is None else x[key][sub] for x in xs]) for xs in s]
+        rows.append([f"{label}: eval seeds 0, 1, 2 pooled ({len(names)} × {s[0][0]['runs']} runs per split)",
+                     _per_split(ids, "{}"),
+                     *(f"{ys[:, e - 1].mean():.2f}" for e in EPISODES), _per_split(worst, "{:+.3f}"),
+                     f"{ys[:, -10:].mean():.3f}", _per_split(mean("steps_over_shortest_last10")),
+                     _per_split(mean("shortest_path_share_last10", "mean")), "", " + ".join(names)])
+    return rows
+
+
 def levers(base: Path) -> str:
     """The searcher's levers side by side: per split (splits 0 / 1 / 2 where present), from each
     run's report and curves, with the command of its first split."""
@@ -141,6 +171,7 @@ def levers(base: Path) -> str:
                      _per_split([x["shortest_path_share_last10"]["mean"] for x in s]),
                      _per_split([np.nan if w is None else w / 60 for w in wall], "{:.1f}"), n])
         cmds.append(f"    {SPLIT_SEED.sub('', cmd)}    # {n}")
+    rows += pooled_levers(base)
     head = ["9×9, original variant", "splits", *(f"ep. {e}" for e in EPISODES),
             "AD − explorer, worst of ep. " + " / ".join(map(str, EPISODES)) + ", per split", "last 10",
             "steps / shortest, last 10, per split", "episodes exactly shortest, per split", "minutes per split", "run"]

@@ -49,3 +49,35 @@ def test_smoke_run(name: str) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"benchmarks.{name} --smoke failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     assert docs_state() == before, f"benchmarks.{name} --smoke changed docs/"
+
+
+def test_pooled_searcher_rows_pool_curves_per_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two eval seeds of one split: the pooled row's worst gap is the lowest, over episodes
+    1/2/3/5/10, of (mean of the two AD curves) - (mean of the two explorer curves), by hand."""
+    import json
+
+    import pandas as pd
+
+    from benchmarks import learners
+
+    ad = {"a": [0.2, 0.5, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+          "b": [0.3, 0.4, 0.7, 0.9, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0]}
+    ex = {"a": [0.3, 0.5, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+          "b": [0.3, 0.6, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]}
+    for name in ad:
+        d = tmp_path / name / "split_0"
+        d.mkdir(parents=True)
+        pd.DataFrame({"episode": range(1, 11), "ad_sampled": ad[name], "systematic_explorer": ex[name]}).to_csv(
+            d / "held_out.csv", index=False)
+        sampled = {"runs": 115, "steps_over_shortest_last10": 1.0 if name == "a" else 1.2,
+                   "shortest_path_share_last10": {"mean": 1.0}}
+        (d / "eval_detail.json").write_text(json.dumps({"held_out": {"sampled": sampled}}))
+        (d / "command.txt").write_text("dvc exp run\n")
+    monkeypatch.setattr(learners, "SEARCHER_POOLED", {"pooled": ("a", "b")})
+    [row] = learners.pooled_levers(tmp_path)
+    # episode 1: (0.2 + 0.3) / 2 - 0.3 = -0.05; episode 2: 0.45 - 0.55 = -0.10; episode 5: 0.95 - 1.0 = -0.05
+    assert row[1] == "0"
+    assert row[2:7] == ["0.25", "0.45", "0.70", "0.95", "1.00"]
+    assert row[7] == "-0.100"
+    assert row[9] == "1.100"
+    assert "2 × 115 runs" in row[0]
