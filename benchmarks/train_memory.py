@@ -8,7 +8,7 @@ with ``DatasetConfig(history_len=800_000, subsample=1)`` into ``.cache/bench_dat
 A child process runs ``adlib.train.train`` (params.yaml's dt section with ``--steps`` steps,
 no evaluation, CPU, batch 32 x seq_len 256, the default model) and reports its own peak
 resident set size (``ru_maxrss``) at the end; the dataset, when it must be built, is built in
-another process first (a peak RSS survives fork and exec on Linux). The child also reports
+another process first (on Linux a child inherits its parent's peak RSS at spawn). The child also reports
 its RSS and peak right after the dataset is loaded, and the bytes of the in-memory columns.
 
 ``--smoke`` measures the same way a few steps of params.yaml's own (tiny) model on the dataset
@@ -77,13 +77,16 @@ def ensure_dataset(data_dir: Path, params: str, split: str) -> Path:
 
 
 def built(data_dir: Path, params: str, split: str) -> Path:
-    """:func:`ensure_dataset` in a process of its own. Linux keeps a process's peak RSS across
-    fork and exec, so a child started after this process had built the dataset (GBs) would
-    report this process's peak as its own; building elsewhere keeps this process small."""
+    """:func:`ensure_dataset` in a process of its own. A child that subprocess starts (vfork, then
+    exec) inherits this process's peak RSS as its own on Linux, so a child started after this
+    process had built the dataset (GBs) would report the build's peak; building elsewhere keeps
+    this process small."""
     code = ("import sys; from pathlib import Path; from benchmarks.train_memory import ensure_dataset; "
             "print(ensure_dataset(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))")
-    out = subprocess.run([sys.executable, "-c", code, str(data_dir), params, split], stdout=subprocess.PIPE,
-                         text=True, cwd=ROOT, check=True).stdout
+    # same working directory as this process: relative paths (and CACHE) mean the same there
+    out = subprocess.run([sys.executable, "-c", code, str(data_dir), params, split], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                         check=True).stdout
     return Path(out.strip().splitlines()[-1])
 
 
@@ -122,7 +125,6 @@ def child(args: argparse.Namespace) -> None:
         summary = train_mod.train(p.env, dt, split, args.data, out, rt=rt)
         report["train_s"] = time.perf_counter() - t0
     report["transitions_per_s"] = summary["transitions_per_s"]
-    report["peak_end"] = peak_self()
     report["layout"] = dt.layout
     report["model"] = f"d {dt.embedding_dim}, {dt.num_layers} layers, {dt.num_heads} heads, ff {dt.feed_forward_dim}"
     report["batch"] = f"batch {dt.batch_size} x seq_len {dt.seq_len}"
@@ -149,7 +151,7 @@ def measure(args: argparse.Namespace) -> str:
         sys.exit(f"child failed with exit status {proc.returncode}")
     rep = json.loads(proc.stdout.strip().splitlines()[-1])
     # the child's own ru_maxrss: RUSAGE_CHILDREN would also count the process that built the dataset
-    peak = rep["peak_end"]
+    peak = rep["peak_self"]
     n = meta["transitions"]
     gb = peak / 1e9
 

@@ -53,21 +53,24 @@ def test_smoke_run(name: str) -> None:
 
 def test_pooled_searcher_rows_pool_curves_per_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two eval seeds of one split: the pooled row's worst gap is the lowest, over episodes
-    1/2/3/5/10, of (mean of the two AD curves) - (mean of the two explorer curves), by hand."""
+    1/2/3/5/10, of (mean of the two AD curves) - (mean of the two explorer curves), by hand. Only
+    the split both runs hold is pooled (run "a" also has split 0, with other values)."""
     import json
 
     import pandas as pd
 
     from benchmarks import learners
 
-    ad = {"a": [0.2, 0.5, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-          "b": [0.3, 0.4, 0.7, 0.9, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0]}
-    ex = {"a": [0.3, 0.5, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-          "b": [0.3, 0.6, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]}
-    for name in ad:
-        d = tmp_path / name / "split_0"
+    ad = {("a", 1): [0.2, 0.5, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+          ("b", 1): [0.3, 0.4, 0.7, 0.9, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0],
+          ("a", 0): [0.0] * 10}
+    ex = {("a", 1): [0.3, 0.5, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+          ("b", 1): [0.3, 0.6, 0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+          ("a", 0): [1.0] * 10}
+    for (name, split), curve in ad.items():
+        d = tmp_path / name / f"split_{split}"
         d.mkdir(parents=True)
-        pd.DataFrame({"episode": range(1, 11), "ad_sampled": ad[name], "systematic_explorer": ex[name]}).to_csv(
+        pd.DataFrame({"episode": range(1, 11), "ad_sampled": curve, "systematic_explorer": ex[name, split]}).to_csv(
             d / "held_out.csv", index=False)
         sampled = {"runs": 115, "steps_over_shortest_last10": 1.0 if name == "a" else 1.2,
                    "shortest_path_share_last10": {"mean": 1.0}}
@@ -76,7 +79,7 @@ def test_pooled_searcher_rows_pool_curves_per_split(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(learners, "SEARCHER_POOLED", {"pooled": ("a", "b")})
     [row] = learners.pooled_levers(tmp_path)
     # episode 1: (0.2 + 0.3) / 2 - 0.3 = -0.05; episode 2: 0.45 - 0.55 = -0.10; episode 5: 0.95 - 1.0 = -0.05
-    assert row[1] == "0"
+    assert row[1] == "1"
     assert row[2:7] == ["0.25", "0.45", "0.70", "0.95", "1.00"]
     assert row[7] == "-0.100"
     assert row[9] == "1.100"
