@@ -116,17 +116,16 @@ def tours_section(splits: tuple[int, ...], seeds: int) -> str:
         "cover its goals. Command: `python -m benchmarks.explorers`.\n")
 
 
-def protocol_draws(split: int, evals: int, runs: int, yard_runs: int, exact_runs: int,
+def protocol_draws(split: int, held: list[int], evals: int, runs: int, yard_runs: int, exact_runs: int,
                    episodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The systematic explorer measured as eval_dt measures a learner, ``evals`` times over, on
-    split ``split``'s held-out 9x9 goals: ``[evals, episodes]`` success of ``runs`` runs per goal
+    split ``split``'s held-out 9x9 goals ``held``: ``[evals, episodes]`` success of ``runs`` runs per goal
     (eval.seeds), ``[evals, episodes]`` of the yardstick eval_dt draws beside it
     (``yard_runs`` runs per goal: its systematic_explorer curve), and the near-exact curve
     ``[episodes]`` (``exact_runs`` runs per goal). Independent draws: the yardstick's seed is the same
     on every split, as eval_dt's ``eval.seed`` is; the measured explorer's differs per split, as
     each split's learner does."""
     env = EnvConfig()
-    held = split_goals(env, SplitConfig(seed=split))["held_out"]
     G = len(held)
 
     def per_eval(n: int, seed: int) -> np.ndarray:   # run = goal * (evals * n) + eval * n + j
@@ -148,8 +147,9 @@ def protocol_section(splits: tuple[int, ...], evals: int, runs: int, exact_runs:
     pooled = lambda a: a[: len(a) // pool * pool].reshape(-1, pool, a.shape[1]).mean(1)   # equal runs per eval
     rows, meets, goals = [], {"one": [], "exact": [], "pooled": []}, {}
     for s in splits:
-        own, yard, exact = protocol_draws(s, evals, runs, SEARCHER_RUNS_PER_GOAL, exact_runs, E)
-        goals[s] = len(split_goals(EnvConfig(), SplitConfig(seed=s))["held_out"])
+        held = split_goals(EnvConfig(), SplitConfig(seed=s))["held_out"]
+        goals[s] = len(held)
+        own, yard, exact = protocol_draws(s, held, evals, runs, SEARCHER_RUNS_PER_GOAL, exact_runs, E)
         gaps = {"one": (own - yard)[:, idx], "exact": (own - exact)[:, idx],
                 "pooled": (pooled(own) - pooled(yard))[:, idx]}                                 # [n, P]
         for key, label in (("one", "one evaluation against its yardstick"),

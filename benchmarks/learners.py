@@ -128,16 +128,21 @@ def _per_split(values: list[float], fmt: str = "{:.3f}") -> str:
     return " / ".join("–" if v != v else fmt.format(v) for v in values)           # v != v: NaN, not measured
 
 
+def by_split(base: Path, name: str) -> dict[int, tuple[pd.DataFrame, dict]]:
+    """``split -> (held-out curves, report)`` of the run ``base / name`` (empty when it has none)."""
+    ids = sorted(int(p.name.split("_")[1]) for p in (base / name).glob("split_*"))
+    return dict(zip(ids, zip(*load_runs(base / name)[:2]))) if ids else {}
+
+
 def pooled_levers(base: Path) -> list[list[str]]:
     """Rows of :data:`SEARCHER_POOLED`: per split, the mean of the runs' curves (equal run counts)
     against the mean of their explorer yardsticks, on the splits every run has."""
     rows = []
     for label, names in SEARCHER_POOLED.items():
-        found = {m: sorted(int(p.name.split("_")[1]) for p in (base / m).glob("split_*")) for m in names}
-        ids = sorted(set.intersection(*(set(v) for v in found.values())))
+        runs = {m: by_split(base, m) for m in names}
+        ids = sorted(set.intersection(*(set(r) for r in runs.values())))
         if not ids:
             continue
-        runs = {m: dict(zip(found[m], zip(*load_runs(base / m)[:2]))) for m in names}
         ys = np.stack([np.mean([runs[m][k][0]["ad_sampled"].to_numpy() for m in names], 0) for k in ids])
         ex = np.stack([np.mean([runs[m][k][0]["systematic_explorer"].to_numpy() for m in names], 0) for k in ids])
         s = [[runs[m][k][1]["held_out"]["sampled"] for m in names] for k in ids]

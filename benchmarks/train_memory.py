@@ -81,12 +81,12 @@ def built(data_dir: Path, params: str, split: str) -> Path:
     exec) inherits this process's peak RSS as its own on Linux, so a child started after this
     process had built the dataset (GBs) would report the build's peak; building elsewhere keeps
     this process small."""
-    code = ("import sys; from pathlib import Path; from benchmarks.train_memory import ensure_dataset; "
-            "print(ensure_dataset(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))")
-    # same working directory as this process: relative paths (and CACHE) mean the same there
-    out = subprocess.run([sys.executable, "-c", code, str(data_dir), params, split], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")},
-                         check=True).stdout
+    # this script again with --build, in this working directory: relative paths (and CACHE) mean the same there
+    cmd = [sys.executable, "-m", "benchmarks.train_memory", "--build", "--data", str(data_dir), "--params", params,
+           "--split", split]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+                         ).stdout
     return Path(out.strip().splitlines()[-1])
 
 
@@ -195,10 +195,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="optimiser steps of the short run")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of the child")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parse(ap, steps=3, no_write=True)
     if args.child:
         child(args)
+        return
+    if args.build:   # for built(): the dataset's path, last line of stdout
+        print(ensure_dataset(Path(args.data), args.params, args.split))
         return
     with tiny_workspace("dataset") if args.smoke else contextlib.nullcontext():
         body = measure(args)
