@@ -5,13 +5,16 @@ reached by every step and the episode it belongs to. :func:`episode_frames` draw
 :func:`adlib.envs.render.draw_frame` under a text band (title, goal, episode, returns) and
 shades the cells visited in the current episode, so AD's search, then its straight walk to
 the goal, can be seen. MP4 goes through imageio's ffmpeg plugin (the binary ships in the
-imageio-ffmpeg wheel, no system ffmpeg), GIF and PNG through Pillow. Every file is written
-atomically.
+imageio-ffmpeg wheel, no system ffmpeg), GIF and PNG through Pillow. Frames are drawn one episode
+at a time and streamed to the writers, so memory does not grow with a video's length (only Pillow's
+GIF encoder keeps its palette frames, a third of the RGB size). Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +97,9 @@ def overlay(img: np.ndarray, lines: list[str], colours: list[tuple[int, int, int
 
 
 def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shade_visited: bool = True
-                   ) -> list[list[np.ndarray]]:
-    """Frames ``[H, W, 3] uint8`` grouped by episode: the start cell (when known), then one per step.
+                   ) -> Iterator[list[np.ndarray]]:
+    """Frames ``[H, W, 3] uint8`` of each episode in turn (drawn lazily, one episode at a time): the start
+    cell (when known), then one per step.
 
     Every frame of a trajectory has the same size: the room, widened where the text needs it.
     """
@@ -106,7 +110,6 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
     task = task_label(traj.goal)
     widest = [traj.title, f"{task} | episode {n_eps}/{n_eps}", f"return {top:g} | last episode {top:g}"]
     width = 8 + int(np.ceil(max(font.getlength(s) for s in widest)))
-    out: list[list[np.ndarray]] = []
     for e in range(n_eps):
         steps = np.flatnonzero(traj.episode_of_step == e)
         last = f"{traj.returns[e - 1]:g}" if e > 0 else "-"
@@ -123,8 +126,7 @@ def episode_frames(traj: Trajectory, env_cfg: EnvConfig, cell_px: int = 24, shad
             img = draw_frame(size, cell, traj.goal, cell_px, visited if shade_visited else None, progress=int(ret))
             lines = [traj.title, f"{task} | episode {e + 1}/{n_eps}", f"return {ret:g} | last episode {last}"]
             frames.append(overlay(img, lines, [DIM_TEXT, TEXT, GOAL if ret > 0 else TEXT], cell_px, width))
-        out.append(frames)
-    return out
+        yield frames
 
 
 def task_label(goal: tuple[int, ...]) -> str:
@@ -134,9 +136,14 @@ def task_label(goal: tuple[int, ...]) -> str:
     return f"goal {tuple(goal)}"
 
 
-def video_frames(episodes: list[list[np.ndarray]], hold: int = HOLD_END) -> list[np.ndarray]:
-    """One frame list for a video: episodes in order, each one's last frame held ``hold`` more times."""
-    return [f for ep in episodes for f in ep + ep[-1:] * hold]
+def video_frames(episodes: Iterable[list[np.ndarray]], hold: int = HOLD_END,
+                 last: dict[int, np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """The frames of a video, lazily: episodes in order, each one's last frame held ``hold`` more times.
+    ``last``, if given, collects the last frame of every episode whose 1-based number is a key of it."""
+    for e, ep in enumerate(episodes, 1):
+        if last is not None and e in last:
+            last[e] = ep[-1]
+        yield from ep + ep[-1:] * hold
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
@@ -150,23 +157,45 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_mp4(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
-    """H.264 MP4 via imageio's FFMPEG plugin (binary from the imageio-ffmpeg wheel), written atomically."""
-    video = np.stack([_even(f) for f in frames])                       # [T, H, W, 3]
+@contextmanager
+def _mp4_writer(path: str | Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """H.264 MP4 via imageio's FFMPEG plugin (binary from the imageio-ffmpeg wheel), written atomically:
+    yields a function that streams one ``[H, W, 3] uint8`` frame to ffmpeg."""
     with atomic_path(path) as tmp:
         # the temp name ends in .tmp: imageio is given the extension and ffmpeg the container;
-        # macro_block_size=2 because frames were padded to even sizes here (no resizing)
-        iio.imwrite(tmp, video, plugin="FFMPEG", extension=".mp4", fps=fps, codec="libx264",
-                    pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
-                    output_params=["-f", "mp4", "-movflags", "+faststart"])
+        # macro_block_size=2 because frames are padded to even sizes here (no resizing)
+        with iio.imopen(tmp, "w", plugin="FFMPEG", extension=".mp4") as file, file.legacy_get_writer(
+                fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
+                output_params=["-f", "mp4", "-movflags", "+faststart"]) as writer:
+            yield lambda frame: writer.append_data(_even(frame))
 
 
-def write_gif(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
-    """Looping GIF via Pillow, written atomically."""
-    images = [Image.fromarray(f) for f in frames]
+def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int) -> None:
+    """An MP4 of ``frames``, consumed one at a time, written atomically."""
+    with _mp4_writer(path, fps) as append:
+        for frame in frames:
+            append(frame)
+
+
+def write_gif(frames: Iterable[np.ndarray], path: str | Path, fps: int) -> None:
+    """Looping GIF via Pillow, written atomically; ``frames`` are consumed one at a time."""
+    images = (Image.fromarray(f) for f in frames)
+    first = next(images, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
     with atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                       loop=0, optimize=False)
+        first.save(tmp, format="GIF", save_all=True, append_images=images, duration=round(1000 / fps),
+                   loop=0, optimize=False)
+
+
+def write_mp4_and_gif(frames: Iterable[np.ndarray], mp4: str | Path, gif: str | Path, fps: int) -> None:
+    """Both videos of ``frames`` in one pass: the GIF encoder pulls each frame, which goes to ffmpeg on the way."""
+    with _mp4_writer(mp4, fps) as append:
+        def tee() -> Iterator[np.ndarray]:
+            for frame in frames:
+                append(frame)
+                yield frame
+        write_gif(tee(), gif, fps)
 
 
 def sheet_episodes(n: int) -> list[int]:
@@ -261,14 +290,13 @@ def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split
             titles = [f"AD in context, held-out goal {g}" for g in ad_goals]
             picks = sheet_episodes(cfg.ad_episodes)
             for g, traj in zip(ad_goals, trajectories(res, env_cfg, titles)):
-                eps = episode_frames(traj, env_cfg, cfg.cell_px)
-                frames = video_frames(eps)
-                for ext, write in (("mp4", write_mp4), ("gif", write_gif)):
-                    name = f"ad_held_out_goal_{g:03d}.{ext}"
-                    write(frames, tmp / name, cfg.fps)
-                    summary["files"].append(name)
-                    pbar.update(1)
-                rows.append([eps[k - 1][-1] for k in picks])
+                last = dict.fromkeys(picks)   # the contact sheet's frames, kept as the video streams past
+                names = [f"ad_held_out_goal_{g:03d}.{ext}" for ext in ("mp4", "gif")]
+                write_mp4_and_gif(video_frames(episode_frames(traj, env_cfg, cfg.cell_px), last=last),
+                                  *(tmp / n for n in names), cfg.fps)
+                summary["files"] += names
+                pbar.update(2)
+                rows.append([last[k] for k in picks])
                 summary["ad_returns"][g] = traj.returns.tolist()
             title = (f"AD in context on held-out goals (rows), frozen weights: last frame of episodes "
                      f"{', '.join(map(str, picks))}")

@@ -28,8 +28,10 @@ from adlib.video import (
     sheet_episodes,
     source_rollout,
     trajectories,
+    video_frames,
     write_gif,
     write_mp4,
+    write_mp4_and_gif,
 )
 
 torch.set_num_threads(1)
@@ -46,7 +48,7 @@ def hand_made() -> Trajectory:
 
 
 def test_frames_have_one_shape_and_are_one_per_step_plus_start():
-    eps = episode_frames(hand_made(), ENV, cell_px=CELL)
+    eps = list(episode_frames(hand_made(), ENV, cell_px=CELL))
     assert [len(e) for e in eps] == [4, 3]
     frames = [f for e in eps for f in e]
     h, w, _ = frames[0].shape
@@ -55,7 +57,7 @@ def test_frames_have_one_shape_and_are_one_per_step_plus_start():
 
 
 def test_overlay_changes_with_episode_and_return_but_grid_does_not():
-    eps = episode_frames(hand_made(), ENV, cell_px=CELL, shade_visited=False)
+    eps = list(episode_frames(hand_made(), ENV, cell_px=CELL, shade_visited=False))
     start0, start1 = eps[0][0], eps[1][0]
     assert (start0[BAND:] == start1[BAND:]).all()           # same room, agent at the start
     assert (start0[:BAND] != start1[:BAND]).any()           # "episode 1/2" -> "episode 2/2"
@@ -63,8 +65,8 @@ def test_overlay_changes_with_episode_and_return_but_grid_does_not():
 
 
 def test_visited_cells_are_shaded_within_an_episode_only():
-    eps = episode_frames(hand_made(), ENV, cell_px=CELL)
-    plain = episode_frames(hand_made(), ENV, cell_px=CELL, shade_visited=False)
+    eps = list(episode_frames(hand_made(), ENV, cell_px=CELL))
+    plain = list(episode_frames(hand_made(), ENV, cell_px=CELL, shade_visited=False))
     assert (eps[0][-1] != plain[0][-1]).any()               # the path of episode 0 is shaded
     assert (eps[1][0] != plain[1][0]).sum() < (eps[0][-1] != plain[0][-1]).sum()  # reset: only the start
 
@@ -74,7 +76,7 @@ def test_recorded_rollout_splits_into_trajectories_with_matching_rewards():
     trajs = trajectories(res, ENV, ["a", "b"])
     for traj, goal in zip(trajs, dr.tasks_in_use(ENV)[[0, 5]].tolist()):
         assert traj.goal == tuple(goal) and traj.episode_of_step.max() == 2
-        eps = episode_frames(traj, ENV, cell_px=CELL)
+        eps = list(episode_frames(traj, ENV, cell_px=CELL))
         sums = np.bincount(traj.episode_of_step, weights=traj.rewards, minlength=3)
         np.testing.assert_array_equal(sums, traj.returns)   # the recorded rewards add up to the returns
         shortest = int(dr.shortest_path(ENV, torch.tensor([2, 2]), torch.tensor(goal)))
@@ -104,6 +106,31 @@ def test_gif_round_trip_frame_count(tmp_path):
     write_gif(distinct_frames(6), path, fps=4)
     with Image.open(path) as im:
         assert im.n_frames == 6 and im.size == (37, 41) and im.info["duration"] == 250
+
+
+def test_mp4_and_gif_in_one_pass_match_the_writers_apart(tmp_path):
+    # the one-pass writer reads a one-shot generator; the reference writes each file from its own list
+    write_mp4_and_gif((f for f in distinct_frames(6)), tmp_path / "a.mp4", tmp_path / "a.gif", fps=4)
+    write_mp4(distinct_frames(6), tmp_path / "b.mp4", fps=4)
+    write_gif(distinct_frames(6), tmp_path / "b.gif", fps=4)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    assert (tmp_path / "a.gif").read_bytes() == (tmp_path / "b.gif").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.mp4", "b.gif", "b.mp4"]   # no temp files
+
+
+def test_video_frames_hold_each_episode_end_and_keep_the_asked_last_frames():
+    eps = [[np.full((2, 2, 3), 10 * e + k, np.uint8) for k in range(n)] for e, n in enumerate([3, 1, 2])]
+    last = {1: None, 3: None}
+    frames = list(video_frames(iter(eps), hold=2, last=last))
+    # by hand: episode 1 = 0 1 2 2 2, episode 2 = 10 10 10, episode 3 = 20 21 21 21
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 1, 2, 2, 2, 10, 10, 10, 20, 21, 21, 21]
+    assert int(last[1][0, 0, 0]) == 2 and int(last[3][0, 0, 0]) == 21 and 2 not in last
+
+
+def test_gif_of_no_frames_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no frames"):
+        write_gif(iter([]), tmp_path / "v.gif", fps=4)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sheet_episodes():
