@@ -70,19 +70,27 @@ def optimum_return(env_cfg: EnvConfig, goals: list[int]) -> float:
     return float(optimum_returns(env_cfg, goals).mean())
 
 
+def random_search_runs(env_cfg: EnvConfig, goals: list[int], runs: int, episodes: int, seed: int = 0) -> np.ndarray:
+    """Return per run and episode ``[len(goals) * runs, episodes]`` (runs goal-major) of random search:
+    uniformly random actions until the first success, then the known-task optimum in every later episode.
+    Fixed start only (the optimum is measured from it)."""
+    if env_cfg.random_start:
+        raise ValueError("random search's optimum is measured from the fixed start (env.random_start is true)")
+    res = rollout(random_policy, env_cfg, goals, runs, episodes, greedy=False, seed=seed)
+    found_before = np.cumsum(res.success, 1) - res.success > 0                     # [N, E]
+    best = np.repeat(optimum_returns(env_cfg, goals), runs)[:, None]                # [N, 1] run = goal-major
+    return np.where(found_before, best, res.returns)
+
+
 def random_search_curve(env_cfg: EnvConfig, goals: list[int], episodes: int, seed: int = 0) -> np.ndarray:
     """Mean return per episode ``[episodes]`` of a learner that searches like a random walk and
-    exploits perfectly: uniformly random actions until its first success, then the known-task
-    optimum in every later episode (Monte Carlo, ``RANDOM_RUNS_PER_GOAL`` runs per goal): what
+    exploits perfectly (:func:`random_search_runs`, ``RANDOM_RUNS_PER_GOAL`` runs per goal): what
     a learner scores whose search is a random walk and whose exploitation is perfect (in the
     paper variant a learner that stays on a goal found mid-episode scores more in that
-    episode). Fixed start only (the optimum is measured from it): all NaN with ``random_start``."""
+    episode). All NaN with ``random_start``."""
     if env_cfg.random_start:
         return np.full(episodes, np.nan)
-    res = rollout(random_policy, env_cfg, goals, RANDOM_RUNS_PER_GOAL, episodes, greedy=False, seed=seed)
-    found_before = np.cumsum(res.success, 1) - res.success > 0                     # [N, E]
-    best = np.repeat(optimum_returns(env_cfg, goals), RANDOM_RUNS_PER_GOAL)[:, None]  # [N, 1] run = goal-major
-    return np.where(found_before, best, res.returns).mean(0)
+    return random_search_runs(env_cfg, goals, RANDOM_RUNS_PER_GOAL, episodes, seed).mean(0)
 
 
 # Systematic-explorer baseline: runs per goal (its only randomness is the tie-breaking)

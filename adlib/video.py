@@ -6,15 +6,16 @@ reached by every step and the episode it belongs to. :func:`episode_frames` draw
 shades the cells visited in the current episode, so AD's search, then its straight walk to
 the goal, can be seen. MP4 goes through imageio's ffmpeg plugin (the binary ships in the
 imageio-ffmpeg wheel, no system ffmpeg), GIF and PNG through Pillow. Frames are drawn one episode
-at a time and streamed to the writers, so memory does not grow with a video's length (only Pillow's
-GIF encoder keeps its palette frames, a third of the RGB size). Every file is written atomically.
+at a time and streamed to the writers: an MP4 needs the memory of one frame whatever its length; a GIF
+grows by one palette frame (a third of the RGB size) per distinct frame, which Pillow's encoder keeps.
+Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def task_label(goal: tuple[int, ...]) -> str:
 
 
 def video_frames(episodes: Iterable[list[np.ndarray]], hold: int = HOLD_END,
-                 last: dict[int, np.ndarray] | None = None) -> Iterator[np.ndarray]:
+                 last: dict[int, np.ndarray | None] | None = None) -> Iterator[np.ndarray]:
     """The frames of a video, lazily: episodes in order, each one's last frame held ``hold`` more times.
     ``last``, if given, collects the last frame of every episode whose 1-based number is a key of it."""
     for e, ep in enumerate(episodes, 1):
@@ -160,14 +161,30 @@ def _even(frame: np.ndarray) -> np.ndarray:
 @contextmanager
 def _mp4_writer(path: str | Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
     """H.264 MP4 via imageio's FFMPEG plugin (binary from the imageio-ffmpeg wheel), written atomically:
-    yields a function that streams one ``[H, W, 3] uint8`` frame to ffmpeg."""
-    with atomic_path(path) as tmp:
+    yields a function that streams one ``[H, W, 3] uint8`` frame to ffmpeg. No frames is an error;
+    on any error ffmpeg is stopped and nothing is written."""
+    count = 0
+
+    def append(frame: np.ndarray) -> None:
+        nonlocal count
+        writer.append_data(_even(frame))
+        count += 1
+
+    with atomic_path(path) as tmp, iio.imopen(tmp, "w", plugin="FFMPEG", extension=".mp4") as file:
         # the temp name ends in .tmp: imageio is given the extension and ffmpeg the container;
         # macro_block_size=2 because frames are padded to even sizes here (no resizing)
-        with iio.imopen(tmp, "w", plugin="FFMPEG", extension=".mp4") as file, file.legacy_get_writer(
-                fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
-                output_params=["-f", "mp4", "-movflags", "+faststart"]) as writer:
-            yield lambda frame: writer.append_data(_even(frame))
+        writer = file.legacy_get_writer(fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2,
+                                        ffmpeg_log_level="error",
+                                        output_params=["-f", "mp4", "-movflags", "+faststart"])
+        try:
+            yield append
+            if count == 0:
+                raise ValueError(f"{path}: no frames to write")
+        except BaseException:
+            with suppress(Exception):   # stop ffmpeg now, not at garbage collection; the error is what counts
+                writer.close()
+            raise
+        writer.close()
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: int) -> None:
@@ -189,7 +206,9 @@ def write_gif(frames: Iterable[np.ndarray], path: str | Path, fps: int) -> None:
 
 
 def write_mp4_and_gif(frames: Iterable[np.ndarray], mp4: str | Path, gif: str | Path, fps: int) -> None:
-    """Both videos of ``frames`` in one pass: the GIF encoder pulls each frame, which goes to ffmpeg on the way."""
+    """Both videos of ``frames`` in one pass: the GIF encoder pulls each frame, which goes to ffmpeg on the way.
+    Each file is atomic on its own (the GIF is in place before the MP4 is finished): render_videos writes
+    both into one atomic directory."""
     with _mp4_writer(mp4, fps) as append:
         def tee() -> Iterator[np.ndarray]:
             for frame in frames:
@@ -296,6 +315,8 @@ def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split
                                   *(tmp / n for n in names), cfg.fps)
                 summary["files"] += names
                 pbar.update(2)
+                if any(f is None for f in last.values()):
+                    raise ValueError(f"goal {g}: episodes {picks} asked for the contact sheet, {len(traj.returns)} played")
                 rows.append([last[k] for k in picks])
                 summary["ad_returns"][g] = traj.returns.tolist()
             title = (f"AD in context on held-out goals (rows), frozen weights: last frame of episodes "

@@ -32,9 +32,9 @@ import torch
 
 from adlib.config import EnvConfig, EvalConfig, SplitConfig
 from adlib.envs import darkroom as dr
-from adlib.evaluation import RANDOM_RUNS_PER_GOAL, SEARCHER_RUNS_PER_GOAL, explorer_curve, optimum_returns
+from adlib.evaluation import RANDOM_RUNS_PER_GOAL, SEARCHER_RUNS_PER_GOAL, explorer_curve, random_search_runs
 from adlib.noise import TIE_ORDERS, OrderedTies, explorer_of
-from adlib.rollout import random_policy, rollout
+from adlib.rollout import rollout
 from adlib.tasks import split_goals
 from benchmarks import table, write_section
 from benchmarks.smoke import parse
@@ -140,6 +140,12 @@ def protocol_draws(split: int, held: list[int], evals: int, runs: int, yard_runs
     return per_eval(runs, 100 + split), per_eval(yard_runs, 2), exact
 
 
+def pool_evals(a: np.ndarray, pool: int) -> np.ndarray:
+    """``[n, E]`` curves of n evaluations -> ``[n // pool, E]``: each ``pool`` consecutive ones averaged
+    (equal runs per evaluation, so the mean of the means is the pooled mean)."""
+    return a[: len(a) // pool * pool].reshape(-1, pool, a.shape[1]).mean(1)
+
+
 def protocol_section(splits: tuple[int, ...], evals: int, runs: int, exact_runs: int, pool: int = 3) -> str:
     """How often the explorer itself meets issue 24's per-split target (within 0.05 of the explorer
     at episodes 1/2/3/5/10) when measured with eval_dt's sample sizes, once and with ``pool``
@@ -148,7 +154,7 @@ def protocol_section(splits: tuple[int, ...], evals: int, runs: int, exact_runs:
         raise SystemExit(f"--evals {evals}: at least {pool} evaluations are needed to pool {pool}")
     E = max(TARGET_POINTS)
     idx = [p - 1 for p in TARGET_POINTS]
-    pooled = lambda a: a[: len(a) // pool * pool].reshape(-1, pool, a.shape[1]).mean(1)   # equal runs per eval
+    pooled = lambda a: pool_evals(a, pool)
     rows, meets, goals = [], {"one": [], "exact": [], "pooled": []}, {}
     for s in splits:
         held = split_goals(EnvConfig(), SplitConfig(seed=s))["held_out"]
@@ -184,15 +190,6 @@ def protocol_section(splits: tuple[int, ...], evals: int, runs: int, exact_runs:
         "from one that lags it by a few hundredths. Command: `python -m benchmarks.explorers`.\n")
 
 
-def random_search_runs(env: EnvConfig, goals: list[int], runs: int, episodes: int, seed: int) -> np.ndarray:
-    """Per run ``[len(goals) * runs, episodes]`` (goal-major) return of random search: a random walk until
-    the first success, the known-goal optimum in every later episode (its mean over runs is
-    ``adlib.evaluation.random_search_curve``, the bound eval_dt draws with 64 runs per goal)."""
-    res = rollout(random_policy, env, goals, runs, episodes, greedy=False, seed=seed)
-    found_before = np.cumsum(res.success, 1) - res.success > 0                        # [N, E]
-    return np.where(found_before, np.repeat(optimum_returns(env, goals), runs)[:, None], res.returns)
-
-
 def bound_section(splits: tuple[int, ...], evals: int, runs: int, pool: int = 3, chunk: int = 50) -> str:
     """How often a learner that *is* random search meets issue 24's default target (at or above the
     random-search bound in every 10-episode window of the first 50, on each split) when measured with
@@ -211,7 +208,7 @@ def bound_section(splits: tuple[int, ...], evals: int, runs: int, pool: int = 3,
         return np.concatenate(out)
 
     windows = lambda a: a.reshape(len(a), BOUND_WINDOWS, BOUND_WINDOW).mean(2)                     # [n, W]
-    pooled = lambda a: a[: len(a) // pool * pool].reshape(-1, pool, a.shape[1]).mean(1)
+    pooled = lambda a: pool_evals(a, pool)
     rows, meets, first, goals = [], {"one": [], "pooled": []}, {"one": [], "pooled": []}, {}
     for s in splits:
         held = split_goals(env, SplitConfig(seed=s))["held_out"]
@@ -223,8 +220,9 @@ def bound_section(splits: tuple[int, ...], evals: int, runs: int, pool: int = 3,
             meets[key].append(~below.any(1))
             first[key].append(below[:, 0])
             rows.append([str(s), label, *[f"{b:.2f}" for b in below.mean(0)], f"{meets[key][-1].mean():.2f}"])
-        rows.append([str(s), "std of one evaluation's margin", *[f"{g:.3f}" for g in gaps["one"].std(0)], ""])
-    every = {k: np.stack(v).all(0).mean() for k, v in meets.items()}
+        for key, label in (("one", "one evaluation's"), ("pooled", f"{pool} pooled evaluations'")):
+            rows.append([str(s), f"std of {label} margin", *[f"{g:.3f}" for g in gaps[key].std(0)], ""])
+    every = {k: np.stack(v).all(0) for k, v in meets.items()}                                 # [n] all splits
     first = {k: np.concatenate(v).mean() for k, v in first.items()}
     spans = [f"ep {w * BOUND_WINDOW + 1}–{(w + 1) * BOUND_WINDOW}" for w in range(BOUND_WINDOWS)]
     md = table(["split", "random search measured as a learner: share of evaluations below the bound", *spans,
@@ -234,10 +232,12 @@ def bound_section(splits: tuple[int, ...], evals: int, runs: int, pool: int = 3,
         f"{BOUND_WINDOW}-episode window of the first {E} episodes, on each split. eval_dt measures AD with {runs} runs "
         f"on each of a split's held-out goals ({' / '.join(str(goals[s]) for s in splits)} goals) and draws the bound "
         f"beside it with {RANDOM_RUNS_PER_GOAL} runs per goal. Here random search itself takes AD's place: "
-        f"{evals} evaluations of it per split, each against its own independently drawn bound, and {pool} "
+        f"{evals} evaluations of it per split, each against a bound drawn afresh beside it (drawn with one seed on "
+        f"every split, as eval_dt draws it with `eval.seed`; the learner's seed differs per split), and {pool} "
         f"evaluations pooled (as `eval.seed` 0, 1, 2 pooled are):\n\n{md}\n\n"
-        f"A learner that is exactly its bound meets the target on all {len(splits)} splits in **{every['one']:.2f}** "
-        f"of single evaluations and in **{every['pooled']:.2f}** with {pool} pooled; episodes 1–{BOUND_WINDOW} alone are "
+        f"A learner that is exactly its bound meets the target on all {len(splits)} splits in "
+        f"**{every['one'].mean():.2f}** of single evaluations ({every['one'].sum()} of {len(every['one'])}) and in "
+        f"{every['pooled'].sum()} of {len(every['pooled'])} with {pool} pooled; episodes 1–{BOUND_WINDOW} alone are "
         f"below in {first['one']:.2f} of single evaluations ({first['pooled']:.2f} pooled). So \"at or above\" can only be read as \"not below by more "
         f"than the measurement's noise\": a learner whose search imitates a random walk (the default's goal-blind "
         f"AD^ε streams search as one) is at the bound in expectation where it searches, and the margin's std above "
@@ -250,7 +250,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--splits", type=int, default=3, help="held-out sets of split.seed 0..K-1 for the tours table")
     ap.add_argument("--tour-seeds", type=int, default=400, help="random-tie runs per held-out goal (tours table)")
-    ap.add_argument("--evals", type=int, default=400, help="evaluations of the explorer per split (target resolution)")
+    ap.add_argument("--evals", type=int, default=400, help="evaluations per split of the explorer and of random search (the targets' resolution)")
     ap.add_argument("--exact-runs", type=int, default=2000, help="runs per goal of the near-exact explorer curve")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
     args = parse(ap, episodes=2, seeds=1, no_write=True, splits=1, tour_seeds=2, evals=3, exact_runs=2)

@@ -127,10 +127,22 @@ def test_video_frames_hold_each_episode_end_and_keep_the_asked_last_frames():
     assert int(last[1][0, 0, 0]) == 2 and int(last[3][0, 0, 0]) == 21 and 2 not in last
 
 
-def test_gif_of_no_frames_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no frames"):
-        write_gif(iter([]), tmp_path / "v.gif", fps=4)
+def test_mp4_or_gif_of_no_frames_is_a_clear_error(tmp_path):
+    for write, name in ((write_gif, "v.gif"), (write_mp4, "v.mp4")):
+        with pytest.raises(ValueError, match="no frames"):
+            write(iter([]), tmp_path / name, fps=4)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_mid_video_leaves_no_file(tmp_path):
+    def broken():
+        yield from distinct_frames(3)
+        raise RuntimeError("renderer failed")
+    for write in (lambda f: write_mp4(f, tmp_path / "v.mp4", fps=4),
+                  lambda f: write_mp4_and_gif(f, tmp_path / "w.mp4", tmp_path / "w.gif", fps=4)):
+        with pytest.raises(RuntimeError, match="renderer failed"):
+            write(broken())
+    assert list(tmp_path.iterdir()) == []   # neither file nor a temp file
 
 
 def test_sheet_episodes():
