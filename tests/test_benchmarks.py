@@ -86,20 +86,26 @@ def test_pooled_searcher_rows_pool_curves_per_split(tmp_path: Path, monkeypatch:
     assert "2 × 115 runs" in row[0]
 
 
-def test_random_search_runs_are_the_bound_eval_dt_draws_run_by_run() -> None:
-    """benchmarks.explorers' per-run random search against adlib's random_search_curve (the bound eval_dt
-    draws): the same seed and run count give the same mean curve; each run is 0 before its first success
-    and the optimum, 1, from then on (a 5x5 room: every goal is within reach of one episode)."""
+def test_random_search_runs_follow_the_random_walk_until_its_first_success() -> None:
+    """adlib.evaluation.random_search_runs (the bound eval_dt draws, and benchmarks.explorers' learner in its
+    place) against the random walk rolled out directly with the same seed: each run is the walk's outcome up
+    to and including its first success and the optimum, 1, from then on (a 5x5 room: every goal is within
+    reach of one episode)."""
     import numpy as np
     from helpers_dt import ENV
 
-    from adlib.evaluation import RANDOM_RUNS_PER_GOAL, random_search_curve
-    from benchmarks.explorers import random_search_runs
+    from adlib.evaluation import random_search_runs
+    from adlib.rollout import random_policy, rollout
 
     goals = [0, 7, 23]
-    runs = random_search_runs(ENV, goals, RANDOM_RUNS_PER_GOAL, 6, seed=3)             # [3 * 64, 6]
-    np.testing.assert_allclose(runs.mean(0), random_search_curve(ENV, goals, 6, seed=3))
-    first = np.argmax(runs > 0, 1)
-    for run, f in zip(runs, first):
-        if run.any():
-            assert not run[:f].any() and (run[f:] == 1).all()
+    runs = random_search_runs(ENV, goals, 64, 6, seed=3)                                  # [3 * 64, 6]
+    walk = rollout(random_policy, ENV, goals, 64, 6, greedy=False, seed=3).success      # [3 * 64, 6]
+    assert runs.shape == walk.shape == (3 * 64, 6)
+    for r, w in zip(runs, walk):
+        hits = np.flatnonzero(w)
+        if len(hits) == 0:
+            assert not r.any()
+        else:
+            f = hits[0]
+            assert not r[:f].any() and (r[f:] == 1).all()
+    assert 0 < runs[:, 0].mean() < runs[:, -1].mean() <= 1   # some find the goal at once, more later
