@@ -34,6 +34,8 @@ from pathlib import Path
 import psutil
 import yaml
 
+from adlib.config import EnvConfig
+from adlib.envs import darkroom as dr
 from benchmarks import machine, median, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +111,8 @@ def keydoor_full(env_steps: int, shards: int, smoke: bool) -> None:
     stages; the section states the measured rate and the whole phase at ``source.env_steps`` steps per agent.
     A worker holds its agents' whole histories until it writes them (``adlib.histories.History``), so
     memory grows with agents per worker x steps per agent: more shards, fewer agents per worker."""
+    full = params_for(ROOT, None, smoke)["source"]["env_steps"]   # params.yaml's steps per agent
     p = params_for(ROOT, None if smoke else env_steps, smoke)
-    full = p["source"]["env_steps"] if smoke else yaml.safe_load((ROOT / "params.yaml").read_text())["source"]["env_steps"]
     p["env"].update(KEYDOOR, **({"grid_size": 5, "max_episode_steps": 20, "n_tasks": 40} if smoke else {}))
     p["split"]["n_train"] = 36 if smoke else 5832
     p["source"]["seeds_per_goal"] = 1
@@ -120,7 +122,7 @@ def keydoor_full(env_steps: int, shards: int, smoke: bool) -> None:
         r = measure(ROOT, p, list(p["source"]["shards"]), Path(tmp))
     if smoke:
         return
-    agents, steps = 6480, p["source"]["env_steps"]
+    agents, steps = len(dr.tasks_in_use(EnvConfig(**p["env"]))), p["source"]["env_steps"]
     rate = agents * steps / r["wall"]
     body = "\n".join([
         f"All {agents} (key, door) pairs of Dark Key-to-Door (9x9, 50-step episodes, one A2C agent per pair), "
