@@ -317,14 +317,18 @@ def updates_of(cfg: SourceConfig) -> int:
 
 def _snapshot(upd: int, params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, state: dr.EnvState,
               obs: torch.Tensor, ep_ret: torch.Tensor, hist: History, T: int, logs: list[AgentLog]) -> dict:
-    """Everything :func:`train_agents` needs to continue after update ``upd`` (tensors and plain data)."""
+    """Everything :func:`train_agents` needs to continue after update ``upd`` (tensors and plain data).
+
+    The history is a view of its first ``upd * T`` rows, not a copy: the loop never writes those
+    rows again, so the view is as frozen as a copy, and a checkpoint late in a long run does not
+    double the worker's memory (the history is most of it)."""
     return {
         "update": upd,
         "params": {k: v.detach().cpu().clone() for k, v in params.items()},
         "optimizer": copy.deepcopy(opt.state_dict()),   # a snapshot, not the live state
         "env_state": {k: getattr(state, k).cpu() for k in dr.EnvState._fields},
         "obs": obs.cpu(), "ep_ret": ep_ret.cpu(),
-        "history": {f: torch.from_numpy(getattr(hist, f)[: upd * T].copy()) for f in FIELDS},
+        "history": {f: torch.from_numpy(getattr(hist, f)[: upd * T]) for f in FIELDS},
         "logs": [{"update": e.update, "env_steps": e.env_steps,
                   "stats": {k: torch.from_numpy(v.copy()) for k, v in e.stats.items()}} for e in logs],
     }

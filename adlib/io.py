@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -136,17 +135,16 @@ def read_json(path: str | Path) -> Any:
 def save_torch(path: str | Path, obj: dict) -> None:
     """Atomically save a checkpoint made of tensors and plain data (loadable with weights_only).
 
-    Serialised in memory first: ``torch.save`` to a path stores the file's stem as the zip
-    archive's inner folder, so saving through a random temp name would make equal tensors
-    different bytes on every run (and defeat DVC's caching downstream). Through a buffer the
+    Saved through an open file, not a path: ``torch.save`` to a path stores the file's stem as
+    the zip archive's inner folder, so saving to a random temp name would make equal tensors
+    different bytes on every run (and defeat DVC's caching downstream). Through a file object the
     folder is always ``archive/`` and the entries carry a fixed date: equal content, equal bytes.
+    Nothing is buffered in memory (a source checkpoint holds the whole history so far).
     """
     import torch  # lazily: stages validate params before paying for the torch import
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getbuffer())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu") -> dict:

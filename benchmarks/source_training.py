@@ -1,11 +1,11 @@
 """The train_source_agents stage, today's code against an older commit's, side by side in one run.
 
-    python -m benchmarks.source_training [--base 7182a5d] [--env-steps 800000] [--repeats 1]
+    python -m benchmarks.source_training [--base 7182a5d [8257f97 ...]] [--env-steps 800000] [--repeats 1]
 
 Each side runs every shard stage of params.yaml (``python -m stages.train_source_agents
---shard k``, one after another, as ``dvc repro`` runs them) in a fresh temporary folder: the
-old side from a ``git worktree`` of ``--base`` (its own params.yaml keys, same values), the
-new side from this checkout. Measured per side: wall seconds of the whole source phase, agent
+--shard k``, one after another, as ``dvc repro`` runs them) in a fresh temporary folder: each
+old side from a ``git worktree`` of one ``--base`` commit (its own params.yaml keys, same
+values), the new side from this checkout. Measured per side: wall seconds of the whole source phase, agent
 env steps per second (agents x env steps per agent / wall), CPU seconds of every process of the
 stage (user + system, workers included) over wall seconds (2.0 = both cores busy all along), and
 the peak resident memory of the stage (the sum over its processes, sampled every 0.1 s). Sides
@@ -23,6 +23,7 @@ agent from the measured rate (section "Source training: all Key-to-Door pairs").
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import resource
 import subprocess
@@ -69,7 +70,9 @@ def measure(code: Path, params: dict, shards: list[int], work: Path) -> dict:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)   # the stage and the workers it waited for
         cpu += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "peak_mb": peak / 2**20}
+    digests = {str(f.relative_to(work)): hashlib.sha256(f.read_bytes()).hexdigest()
+               for f in sorted((work / "sources").rglob("history.parquet"))}
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak / 2**20, "histories": digests}
 
 
 def worktree(base: str, where: Path) -> Path:
@@ -149,7 +152,7 @@ def keydoor_full(env_steps: int, shards: int, smoke: bool) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", default=DEFAULT_BASE, help="the old side's commit")
+    ap.add_argument("--base", nargs="+", default=[DEFAULT_BASE], help="the old sides' commits")
     ap.add_argument("--env-steps", type=int, default=None, help="env steps per agent (default: params.yaml)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works; writes nothing")
@@ -163,18 +166,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="adlib-srcbench-") as tmp:
         tmp = Path(tmp)
         # the smoke run measures this checkout only (a CI clone may not hold the old commit)
-        sides = {"new": ROOT} if args.smoke else {"old": worktree(args.base, tmp / "old"), "new": ROOT}
+        sides = {} if args.smoke else {b: worktree(b, tmp / f"old_{b}") for b in args.base}
+        sides["new"] = ROOT
         try:
             runs: dict[str, list[dict]] = {s: [] for s in sides}
             for r in range(args.repeats):
                 for side, code in sides.items():
                     p = params_for(code, args.env_steps, args.smoke)
                     runs[side].append(measure(code, p, list(p["source"]["shards"]), tmp / f"{side}_{r}"))
-                    print(side, runs[side][-1], flush=True)
+                    print(side, {k: v for k, v in runs[side][-1].items() if k != "histories"}, flush=True)
         finally:
-            if "old" in sides:
-                subprocess.run(["git", "worktree", "remove", "--force", str(sides["old"])], cwd=ROOT,
-                               capture_output=True)
+            for side, code in sides.items():
+                if side != "new":
+                    subprocess.run(["git", "worktree", "remove", "--force", str(code)], cwd=ROOT,
+                                   capture_output=True)
     if args.smoke:
         return
     p = params_for(ROOT, args.env_steps, args.smoke)
@@ -183,24 +188,28 @@ def main() -> None:
     agents = n_tasks * src["seeds_per_goal"]
     steps = src["env_steps"]
     rows = []
-    for side, label in (("old", f"{args.base} (before)"), ("new", "this commit")):
+    for side in sides:
+        label = "this commit" if side == "new" else f"{side} (before)"
         wall = median([x["wall"] for x in runs[side]])
         cpu = median([x["cpu"] for x in runs[side]])
         mem = median([x["peak_mb"] for x in runs[side]])
-        rows.append([label, f"{wall:,.1f}", f"{agents * steps / wall / 1e6:.2f}", f"{cpu / wall:.2f}", f"{mem:,.0f}"])
-    speedup = median([x["wall"] for x in runs["old"]]) / median([x["wall"] for x in runs["new"]])
+        same = "–" if side == "new" else ("yes" if runs[side][0]["histories"] == runs["new"][0]["histories"] else "no")
+        rows.append([label, f"{wall:,.1f}", f"{agents * steps / wall / 1e6:.2f}", f"{cpu / wall:.2f}", f"{mem:,.0f}",
+                     same])
+    speedup = median([x["wall"] for x in runs[args.base[0]]]) / median([x["wall"] for x in runs["new"]])
     body = "\n".join([
         f"The whole source phase of the default pipeline: {agents} A2C agents ({n_tasks} goals x "
         f"{src['seeds_per_goal']} seeds) x {steps:,} env steps, every shard stage of `source.shards` "
         f"({len(src['shards'])}) run one after another as `dvc repro` runs them, histories and agents written. "
         f"Old and new side by side in one run (median of {args.repeats}).",
         "",
-        table(["code", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MB (all processes)"], rows),
+        table(["code", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MB (all processes)",
+               "histories byte-identical to this commit's"], rows),
         "",
-        f"Speed-up: {speedup:.2f}x. CPU cores busy = CPU seconds of every process of the stage over wall "
+        f"Speed-up over {args.base[0]}: {speedup:.2f}x. CPU cores busy = CPU seconds of every process of the stage over wall "
         "seconds. Peak RSS is the stage process plus its workers, sampled every 0.1 s.",
         "",
-        f"Machine: {machine()}. Command: `python -m benchmarks.source_training --base {args.base}"
+        f"Machine: {machine()}. Command: `python -m benchmarks.source_training --base {' '.join(args.base)}"
         + (f" --env-steps {args.env_steps}" if args.env_steps else "")
         + (f" --repeats {args.repeats}" if args.repeats != 1 else "") + "`.",
     ])

@@ -877,3 +877,18 @@ run_stage(main)
     assert r.returncode == 128 + signal.SIGTERM, r.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
     assert sorted(p.name for p in (tmp_path / "dataset").iterdir()) == ["new.parquet"]
+
+
+def test_save_torch_writes_equal_bytes_for_equal_content_under_any_name(tmp_path):
+    """Checkpoints are DVC outputs: the same tensors saved under different names (save_torch
+    goes through random temp names) must be the same bytes, with torch's buffer archive folder."""
+    import zipfile
+
+    obj = {"w": torch.arange(1000, dtype=torch.float32).reshape(10, 100), "meta": {"goal": [1, 2]}}
+    save_torch(tmp_path / "a" / "model.pt", obj)
+    save_torch(tmp_path / "b" / "other_name.pt", obj)
+    a, b = (tmp_path / "a" / "model.pt").read_bytes(), (tmp_path / "b" / "other_name.pt").read_bytes()
+    assert a == b
+    names = zipfile.ZipFile(tmp_path / "a" / "model.pt").namelist()
+    assert all(n.startswith("archive/") for n in names), names
+    assert torch.equal(load_torch(tmp_path / "b" / "other_name.pt")["w"], obj["w"])

@@ -131,3 +131,18 @@ def test_killed_multi_worker_shard_stops_its_workers_and_resumes_exactly(tmp_pat
                        env=stage_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert _digests(tmp_path / "resumed") == _digests(tmp_path / "fresh")
+
+
+def test_checkpoint_history_is_a_view_of_rows_never_written_again():
+    """A checkpoint late in a long run must not copy the history (most of a worker's memory):
+    it holds a view of the rows before its update, which the loop never writes again."""
+    ckpts: list[dict] = []
+    _, hist = train_agents(ENV, SRC, [2, 4], [0, 1], rt=RT, on_checkpoint=ckpts.append)
+    T = SRC.nsteps
+    for c in ckpts:
+        rows = c["update"] * T
+        for f in FIELDS:
+            saved = c["history"][f].numpy()
+            assert saved.shape[0] == rows
+            assert np.shares_memory(saved, getattr(hist, f))
+            assert np.array_equal(saved, getattr(hist, f)[:rows])   # still the rows as checkpointed
