@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 SCRIPTS = ("ablate", "dt_throughput", "env_throughput", "envs", "eval_batching", "eval_kv_cache", "explorers",
            "firstfind", "learners", "levers", "planted_bugs", "rooms", "shared_load", "source_quality",
-           "source_training", "source_update", "splits", "stage_threads", "train_memory")
+           "source_training", "source_update", "splits", "stage_memory", "stage_threads", "train_memory")
 NOT_SCRIPTS = {"__init__": "shared helpers", "smoke": "the smoke runs' sizes"}
 
 
@@ -109,3 +109,21 @@ def test_random_search_runs_follow_the_random_walk_until_its_first_success() -> 
             f = hits[0]
             assert not r[:f].any() and (r[f:] == 1).all()
     assert 0 < runs[:, 0].mean() < runs[:, -1].mean() <= 1   # some find the goal at once, more later
+
+
+def test_stage_memory_expands_foreach_stages_in_order() -> None:
+    """dvc.yaml's stages in file order, a foreach stage once per item with ${item} substituted
+    and its folded command joined on one line; ``python`` is this interpreter."""
+    from benchmarks.stage_memory import stage_commands
+
+    dvc = {"stages": {"a": {"cmd": "python -m stages.a --out x"},
+                      "b": {"foreach": "${source.shards}",
+                            "do": {"cmd": "python -m stages.b --shard ${item}\n  --out d/shard_${item}"}},
+                      "c": {"cmd": "python -m stages.c"}}}
+    py = sys.executable
+    assert stage_commands(dvc, {"source": {"shards": [0, 3]}}) == [
+        ("a", f"{py} -m stages.a --out x"),
+        ("b@0", f"{py} -m stages.b --shard 0 --out d/shard_0"),
+        ("b@3", f"{py} -m stages.b --shard 3 --out d/shard_3"),
+        ("c", f"{py} -m stages.c"),
+    ]
