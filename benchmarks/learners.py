@@ -38,7 +38,8 @@ LEARNERS = {"default_gb_T1": "AD, default (A2C + goal-blind AD^eps data, exploit
             "searcher_tour": "searcher: explorer data (+1 A2C stream), explorer target",
             "searcher": "searcher: explorer + A2C + AD^eps data, explorer target",
             "searcher_search": "searcher, context 128, 3000 steps, ties 'search' (the README's command)",
-            "searcher_uniform_s12000": "searcher, random ties (`dt.ties: uniform`), 12000 steps, temperature 1"}
+            "searcher_uniform_s12000": "searcher, random ties (`dt.ties: uniform`), 12000 steps, temperature 1",
+            "searcher_ssf75_s4500": "searcher, random ties, 75 % of windows from a stream's start, 4500 steps"}
 # The searching learner's levers (issue 24), each a results/splits/<name> folder: original variant,
 # then the paper variant (no termination, +1 per step on the goal)
 SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
@@ -55,7 +56,11 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_uniform_s6000_T0.7": "the same model, temperature 0.7",
                    "searcher_uniform_s12000": "the same, 12000 training steps, temperature 1.0",
                    "searcher_uniform_s12000_evalseed1": "the same model, eval seed 1 (the explorer drawn again too)",
-                   "searcher_uniform_s12000_evalseed2": "the same model, eval seed 2"}
+                   "searcher_uniform_s12000_evalseed2": "the same model, eval seed 2",
+                   "searcher_ssf75": "random ties, 3000 steps, temperature 1.0, `dt.stream_start_frac: 0.75` "
+                                     "(minutes: sources too)",
+                   "searcher_ssf75_lr2": "the same, learning rate 2e-3",
+                   "searcher_ssf75_s4500": "the same (learning rate 1e-3), 4500 steps"}
 # Runs pooled per split in the levers table: one split's trained models played with eval seeds 0, 1, 2
 SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
                                                                  "searcher_uniform_s12000_evalseed1",
