@@ -72,6 +72,8 @@ def measure(code: Path, params: dict, shards: list[int], work: Path) -> dict:
         cpu += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     digests = {str(f.relative_to(work)): hashlib.sha256(f.read_bytes()).hexdigest()
                for f in sorted((work / "sources").rglob("history.parquet"))}
+    if not digests:
+        raise RuntimeError(f"{work / 'sources'}: the shard stages wrote no history.parquet")
     return {"wall": wall, "cpu": cpu, "peak_mb": peak / 2**20, "histories": digests}
 
 
@@ -132,7 +134,7 @@ def keydoor_full(env_steps: int, shards: int, smoke: bool) -> None:
         f"{steps:,} env steps per agent, {shards} shard stages (`-S source.shards=[{','.join(map(str, range(shards)))}]`) "
         "one after another as `dvc repro` runs them, histories and agents written; this checkout only.",
         "",
-        table(["env steps per agent", "wall min", "M agent env steps/s", "CPU cores busy", "peak RSS MB (all processes)",
+        table(["env steps per agent", "wall min", "M agent env steps/s", "CPU cores busy", "peak RSS MiB (all processes)",
                f"whole phase at {full:,} steps per agent (from the rate)"],
               [[f"{steps:,}", f"{r['wall'] / 60:.1f}", f"{rate / 1e6:.2f}", f"{r['cpu'] / r['wall']:.2f}",
                 f"{r['peak_mb']:,.0f}", f"{agents * full / rate / 60:.0f} min"]]),
@@ -166,9 +168,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="adlib-srcbench-") as tmp:
         tmp = Path(tmp)
         # the smoke run measures this checkout only (a CI clone may not hold the old commit)
-        sides = {} if args.smoke else {b: worktree(b, tmp / f"old_{b}") for b in args.base}
-        sides["new"] = ROOT
+        if "new" in args.base:
+            raise SystemExit("--base: 'new' names this checkout's side; give a commit")
+        sides: dict[str, Path] = {}
         try:
+            for b in ([] if args.smoke else args.base):
+                sides[b] = worktree(b, tmp / f"old_{b}")
+            sides["new"] = ROOT
             runs: dict[str, list[dict]] = {s: [] for s in sides}
             for r in range(args.repeats):
                 for side, code in sides.items():
@@ -203,7 +209,7 @@ def main() -> None:
         f"({len(src['shards'])}) run one after another as `dvc repro` runs them, histories and agents written. "
         f"Old and new side by side in one run (median of {args.repeats}).",
         "",
-        table(["code", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MB (all processes)",
+        table(["code", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MiB (all processes)",
                "histories byte-identical to this commit's"], rows),
         "",
         f"Speed-up over {args.base[0]}: {speedup:.2f}x. CPU cores busy = CPU seconds of every process of the stage over wall "

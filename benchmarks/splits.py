@@ -69,15 +69,18 @@ def run_split(seed: int, sets: list[str], dest: Path) -> None:
 
 
 def restore_workspace() -> None:
-    """Put params.yaml, dvc.lock and metrics/ back from git and the outputs from DVC's cache. An
-    output of the committed dvc.lock that this cache lacks (a fresh clone that never ran or pulled
-    the committed pipeline: TensorBoard logs differ by machine) is only reported: the next split's
-    ``dvc exp run`` does not need it, and the runs already kept are not lost."""
+    """After the splits: params.yaml, dvc.lock and metrics/ back from git, the outputs from DVC's
+    cache. Outputs of the committed dvc.lock that this cache lacks (a fresh clone that never ran
+    or pulled the committed pipeline: TensorBoard logs differ by machine) are reported, not
+    raised, so that the splits just run are still tabulated; any other checkout error raises."""
     subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], cwd=ROOT, check=True)
     done = subprocess.run(["dvc", "checkout", "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        print("warning: dvc checkout could not restore every committed output (not in this cache; "
-              f"dvc pull or dvc repro brings them back):\n{done.stderr.strip()[-1500:]}", flush=True)
+    if done.returncode == 0:
+        return
+    if "cache up to date" not in done.stderr and "missing" not in done.stderr:
+        raise RuntimeError(f"dvc checkout failed:\n{done.stderr.strip()[-3000:]}")
+    print("warning: dvc checkout could not restore every committed output (not in this cache; "
+          f"dvc pull or dvc repro brings them back):\n{done.stderr.strip()[-1500:]}", flush=True)
 
 
 def fmt(values: list[float], digits: int) -> str:

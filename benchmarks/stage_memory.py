@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -48,24 +49,26 @@ def stage_commands(dvc_yaml: dict, params: dict) -> list[tuple[str, str]]:
             out += [(f"{name}@{i}", st["do"]["cmd"].replace("${item}", str(i))) for i in items]
         else:
             out.append((name, st["cmd"]))
-    return [(n, " ".join(c.split()).replace("python ", f"{sys.executable} ", 1)) for n, c in out]
+    return [(n, " ".join(c.split()).replace("python ", f"{shlex.quote(sys.executable)} ", 1)) for n, c in out]
 
 
 def run_sampled(cmd: str, cwd: Path, env: dict) -> dict:
     """Run ``cmd`` in ``cwd``; its wall seconds and the peak (sum and largest) RSS of its process tree."""
     t0 = time.perf_counter()
-    proc = psutil.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak_sum = peak_one = 0
-    while proc.poll() is None:
-        rss = []
-        for p in [proc, *proc.children(recursive=True)]:
-            try:
-                rss.append(p.memory_info().rss)
-            except psutil.NoSuchProcess:
-                pass
-        peak_sum, peak_one = max(peak_sum, sum(rss)), max(peak_one, max(rss, default=0))
-        time.sleep(0.1)
-    err = proc.stderr.read().decode()
+    with tempfile.TemporaryFile() as log:   # not a pipe: a chatty stage must never block on it
+        proc = psutil.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        peak_sum = peak_one = 0
+        while proc.poll() is None:
+            rss = []
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    rss.append(p.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    pass
+            peak_sum, peak_one = max(peak_sum, sum(rss)), max(peak_one, max(rss, default=0))
+            time.sleep(0.1)
+        log.seek(0)
+        err = log.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{err[-3000:]}")
     return {"wall": time.perf_counter() - t0, "sum_mb": peak_sum / 2**20, "one_mb": peak_one / 2**20}
@@ -81,7 +84,7 @@ def main() -> None:
     else:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = stage_commands(yaml.safe_load((ROOT / "dvc.yaml").read_text()), params)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)}   # CI: no progress bars
     rows, total = [], 0.0
     with tempfile.TemporaryDirectory(prefix="adlib-stagemem-") as tmp:
         work = Path(tmp)
@@ -97,13 +100,13 @@ def main() -> None:
         return
     worst = max(float(r[2].replace(",", "")) for r in rows)
     body = "\n".join([
-        f"Every stage of `dvc.yaml` on the committed params.yaml ({commit()}), one after another as `dvc repro` "
+        f"Every stage of `dvc.yaml` on this checkout's params.yaml ({commit()}), one after another as `dvc repro` "
         "runs them, in a fresh folder with no DVC cache (sources included). Peak RSS sampled every 0.1 s over "
         "the stage's whole process tree: the sum over its processes (a source shard stage is the stage and its "
         "workers; shared torch pages count once per process, so the sum errs high) and the largest single "
         "process (what GNU time reports).",
         "",
-        table(["stage", "wall s", "peak RSS MB, sum of its processes", "peak RSS MB, largest process"], rows),
+        table(["stage", "wall s", "peak RSS MiB, sum of its processes", "peak RSS MiB, largest process"], rows),
         "",
         f"Largest stage: **{worst / 1024:.2f} GiB** ({worst * 2**20 / 1e9:.2f} GB; target <= 2 GB per stage). "
         f"All stages: {total / 60:.1f} min (no setup, no DVC).",

@@ -135,14 +135,23 @@ def test_killed_multi_worker_shard_stops_its_workers_and_resumes_exactly(tmp_pat
 
 def test_checkpoint_history_is_a_view_of_rows_never_written_again():
     """A checkpoint late in a long run must not copy the history (most of a worker's memory):
-    it holds a view of the rows before its update, which the loop never writes again."""
+    it holds a view of the rows before its update, which the loop never writes again, and a
+    saved checkpoint holds those rows' bytes only."""
     ckpts: list[dict] = []
-    _, hist = train_agents(ENV, SRC, [2, 4], [0, 1], rt=RT, on_checkpoint=ckpts.append)
+    at_checkpoint: list[dict[str, np.ndarray]] = []
+
+    def keep(c: dict) -> None:
+        ckpts.append(c)
+        at_checkpoint.append({f: c["history"][f].numpy().copy() for f in FIELDS})   # the rows as they were
+
+    _, hist = train_agents(ENV, SRC, [2, 4], [0, 1], rt=RT, on_checkpoint=keep)
+    assert [c["update"] for c in ckpts] == [100, 200]
     T = SRC.nsteps
-    for c in ckpts:
+    for c, then in zip(ckpts, at_checkpoint):
         rows = c["update"] * T
         for f in FIELDS:
-            saved = c["history"][f].numpy()
+            saved = c["history"][f]
             assert saved.shape[0] == rows
-            assert np.shares_memory(saved, getattr(hist, f))
-            assert np.array_equal(saved, getattr(hist, f)[:rows])   # still the rows as checkpointed
+            assert np.shares_memory(saved.numpy(), getattr(hist, f))            # a view, not a copy
+            assert saved.untyped_storage().nbytes() == then[f].nbytes           # torch.save writes these bytes only
+            assert np.array_equal(getattr(hist, f)[:rows], then[f])             # rows never written again
