@@ -68,6 +68,41 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     return out
 
 
+def run_sampled(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> dict[str, float]:
+    """Run ``cmd`` (a string goes through the shell) in ``cwd`` and wait: its wall seconds, CPU seconds
+    (user + system of it and every child it waited for) and the peak resident memory of its whole process
+    tree, sampled every 0.1 s, both summed over the processes (``sum_mib``) and of the largest one
+    (``one_mib``, what GNU time reports). stderr goes to a temp file (a pipe could fill and block the
+    command); a failure raises with its tail."""
+    import resource
+    import tempfile
+
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    peak_sum = peak_one = 0
+    with tempfile.TemporaryFile() as log:
+        proc = psutil.Popen(cmd, shell=isinstance(cmd, str), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        while proc.poll() is None:
+            rss = []
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    rss.append(p.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    pass
+            peak_sum, peak_one = max(peak_sum, sum(rss)), max(peak_one, max(rss, default=0))
+            time.sleep(0.1)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            log.seek(0)
+            shown = cmd if isinstance(cmd, str) else " ".join(cmd)
+            raise RuntimeError(f"{shown} failed ({proc.returncode}):\n{log.read().decode(errors='replace')[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "sum_mib": peak_sum / 2**20, "one_mib": peak_one / 2**20}
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 

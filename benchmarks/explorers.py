@@ -154,14 +154,13 @@ def protocol_section(splits: tuple[int, ...], evals: int, runs: int, exact_runs:
         raise SystemExit(f"--evals {evals}: at least {pool} evaluations are needed to pool {pool}")
     E = max(TARGET_POINTS)
     idx = [p - 1 for p in TARGET_POINTS]
-    pooled = lambda a: pool_evals(a, pool)
     rows, meets, goals = [], {"one": [], "exact": [], "pooled": []}, {}
     for s in splits:
         held = split_goals(EnvConfig(), SplitConfig(seed=s))["held_out"]
         goals[s] = len(held)
         own, yard, exact = protocol_draws(s, held, evals, runs, SEARCHER_RUNS_PER_GOAL, exact_runs, E)
         gaps = {"one": (own - yard)[:, idx], "exact": (own - exact)[:, idx],
-                "pooled": (pooled(own) - pooled(yard))[:, idx]}                                 # [n, P]
+                "pooled": (pool_evals(own, pool) - pool_evals(yard, pool))[:, idx]}                                 # [n, P]
         for key, label in (("one", "one evaluation against its yardstick"),
                            ("exact", "one evaluation against the near-exact curve"),
                            ("pooled", f"{pool} evaluations pooled against their yardsticks")):
@@ -208,13 +207,12 @@ def bound_section(splits: tuple[int, ...], evals: int, runs: int, pool: int = 3,
         return np.concatenate(out)
 
     windows = lambda a: a.reshape(len(a), BOUND_WINDOWS, BOUND_WINDOW).mean(2)                     # [n, W]
-    pooled = lambda a: pool_evals(a, pool)
     rows, meets, first, goals = [], {"one": [], "pooled": []}, {"one": [], "pooled": []}, {}
     for s in splits:
         held = split_goals(env, SplitConfig(seed=s))["held_out"]
         goals[s] = len(held)
         own, yard = per_eval(held, runs, 10_000 * (s + 1)), per_eval(held, RANDOM_RUNS_PER_GOAL, 7)
-        gaps = {"one": windows(own) - windows(yard), "pooled": windows(pooled(own)) - windows(pooled(yard))}
+        gaps = {"one": windows(own) - windows(yard), "pooled": windows(pool_evals(own, pool)) - windows(pool_evals(yard, pool))}
         for key, label in (("one", "one evaluation"), ("pooled", f"{pool} evaluations pooled")):
             below = gaps[key] < 0
             meets[key].append(~below.any(1))

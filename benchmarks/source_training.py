@@ -25,19 +25,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import yaml
 
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
-from benchmarks import machine, median, table, write_section
+from benchmarks import machine, median, run_sampled, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "7182a5d"   # the last commit before source training was reworked
@@ -52,29 +49,13 @@ def measure(code: Path, params: dict, shards: list[int], work: Path) -> dict:
     for k in shards:
         cmd = [sys.executable, "-m", "stages.train_source_agents", "--params", str(work / "params.yaml"),
                "--shard", str(k), "--out", str(work / "sources" / f"shard_{k}"), "--resume-dir", str(work / "resume")]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        proc = psutil.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        while proc.poll() is None:
-            rss = 0
-            for p in [proc, *proc.children(recursive=True)]:
-                try:
-                    rss += p.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            peak = max(peak, rss)
-            time.sleep(0.1)
-        wall += time.perf_counter() - t0
-        err = proc.stderr.read().decode()
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)   # the stage and the workers it waited for
-        cpu += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        r = run_sampled(cmd, code, env)
+        wall, cpu, peak = wall + r["wall"], cpu + r["cpu"], max(peak, r["sum_mib"])
     digests = {str(f.relative_to(work)): hashlib.sha256(f.read_bytes()).hexdigest()
                for f in sorted((work / "sources").rglob("history.parquet"))}
     if not digests:
         raise RuntimeError(f"{work / 'sources'}: the shard stages wrote no history.parquet")
-    return {"wall": wall, "cpu": cpu, "peak_mb": peak / 2**20, "histories": digests}
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak, "histories": digests}
 
 
 def worktree(base: str, where: Path) -> Path:

@@ -20,17 +20,14 @@ import argparse
 import dataclasses
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import yaml
 
 from adlib.config import RenderConfig, to_dict
-from benchmarks import commit, machine, table, write_section
+from benchmarks import commit, machine, run_sampled, table, write_section
 from benchmarks.smoke import PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,28 +49,6 @@ def stage_commands(dvc_yaml: dict, params: dict) -> list[tuple[str, str]]:
     return [(n, " ".join(c.split()).replace("python ", f"{shlex.quote(sys.executable)} ", 1)) for n, c in out]
 
 
-def run_sampled(cmd: str, cwd: Path, env: dict) -> dict:
-    """Run ``cmd`` in ``cwd``; its wall seconds and the peak (sum and largest) RSS of its process tree."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as log:   # not a pipe: a chatty stage must never block on it
-        proc = psutil.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        peak_sum = peak_one = 0
-        while proc.poll() is None:
-            rss = []
-            for p in [proc, *proc.children(recursive=True)]:
-                try:
-                    rss.append(p.memory_info().rss)
-                except psutil.NoSuchProcess:
-                    pass
-            peak_sum, peak_one = max(peak_sum, sum(rss)), max(peak_one, max(rss, default=0))
-            time.sleep(0.1)
-        log.seek(0)
-        err = log.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{err[-3000:]}")
-    return {"wall": time.perf_counter() - t0, "sum_mb": peak_sum / 2**20, "one_mb": peak_one / 2**20}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (benchmarks.smoke); writes nothing")
@@ -85,7 +60,7 @@ def main() -> None:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = stage_commands(yaml.safe_load((ROOT / "dvc.yaml").read_text()), params)
     env = {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)}   # CI: no progress bars
-    rows, total = [], 0.0
+    rows, total, worst = [], 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="adlib-stagemem-") as tmp:
         work = Path(tmp)
         for pkg in ("adlib", "stages"):
@@ -93,12 +68,11 @@ def main() -> None:
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         for name, cmd in stages:
             r = run_sampled(cmd, work, env)
-            total += r["wall"]
+            total, worst = total + r["wall"], max(worst, r["sum_mib"])
             print(name, {k: round(v, 1) for k, v in r.items()}, flush=True)
-            rows.append([f"`{name}`", f"{r['wall']:.0f}", f"{r['sum_mb']:,.0f}", f"{r['one_mb']:,.0f}"])
+            rows.append([f"`{name}`", f"{r['wall']:.0f}", f"{r['sum_mib']:,.0f}", f"{r['one_mib']:,.0f}"])
     if args.smoke:
         return
-    worst = max(float(r[2].replace(",", "")) for r in rows)
     body = "\n".join([
         f"Every stage of `dvc.yaml` on this checkout's params.yaml ({commit()}), one after another as `dvc repro` "
         "runs them, in a fresh folder with no DVC cache (sources included). Peak RSS sampled every 0.1 s over "
