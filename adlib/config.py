@@ -71,7 +71,7 @@ class SourceConfig:
     hidden_size: int = _f(128, "width of the shared state embedding", rng=(1, 4096))
     nenvs: int = _f(10, "parallel envs (= history streams) per agent", rng=(1, 4096))
     nsteps: int = _f(10, "rollout length between updates", rng=(1, 4096))
-    env_steps: int = _f(800_000, "env steps per agent (all its envs together)", rng=(1, None))
+    env_steps: int = _f(300_000, "env steps per agent (all its envs together); the dataset reads the first dataset.history_len", rng=(1, None))
     seeds_per_goal: int = _f(3, "independent agents per goal", rng=(1, 1000))
     lr: float = _f(1e-4, "Adam learning rate", rng=(0, 1), open_lo=True)
     betas: tuple[float, float] = _f((0.9, 0.999), "Adam betas", rng=(0, 1), open_hi=True)

@@ -74,7 +74,7 @@ def restore_workspace() -> None:
     or pulled the committed pipeline: TensorBoard logs differ by machine) are reported, not
     raised, so that the splits just run are still tabulated; any other checkout error raises."""
     subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], cwd=ROOT, check=True)
-    done = subprocess.run(["dvc", "checkout", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(["dvc", "checkout"], cwd=ROOT, capture_output=True, text=True)   # --quiet hides the error
     if done.returncode == 0:
         return
     if "cache up to date" not in done.stderr and "missing" not in done.stderr:

@@ -68,6 +68,10 @@ def ensure_dataset(data_dir: Path, params: str, split: str) -> Path:
     from adlib.tasks import read_split
 
     p = load_params(params)
+    if p.source.env_steps < ORIGINAL["history_len_per_agent"]:
+        raise SystemExit(f"{params}: source.env_steps = {p.source.env_steps:,}; the original's dataset keeps "
+                         f"{ORIGINAL['history_len_per_agent']:,} steps per agent: train the sources that long first "
+                         f"(dvc exp run -S source.env_steps={ORIGINAL['history_len_per_agent']})")
     # one A2C agent per goal (its nenvs streams), as the original: the default trains seeds_per_goal
     cfg = DatasetConfig(history_len=800_000, subsample=1, a2c_streams_per_goal=p.source.nenvs,
                         noise=NoiseConfig(streams_per_goal=0))

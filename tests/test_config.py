@@ -213,15 +213,15 @@ def params_text(**edits: str) -> str:
 
 
 def test_yaml_is_read_with_dvc_semantics(tmp_path):
-    """YAML 1.2, as DVC reads params.yaml into dvc.lock: 1e-4 and 8e5 are numbers (PyYAML's YAML
+    """YAML 1.2, as DVC reads params.yaml into dvc.lock: 1e-4 and 3e5 are numbers (PyYAML's YAML
     1.1 reads them as strings); a whole float is accepted for an integer key."""
     from dvc.utils.serialize._yaml import parse_yaml
 
     path = tmp_path / "params.yaml"
-    path.write_text(params_text(**{"lr: 1.0e-4": "lr: 1e-4", "env_steps: 800000": "env_steps: 8e5"}))
+    path.write_text(params_text(**{"lr: 1.0e-4": "lr: 1e-4", "env_steps: 300000": "env_steps: 3e5"}))
     assert read_yaml(path) == parse_yaml(path.read_text(), str(path))
     p = load_params(path)
-    assert p.source.lr == 1e-4 and p.source.env_steps == 800_000 and isinstance(p.source.env_steps, int)
+    assert p.source.lr == 1e-4 and p.source.env_steps == 300_000 and isinstance(p.source.env_steps, int)
 
 
 def test_yes_is_a_string_not_a_bool_as_in_dvc(tmp_path):

@@ -172,7 +172,7 @@ def runs(tmp_path_factory) -> dict:
 # ================================================================ 1. parameters first
 
 def bad_params(tmp: Path, path: str, value) -> Path:
-    """The real params.yaml (800k A2C steps per agent: minutes of work) with one bad value."""
+    """The real params.yaml (300k A2C steps per agent: minutes of work) with one bad value."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     d = raw
     *parents, leaf = path.split(".")
