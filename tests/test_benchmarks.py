@@ -16,8 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 SCRIPTS = ("ablate", "dt_throughput", "env_throughput", "envs", "eval_batching", "eval_kv_cache", "explorers",
-           "firstfind", "learners", "levers", "planted_bugs", "rooms", "shared_load", "source_quality",
-           "source_training", "source_update", "splits", "stage_memory", "stage_threads", "train_memory")
+           "firstfind", "learners", "levers", "planted_bugs", "rooms", "search_fidelity", "shared_load",
+           "source_quality", "source_training", "source_update", "splits", "stage_memory", "stage_threads", "train_memory")
 NOT_SCRIPTS = {"__init__": "shared helpers", "smoke": "the smoke runs' sizes"}
 
 
@@ -127,3 +127,28 @@ def test_stage_memory_expands_foreach_stages_in_order() -> None:
         ("b@3", f"{py} -m stages.b --shard 3 --out d/shard_3"),
         ("c", f"{py} -m stages.c"),
     ]
+
+
+def test_search_fidelity_counts_moves_the_explorer_would_make_by_hand() -> None:
+    """One run in a 5x5 room from the centre (cell 12): up to (1,2) = cell 7, back down to the
+    centre, then a no-op. Whole context: up is one of the 4 moves to an unseen neighbour; down
+    returns to a seen cell (the explorer goes up, left or right); the no-op is never a move to an
+    unseen cell: 1 of 3. With a memory of 1 transition the centre is forgotten at step 2 (seen:
+    only cell 7, acted on and arrived on), so down agrees: 2 of 3."""
+    import numpy as np
+
+    from adlib.config import EnvConfig
+    from adlib.rollout import PlayResult
+    from benchmarks.search_fidelity import agreement
+
+    env = EnvConfig(grid_size=5)
+    row = lambda *v: np.array([v])
+    trace = {"t": row(0, 1, 2), "state": row(12, 7, 12), "action": row(1, 3, 0), "reward": row(0, 0, 0),
+             "terminated": row(False, False, False), "truncated": row(False, False, False),
+             "next_state": row(7, 12, 12), "episode": row(0, 0, 0)}
+    res = PlayResult(goal_ids=np.array([0]), returns=np.zeros((1, 1)), success=np.zeros((1, 1), bool),
+                     lengths=np.zeros((1, 1)), shortest=np.array([1]), trace=trace)
+    steps, share = agreement(res, env, episodes=1, horizons=(1,))
+    assert steps.tolist() == [3]
+    assert share[None].tolist() == [1 / 3]
+    assert share[1].tolist() == [2 / 3]

@@ -1,0 +1,143 @@
+"""How faithfully a learner searches like the systematic explorer, episode by episode, and how
+far back its moves remember.
+
+    python -m benchmarks.search_fidelity --name NAME [--model models/dt/model.pt] [--seeds 20] [--episodes 6]
+
+Plays the held-out goals of params.yaml's env and split from an empty context with the frozen
+model (sampled at ``eval.temperature``, ``--seeds`` runs per goal), the systematic explorer
+(:func:`adlib.noise.explorer_of`) and uniformly random actions, and asks of every step taken
+before the run's first reward: is the action one the explorer would take given the whole context
+(:func:`adlib.targets.explorer_mask`, the ``dt.target: explorer`` labels), and given only the last
+k transitions? An explorer that remembers k steps counts every cell outside them as unseen; the
+horizon whose masks agree best with a learner's moves is how far back the learner's search
+remembers. The explorer agrees with its full-context masks at every step (a check of the
+measure); random actions give the agreement of chance. Writes the section "Search fidelity:
+NAME" of docs/results.md (use the split the model was trained on: ``dvc exp run`` first).
+
+``--smoke`` measures a tiny pipeline run in a temporary folder and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adlib import tokens
+from adlib.config import EnvConfig, load_params
+from adlib.envs import darkroom as dr
+from adlib.incontext import play
+from adlib.model import load_model
+from adlib.noise import explorer_of
+from adlib.rollout import PlayResult, random_policy, rollout
+from adlib.targets import explorer_mask
+from adlib.tasks import read_split
+from benchmarks import commit, table, write_section
+from benchmarks.smoke import parse, tiny_workspace
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+HORIZONS = (10, 20, 40, 80)
+
+
+def context_fields(trace: dict[str, np.ndarray], env_cfg: EnvConfig) -> dict[str, torch.Tensor]:
+    """The model-input fields ``[N, L]`` of recorded runs (each step's state and the previous
+    step's outcome; 'none' before the first), as the labels of a training window read them."""
+    tr = {k: torch.as_tensor(v) for k, v in trace.items()}
+    N = tr["state"].shape[0]
+    none_state = torch.full((N, 1), tokens.none_state(dr.n_states(env_cfg)))
+    none_reward = torch.full((N, 1), tokens.none_reward())
+    return {"state": tr["state"].long(), "t": tr["t"].long(),
+            "prev_next_state": torch.cat([none_state, tr["next_state"][:, :-1].long()], 1),
+            "prev_reward": torch.cat([none_reward, tr["reward"][:, :-1].long()], 1)}
+
+
+def agreement(res: PlayResult, env_cfg: EnvConfig, episodes: int, horizons: tuple[int, ...] = HORIZONS
+              ) -> tuple[np.ndarray, dict[int | None, np.ndarray]]:
+    """Search steps per episode ``[episodes]``, and for the whole context (key None) and each
+    horizon k the share of them ``[episodes]`` whose action the explorer would take given the
+    context (its last k transitions)."""
+    f = context_fields(res.trace, env_cfg)
+    action = torch.as_tensor(res.trace["action"]).long()                                # [N, L]
+    episode = torch.as_tensor(res.trace["episode"])
+    paid = torch.as_tensor(res.trace["reward"]) > 0
+    searching = (paid.long().cumsum(1) - paid.long()) == 0                              # no reward before this step
+    N, L = action.shape
+    ok = {None: explorer_mask(f, env_cfg).gather(-1, action[..., None])[..., 0]}
+    for k in horizons:
+        hits = torch.zeros(N, L, dtype=torch.bool)
+        for i in range(L):   # the window of the k transitions ending at step i, its last position
+            w = {name: v[:, max(0, i - k + 1):i + 1] for name, v in f.items()}
+            hits[:, i] = explorer_mask(w, env_cfg)[:, -1].gather(-1, action[:, i:i + 1])[:, 0]
+        ok[k] = hits
+    cells = [searching & (episode == e) for e in range(episodes)]
+    steps = np.array([int(c.sum()) for c in cells])
+    share = {k: np.array([v[c].double().mean().item() if c.any() else np.nan for c in cells]) for k, v in ok.items()}
+    return steps, share
+
+
+def measure(model_path: Path, seeds: int, episodes: int) -> dict[str, tuple[np.ndarray, dict]]:
+    """The learner, the explorer and random actions on the held-out goals: :func:`agreement` of each."""
+    p = load_params("params.yaml")
+    goals = list(read_split("data/split.json", p.env)["held_out"])
+    model, _ = load_model(model_path, "cpu")
+    runs = {
+        "learner": play(model, p.env, goals, seeds, episodes, greedy=False, temperature=p.eval.temperature,
+                        seed=p.eval.seed, record=True),
+        "systematic explorer": rollout(explorer_of(p.env), p.env, goals, seeds, episodes, greedy=False,
+                                       seed=p.eval.seed, record=True),
+        "random actions": rollout(random_policy, p.env, goals, seeds, episodes, greedy=False, seed=p.eval.seed,
+                                  record=True),
+    }
+    return {name: agreement(res, p.env, episodes) for name, res in runs.items()}
+
+
+def section(name: str, out: dict[str, tuple[np.ndarray, dict]], seeds: int, command: str) -> str:
+    episodes = len(next(iter(out.values()))[0])
+    head = ["player", "the explorer's context", *(f"ep. {e + 1}" for e in range(episodes))]
+    rows = []
+    for player, (steps, share) in out.items():
+        rows.append([player, "search steps", *(f"{s:,}" for s in steps)])
+        for k, v in share.items():
+            rows.append([player, "whole context" if k is None else f"last {k} transitions",
+                         *("–" if np.isnan(x) else f"{x:.3f}" for x in v)])
+    return "\n".join([
+        f"Held-out goals of this split, {seeds} runs per goal from an empty context. Each cell: the share of "
+        "the steps taken before the run's first reward, in that episode, whose action the systematic explorer "
+        "would take given the whole context (the `dt.target: explorer` labels) or only its last k transitions "
+        "(a shorter memory: every cell outside them unseen). \"search steps\": how many such steps there are "
+        "(later episodes hold only the runs still searching).",
+        "",
+        table(head, rows),
+        "",
+        f"Commit {commit()}. Command: `{command}`.",
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", default=None, help="label of the section (required unless --smoke)")
+    ap.add_argument("--model", default="models/dt/model.pt")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--episodes", type=int, default=6)
+    args = parse(ap, seeds=2, episodes=3, name="smoke")
+    if not args.smoke and not args.name:
+        ap.error("--name is required")
+    command = (f"python -m benchmarks.search_fidelity --name {args.name} --seeds {args.seeds} "
+               f"--episodes {args.episodes}")
+    if args.smoke:
+        with tiny_workspace() as root:
+            out = measure(root / args.model, args.seeds, args.episodes)
+            print(section(args.name, out, args.seeds, command))
+            write_section(f"Search fidelity: {args.name}", section(args.name, out, args.seeds, command),
+                          root / "results.md")
+        return
+    out = measure(Path(args.model), args.seeds, args.episodes)
+    body = section(args.name, out, args.seeds, command)
+    print(body)
+    write_section(f"Search fidelity: {args.name}", body, RESULTS)
+
+
+if __name__ == "__main__":
+    main()
