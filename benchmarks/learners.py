@@ -60,7 +60,13 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_ssf75": "random ties, 3000 steps, temperature 1.0, `dt.stream_start_frac: 0.75` "
                                      "(minutes: sources too)",
                    "searcher_ssf75_lr2": "the same, learning rate 2e-3",
-                   "searcher_ssf75_s4500": "the same (learning rate 1e-3), 4500 steps"}
+                   "searcher_ssf75_s4500": "the same (learning rate 1e-3), 4500 steps",
+                   "searcher_ssf75_s4500_T0.7": "the same models, temperature 0.7",
+                   "searcher_ssf75_s4500_xeps10": "4500 steps, explorer streams with 10 % random actions "
+                                                  "(`dataset.explorer.eps: 0.1`; minutes: sources too)",
+                   "searcher_ssf75_s4500_xeps25": "the same, 25 % random actions",
+                   "searcher_ssf75_s4500_heads8": "4500 steps, 8 attention heads of 8 dimensions (`dt.num_heads: 8`; "
+                                                  "4 of 16 by default)"}
 # Runs pooled per split in the levers table: one split's trained models played with eval seeds 0, 1, 2
 SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
                                                                  "searcher_uniform_s12000_evalseed1",
