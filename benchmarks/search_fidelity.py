@@ -20,6 +20,7 @@ NAME" of docs/results.md (use the split the model was trained on: ``dvc exp run`
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,9 @@ def measure(model_path: Path, seeds: int, episodes: int) -> dict[str, tuple[np.n
     p = load_params("params.yaml")
     goals = list(read_split("data/split.json", p.env)["held_out"])
     model, _ = load_model(model_path, "cpu")
+    if episodes * p.env.max_episode_steps > model.cfg.seq_len:   # "whole context" must be what the model sees
+        raise SystemExit(f"--episodes {episodes}: {episodes * p.env.max_episode_steps} steps, longer than the model's "
+                         f"{model.cfg.seq_len}-transition context; use at most {model.cfg.seq_len // p.env.max_episode_steps}")
     runs = {
         "learner": play(model, p.env, goals, seeds, episodes, greedy=False, temperature=p.eval.temperature,
                         seed=p.eval.seed, record=True),
@@ -121,10 +125,10 @@ def main() -> None:
     ap.add_argument("--model", default="models/dt/model.pt")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--episodes", type=int, default=6)
-    args = parse(ap, seeds=2, episodes=3, name="smoke")
+    args = parse(ap, seeds=2, episodes=1, name="smoke")   # the tiny model sees 16 transitions
     if not args.smoke and not args.name:
         ap.error("--name is required")
-    command = (f"python -m benchmarks.search_fidelity --name {args.name} --seeds {args.seeds} "
+    command = (f"python -m benchmarks.search_fidelity --name {shlex.quote(args.name)} --seeds {args.seeds} "
                f"--episodes {args.episodes}")
     if args.smoke:
         with tiny_workspace() as root:

@@ -133,8 +133,14 @@ def test_search_fidelity_counts_moves_the_explorer_would_make_by_hand() -> None:
     """One run in a 5x5 room from the centre (cell 12): up to (1,2) = cell 7, back down to the
     centre, then a no-op. Whole context: up is one of the 4 moves to an unseen neighbour; down
     returns to a seen cell (the explorer goes up, left or right); the no-op is never a move to an
-    unseen cell: 1 of 3. With a memory of 1 transition the centre is forgotten at step 2 (seen:
-    only cell 7, acted on and arrived on), so down agrees: 2 of 3."""
+    unseen cell: 1 of 3. With a memory of 1 transition the centre is forgotten at the second step
+    (seen: only cell 7, acted on and arrived on), so down agrees: 2 of 3.
+
+    Then a run that finds its goal (cell 2) on its second step, up from cell 7: that step still
+    counts (no reward before it) and agrees (up, left and right lead to unseen cells); the step of
+    the next episode, after the reward, is not a search step: episode 2 has none."""
+    import dataclasses
+
     import numpy as np
 
     from adlib.config import EnvConfig
@@ -152,3 +158,12 @@ def test_search_fidelity_counts_moves_the_explorer_would_make_by_hand() -> None:
     assert steps.tolist() == [3]
     assert share[None].tolist() == [1 / 3]
     assert share[1].tolist() == [2 / 3]
+
+    trace = {"t": row(0, 1, 0), "state": row(12, 7, 12), "action": row(1, 1, 3), "reward": row(0, 1, 0),
+             "terminated": row(False, True, False), "truncated": row(False, False, False),
+             "next_state": row(7, 2, 17), "episode": row(0, 0, 1)}
+    res = dataclasses.replace(res, trace=trace, returns=np.zeros((1, 2)), success=np.zeros((1, 2), bool),
+                              lengths=np.zeros((1, 2)))
+    steps, share = agreement(res, env, episodes=2, horizons=(1,))
+    assert steps.tolist() == [2, 0]
+    assert share[None][0] == 1.0 and np.isnan(share[None][1])
