@@ -75,10 +75,10 @@ def run(args: argparse.Namespace, results: Path) -> None:
     configs = {n: variant(p, n, args.steps) for n in VARIANTS}   # every override checked before any training
     short = [n for n in names if configs[n][0].history_len > p.source.env_steps]
     if short:
-        raise SystemExit(f"{short}: dataset.history_len {max(configs[n][0].history_len for n in short):,} is longer than "
-                         f"the sources' source.env_steps = {p.source.env_steps:,}; train them that long first "
-                         f"(dvc exp run -S source.env_steps={max(configs[n][0].history_len for n in short)}) or leave "
-                         f"the variant out (--only)")
+        need = max(configs[n][0].history_len for n in short)
+        raise SystemExit(f"{short}: dataset.history_len {need:,} is longer than the sources' source.env_steps = "
+                         f"{p.source.env_steps:,}; train them that long first (dvc exp run -S source.env_steps={need}) "
+                         f"or leave the variant out (--only)")
     rows, raw = [], {}
     for name in names:
         ds_cfg, dt_cfg = configs[name]

@@ -132,13 +132,11 @@ def main() -> None:
                f"--episodes {args.episodes}")
     if args.smoke:
         with tiny_workspace() as root:
-            out = measure(root / args.model, args.seeds, args.episodes)
-            print(section(args.name, out, args.seeds, command))
-            write_section(f"Search fidelity: {args.name}", section(args.name, out, args.seeds, command),
-                          root / "results.md")
+            body = section(args.name, measure(root / args.model, args.seeds, args.episodes), args.seeds, command)
+            print(body)
+            write_section(f"Search fidelity: {args.name}", body, root / "results.md")
         return
-    out = measure(Path(args.model), args.seeds, args.episodes)
-    body = section(args.name, out, args.seeds, command)
+    body = section(args.name, measure(Path(args.model), args.seeds, args.episodes), args.seeds, command)
     print(body)
     write_section(f"Search fidelity: {args.name}", body, RESULTS)
 
