@@ -164,6 +164,11 @@ class DTConfig:
     warmup_steps: int = _f(50, "linear warm-up steps", rng=(0, None))
     clip_grad_norm: float = _f(1.0, "global gradient-norm clip", rng=(0, None), open_lo=True)
     stream_start_frac: float = _f(0.25, "fraction of training windows that start at a stream's first transition", rng=(0, 1))
+    midstream_search: str = _f("window", "positions of a training window that starts mid-stream at which the window has "
+                                         "not yet shown where the task pays (targets other than 'source'): 'window' "
+                                         "(labelled from the window alone, as if the stream began there: a shorter "
+                                         "memory than the stream's) or 'skip' (no loss: their label would depend on "
+                                         "transitions before the window)", choices=("window", "skip"))
     batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
     num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
     seed: int = _f(0, "training seed", rng=(0, 2**31 - 1))

@@ -220,6 +220,15 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     return torch.where(known[..., None], mask, first)
 
 
+def midstream_search(f: dict[str, torch.Tensor], env_cfg: EnvConfig) -> torch.Tensor:
+    """``[B, L]`` the positions of windows that start mid-stream (their first token carries a real
+    previous transition) at which the window has not yet shown where the task pays: there a
+    context-dependent label (``explorer``'s search) is computed from a shorter memory than the
+    stream's own, the transitions before the window being out of view."""
+    rev = Revealed(f, env_cfg)
+    return rev.real[:, :1] & (rev.aim() < 0)
+
+
 def target_probs(mask: torch.Tensor) -> torch.Tensor:
     """Uniform probabilities ``[..., A]`` over each position's action set."""
     m = mask.float()

@@ -26,7 +26,7 @@ from adlib.incontext import play
 from adlib.io import file_sha256, fingerprint, load_resume, save_torch
 from adlib.logs import bar, get_logger
 from adlib.model import ADTransformer, ModelConfig
-from adlib.targets import action_mask, target_probs
+from adlib.targets import action_mask, midstream_search, target_probs
 from adlib.tasks import spread
 
 log = get_logger("train_dt")
@@ -117,6 +117,8 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDa
     else:
         mask = action_mask(dt.target, batch, env_cfg, dt.ties)                          # [B, L, A]
         targets = target_probs(mask)
+        if dt.midstream_search == "skip":                                               # no loss there
+            targets = targets * ~midstream_search(batch, env_cfg)[..., None]
     with autocast():
         logits, loss = net(batch, targets=targets)
     opt.zero_grad(set_to_none=True)

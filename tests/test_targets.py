@@ -13,7 +13,7 @@ from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.noise import TIE_ORDERS, EpsMix, OrderedTies, explorer_of, stream_variants
 from adlib.rollout import rollout
-from adlib.targets import action_mask, target_probs
+from adlib.targets import action_mask, midstream_search, target_probs
 
 NOOP, UP, RIGHT, DOWN, LEFT = range(5)
 ROOM3 = EnvConfig(grid_size=3, max_episode_steps=4)          # start (1, 1) = cell 4
@@ -70,6 +70,21 @@ def test_a_window_that_starts_after_the_reward_uses_only_what_it_shows():
     # only cell 7 (arrived on and acted on), not the centre it came from
     w = window(ROOM3, [(1, 7, NOOP, 0, 7)], first_prev=(DOWN, 0, 7))
     assert actions(action_mask("explorer", w, ROOM3)) == [{UP, RIGHT, LEFT}]
+
+
+def test_midstream_search_marks_mid_stream_positions_before_the_window_shows_the_goal():
+    # a stream's first window: never marked, reward or not
+    w = window(ROOM3, [(0, 4, RIGHT, 0, 5), (1, 5, UP, 1, 2), (0, 4, DOWN, 0, 7)])
+    assert midstream_search(w, ROOM3).tolist() == [[False, False, False]]
+    # the same stream from its second transition: marked until the token after the reward
+    w = window(ROOM3, [(1, 5, UP, 1, 2), (0, 4, DOWN, 0, 7), (1, 7, NOOP, 0, 7)], first_prev=(RIGHT, 0, 5))
+    assert midstream_search(w, ROOM3).tolist() == [[True, False, False]]
+    # from its third: the reward is in the first token's prev_*, nothing marked
+    w = window(ROOM3, [(0, 4, DOWN, 0, 7), (1, 7, NOOP, 0, 7)], first_prev=(UP, 1, 2))
+    assert midstream_search(w, ROOM3).tolist() == [[False, False]]
+    # from its fourth: no reward in view, the window searches from its own memory: marked
+    w = window(ROOM3, [(1, 7, NOOP, 0, 7)], first_prev=(DOWN, 0, 7))
+    assert midstream_search(w, ROOM3).tolist() == [[True]]
 
 
 def test_optimal_labels_know_the_true_goal_and_stay_on_it():

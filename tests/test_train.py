@@ -222,6 +222,21 @@ def test_stream_start_frac_changes_what_is_trained_on(pipe, tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_midstream_search_skip_drops_only_mid_stream_windows_positions(pipe, tmp_path):
+    """dt.midstream_search: 'skip' trains another model than 'window' when windows start mid-stream,
+    and the same model, bit for bit, when every window starts at a stream's first transition."""
+    def weights(frac: float, how: str) -> dict[str, torch.Tensor]:
+        out = tmp_path / f"{frac}_{how}"
+        train(ENV, tiny_dt(num_steps=3, target="explorer", stream_start_frac=frac, midstream_search=how),
+              pipe["split"], pipe["data_dir"], out, rt=tiny_rt())
+        return _final_weights(out / "model.pt")
+
+    a, b = weights(0.0, "window"), weights(0.0, "skip")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    a, b = weights(1.0, "window"), weights(1.0, "skip")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_checkpoint_of_other_params_is_ignored(pipe, tmp_path):
     """A stale last.pt (other params) must not be resumed from."""
     dt, rt = tiny_dt(num_steps=4), tiny_rt(checkpoint_every=2)
