@@ -275,12 +275,13 @@ def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, se
 
 def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path,
                   n_shards: int, model_path: str | Path, out_dir: str | Path, seed: int = 0,
-                  source_episodes: int = SOURCE_EPISODES) -> dict:
+                  source_episodes: int = SOURCE_EPISODES, temperature: float = 1.0) -> dict:
     """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
 
     ``source_train_goal_XXX.mp4`` / ``source_held_out_goal_XXX.mp4``: ``source_goals`` training /
     held-out goals' A2C agents (spread over the room); ``ad_held_out_goal_XXX.{mp4,gif}``: AD in context on
-    ``ad_goals`` held-out goals (spread) for ``ad_episodes`` episodes; ``ad_contact_sheet.png``.
+    ``ad_goals`` held-out goals (spread) for ``ad_episodes`` episodes, actions sampled at ``temperature``
+    (eval.temperature: AD is filmed as it is evaluated); ``ad_contact_sheet.png``.
     """
     t0 = time.perf_counter()
     found = find_source_goals(sources_dir, n_shards)
@@ -304,8 +305,8 @@ def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split
 
         rows = []
         if ad_goals:
-            res = play(model, env_cfg, ad_goals, seeds=1, episodes=cfg.ad_episodes, greedy=False, seed=seed,
-                       record=True)
+            res = play(model, env_cfg, ad_goals, seeds=1, episodes=cfg.ad_episodes, greedy=False,
+                       temperature=temperature, seed=seed, record=True)
             titles = [f"AD in context, held-out goal {g}" for g in ad_goals]
             picks = sheet_episodes(cfg.ad_episodes)
             for g, traj in zip(ad_goals, trajectories(res, env_cfg, titles)):

@@ -25,7 +25,7 @@ def main() -> None:
 
     torch.set_num_threads(1)   # a batch of 1-3 runs: threads only add overhead
     s = render_videos(p.env, p.dt, p.render, read_split(args.split, p.env), args.sources, len(p.source.shards), args.model,
-                      args.out)
+                      args.out, temperature=p.eval.temperature)
     ad = {g: round(sum(r[-10:]) / len(r[-10:]), 2) for g, r in s["ad_returns"].items()}
     get_logger("render_videos").info(f"{len(s['files'])} files in {s['seconds']:.1f} s -> {args.out}; "
                                      f"AD last-10 return per goal {ad}")

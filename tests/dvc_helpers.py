@@ -58,7 +58,7 @@ STAGE_READS = {
     "build_history_dataset": ["env", "dataset", "source.shards"],
     "train_dt": ["env", "dt"],
     "eval_dt": ["env", "dt", "eval", "source.shards"],            # dt: the model must be the params' one
-    "render_videos": ["env", "dt", "render", "source.shards"],
+    "render_videos": ["env", "dt", "render", "source.shards", "eval.temperature"],   # AD filmed as evaluated
 }
 # Modules imported by every stage that cannot change an output: validation (params.yaml sets
 # every key, so config.py's defaults never reach a stage) and progress bars / log lines.

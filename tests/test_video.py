@@ -15,6 +15,8 @@ from PIL import Image
 
 from adlib.config import RenderConfig
 from adlib.envs import darkroom as dr
+from adlib.incontext import play
+from adlib.model import load_trained_model
 from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.rollout import oracle_policy, rollout
 from adlib.tasks import spread
@@ -225,6 +227,21 @@ def test_render_videos_writes_every_file(trained, tmp_path):
     with Image.open(tmp_path / "videos" / "ad_contact_sheet.png") as im:   # 2 goals x episodes 1, 2, 3, 4
         frame_w = ENV.grid_size * CELL
         assert im.size[0] >= 4 * frame_w + 5 * SHEET_PAD and im.size[1] > 2 * (BAND + frame_w)
+
+
+def test_render_videos_films_ad_at_the_given_temperature(trained, tmp_path):
+    """AD is filmed as eval_dt plays it: the filmed returns are play()'s at that temperature and seed."""
+    cfg = RenderConfig(source_goals=0, ad_goals=2, ad_episodes=6, fps=4, cell_px=CELL)
+    split, ad = trained["split"], spread(trained["split"]["held_out"], 2)
+    model, _ = load_trained_model(trained["model"], ENV, trained["dt"], split)
+    got = {}
+    for T in (0.05, 5.0):
+        s = render_videos(ENV, trained["dt"], cfg, split, trained["sources"], 1, trained["model"],
+                          tmp_path / str(T), temperature=T)
+        want = play(model, ENV, ad, seeds=1, episodes=6, greedy=False, temperature=T, seed=0).returns
+        got[T] = np.array([s["ad_returns"][g] for g in ad])
+        np.testing.assert_array_equal(got[T], want)
+    assert not np.array_equal(got[0.05], got[5.0])
 
 
 def test_render_videos_stage_cli(trained, tmp_path):
