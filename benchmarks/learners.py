@@ -67,10 +67,12 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_ssf75_s4500_xeps25": "the same, 25 % random actions",
                    "searcher_ssf75_s4500_heads8": "4500 steps, 8 attention heads of 8 dimensions (`dt.num_heads: 8`; "
                                                   "4 of 16 by default)",
-                   "searcher_ssf75_s4500_heads8_skip": "8 heads, no loss on a mid-stream window's search positions "
-                                                "(`dt.midstream_search: skip`)",
-                   "searcher_ssf75_s4500_heads8_x90": "8 heads, 90 explorer streams per goal (30 by default; "
-                                               "`dataset.explorer.streams_per_goal: 90`)"}
+                   "searcher_ssf75_s4500_heads8_skip": "the same, no loss on a mid-stream window's search positions "
+                                                       "(`dt.midstream_search: skip`)",
+                   "searcher_ssf75_s4500_d96": "4500 steps, width 96, 8 heads of 12, feed-forward 384 (64, 4 of 16, "
+                                               "256 by default)",
+                   "searcher_ssf75_s4500_table": "4500 steps, one embedding per state (`dt.state_embedding: table`, "
+                                                 "the original's; row + column by default)"}
 # Runs pooled per split in the levers table: one split's trained models played with eval seeds 0, 1, 2
 SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
                                                                  "searcher_uniform_s12000_evalseed1",
