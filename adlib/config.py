@@ -164,11 +164,11 @@ class DTConfig:
     warmup_steps: int = _f(50, "linear warm-up steps", rng=(0, None))
     clip_grad_norm: float = _f(1.0, "global gradient-norm clip", rng=(0, None), open_lo=True)
     stream_start_frac: float = _f(0.25, "fraction of training windows that start at a stream's first transition", rng=(0, 1))
-    midstream_search: str = _f("window", "positions of a training window that starts mid-stream at which the window has "
-                                         "not yet shown where the task pays (targets other than 'source'): 'window' "
-                                         "(labelled from the window alone, as if the stream began there: a shorter "
-                                         "memory than the stream's) or 'skip' (no loss: their label would depend on "
-                                         "transitions before the window)", choices=("window", "skip"))
+    midstream_search: str = _f("window", "dt.target 'explorer': positions of a training window that starts mid-stream "
+                                         "at which the window has not yet shown where the task pays: 'window' "
+                                         "(labelled by the explorer from the window alone, as if the stream began "
+                                         "there: a shorter memory than the stream's) or 'skip' (their targets are "
+                                         "zero: no loss, still counted in the batch's mean)", choices=("window", "skip"))
     batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
     num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
     seed: int = _f(0, "training seed", rng=(0, 2**31 - 1))
@@ -181,7 +181,8 @@ class EvalConfig:
     episodes: int = _f(200, "episodes played from an empty context", rng=(1, 1_000_000))
     seeds: int = _f(5, "independent runs per goal", rng=(1, 10_000))
     train_goals: int = _f(8, "training goals also evaluated, reported apart (over-fitting check)", rng=(1, 10_000))
-    temperature: float = _f(1.0, "softmax temperature of the sampled policy", rng=(0, 100), open_lo=True)
+    temperature: float = _f(1.0, "softmax temperature of the sampled policy (render_videos films AD at it too)",
+                            rng=(0, 100), open_lo=True)
     seed: int = _f(0, "evaluation seed", rng=(0, 2**31 - 1))
 
 
@@ -393,6 +394,10 @@ def _cross_checks(p: Params) -> None:
                          f"(the env has {goals} tasks in use and at least one must be held out)")
     if p.dt.embedding_dim % p.dt.num_heads:
         raise ParamError(f"dt.num_heads = {p.dt.num_heads}: must divide dt.embedding_dim = {p.dt.embedding_dim}")
+    if p.dt.midstream_search != "window" and p.dt.target != "explorer":
+        raise ParamError(f"dt.midstream_search = {p.dt.midstream_search!r}: must be 'window' unless dt.target is "
+                         f"'explorer' (dt.target = {p.dt.target!r}: its labels do not depend on what a window "
+                         f"leaves out)")
     if p.dt.min_lr > p.dt.lr:
         raise ParamError(f"dt.min_lr = {p.dt.min_lr}: must be <= dt.lr = {p.dt.lr}")
     if p.dt.warmup_steps >= p.dt.num_steps:

@@ -19,7 +19,8 @@ cross-entropy against the uniform distribution over the set (one action: plain i
 ``i`` the tokens ``0..i`` (each carries the previous transition's action, reward and the cell it
 reached, ``prev_*``, and its own ``state``). A window that starts mid-stream shows only its own
 part of the stream, and its labels use only that part: a label never depends on anything the
-model cannot see.
+model cannot see (``dt.midstream_search: skip`` gives no loss to a mid-stream window's search
+positions instead: :func:`midstream_search_mask`).
 
 Keydoor (states carry a has-key flag, ``state = cell + C * has_key``): a reward reached without the
 key (flag 0 before the step) marks the key's cell, one reached while holding it the door's;
@@ -220,12 +221,13 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     return torch.where(known[..., None], mask, first)
 
 
-def midstream_search(f: dict[str, torch.Tensor], env_cfg: EnvConfig) -> torch.Tensor:
+def midstream_search_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig, rev: Revealed | None = None) -> torch.Tensor:
     """``[B, L]`` the positions of windows that start mid-stream (their first token carries a real
     previous transition) at which the window has not yet shown where the task pays: there a
     context-dependent label (``explorer``'s search) is computed from a shorter memory than the
-    stream's own, the transitions before the window being out of view."""
-    rev = Revealed(f, env_cfg)
+    stream's own, the transitions before the window being out of view (``dt.midstream_search: skip``
+    trains nothing there; ``rev`` as in :func:`explorer_mask`)."""
+    rev = Revealed(f, env_cfg) if rev is None else rev
     return rev.real[:, :1] & (rev.aim() < 0)
 
 

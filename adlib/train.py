@@ -26,7 +26,7 @@ from adlib.incontext import play
 from adlib.io import file_sha256, fingerprint, load_resume, save_torch
 from adlib.logs import bar, get_logger
 from adlib.model import ADTransformer, ModelConfig
-from adlib.targets import action_mask, midstream_search, target_probs
+from adlib.targets import action_mask, midstream_search_mask, target_probs
 from adlib.tasks import spread
 
 log = get_logger("train_dt")
@@ -112,13 +112,15 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDa
     rows = data.sample_starts(np.random.default_rng([dt.seed, step]), dt.batch_size, dt.seq_len, dt.stream_start_frac)
     torch.manual_seed(rng.step_seed(dt.seed, step, procs.rank))
     batch = to_tensors(data.windows(rows[procs.rank * per:(procs.rank + 1) * per], dt.seq_len), procs.device)
+    trained = None                                                                      # [B, L] or every position
     if dt.target == "source":   # plain imitation: the stream's actions are the targets
         targets, mask = batch["action"], None
     else:
         mask = action_mask(dt.target, batch, env_cfg, dt.ties)                          # [B, L, A]
         targets = target_probs(mask)
-        if dt.midstream_search == "skip":                                               # no loss there
-            targets = targets * ~midstream_search(batch, env_cfg)[..., None]
+        if dt.midstream_search == "skip":   # zero targets: no loss there (still counted in the mean)
+            trained = ~midstream_search_mask(batch, env_cfg)
+            targets = targets * trained[..., None]
     with autocast():
         logits, loss = net(batch, targets=targets)
     opt.zero_grad(set_to_none=True)
@@ -127,6 +129,7 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDa
     opt.step()
     pred = logits.argmax(-1)
     hit = pred == batch["action"] if mask is None else mask.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+    hit = hit if trained is None else hit[trained]                                      # the trained positions
     return {"loss": loss.item(), "accuracy": hit.float().mean().item(),
             "grad_norm": float(grad_norm), "lr": lr_at(step, dt)}
 

@@ -275,7 +275,7 @@ def source_rollout(agent_path: str | Path, env_cfg: EnvConfig, episodes: int, se
 
 def render_videos(env_cfg: EnvConfig, dt_cfg: DTConfig, cfg: RenderConfig, split: dict, sources_dir: str | Path,
                   n_shards: int, model_path: str | Path, out_dir: str | Path, seed: int = 0,
-                  source_episodes: int = SOURCE_EPISODES, temperature: float = 1.0) -> dict:
+                  source_episodes: int = SOURCE_EPISODES, *, temperature: float) -> dict:
     """Write the videos and the AD contact sheet into ``out_dir`` (replaced as a whole); return a summary.
 
     ``source_train_goal_XXX.mp4`` / ``source_held_out_goal_XXX.mp4``: ``source_goals`` training /

@@ -94,6 +94,8 @@ BAD = [
     ("n_train_zero", with_("split.n_train", 0), "split.n_train"),
     ("n_train_all_cells", with_("split.n_train", 24), "split.n_train"),
     ("n_train_more_than_cells", with_("split.n_train", 30), "split.n_train"),
+    ("midstream_skip_without_explorer", with_("dt.midstream_search", "skip"), "dt.midstream_search"),  # target exploit
+    ("midstream_unknown", with_("dt.midstream_search", "drop"), "dt.midstream_search"),
     ("lr_zero", with_("source.lr", 0.0), "source.lr"),
     ("gamma_above_one", with_("source.gamma", 1.5), "source.gamma"),
     ("negative_entropy_coef", with_("source.entropy_coef", -0.01), "source.entropy_coef"),

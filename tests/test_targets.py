@@ -13,7 +13,7 @@ from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
 from adlib.noise import TIE_ORDERS, EpsMix, OrderedTies, explorer_of, stream_variants
 from adlib.rollout import rollout
-from adlib.targets import action_mask, midstream_search, target_probs
+from adlib.targets import action_mask, midstream_search_mask, target_probs
 
 NOOP, UP, RIGHT, DOWN, LEFT = range(5)
 ROOM3 = EnvConfig(grid_size=3, max_episode_steps=4)          # start (1, 1) = cell 4
@@ -75,16 +75,30 @@ def test_a_window_that_starts_after_the_reward_uses_only_what_it_shows():
 def test_midstream_search_marks_mid_stream_positions_before_the_window_shows_the_goal():
     # a stream's first window: never marked, reward or not
     w = window(ROOM3, [(0, 4, RIGHT, 0, 5), (1, 5, UP, 1, 2), (0, 4, DOWN, 0, 7)])
-    assert midstream_search(w, ROOM3).tolist() == [[False, False, False]]
+    assert midstream_search_mask(w, ROOM3).tolist() == [[False, False, False]]
     # the same stream from its second transition: marked until the token after the reward
     w = window(ROOM3, [(1, 5, UP, 1, 2), (0, 4, DOWN, 0, 7), (1, 7, NOOP, 0, 7)], first_prev=(RIGHT, 0, 5))
-    assert midstream_search(w, ROOM3).tolist() == [[True, False, False]]
+    assert midstream_search_mask(w, ROOM3).tolist() == [[True, False, False]]
     # from its third: the reward is in the first token's prev_*, nothing marked
     w = window(ROOM3, [(0, 4, DOWN, 0, 7), (1, 7, NOOP, 0, 7)], first_prev=(UP, 1, 2))
-    assert midstream_search(w, ROOM3).tolist() == [[False, False]]
+    assert midstream_search_mask(w, ROOM3).tolist() == [[False, False]]
     # from its fourth: no reward in view, the window searches from its own memory: marked
     w = window(ROOM3, [(1, 7, NOOP, 0, 7)], first_prev=(DOWN, 0, 7))
-    assert midstream_search(w, ROOM3).tolist() == [[True]]
+    assert midstream_search_mask(w, ROOM3).tolist() == [[True]]
+
+
+def test_midstream_search_marks_keydoor_positions_until_the_flag_s_task_is_shown():
+    kd = EnvConfig(kind="keydoor", grid_size=3, max_episode_steps=8, terminate_on_goal=False)
+    C = 9   # key at (0, 1) = cell 1, door at (2, 1) = cell 7
+    # mid-stream, holding the key (picked up in the first token's prev_*, ambiguous there: key or door?);
+    # the door is unknown until the step onto it pays
+    w = window(kd, [(1, 1 + C, DOWN, 0, 4 + C), (2, 4 + C, DOWN, 1, 7 + C), (3, 7 + C, NOOP, 0, 7 + C)],
+               first_prev=(UP, 1, 1 + C))
+    assert midstream_search_mask(w, kd).tolist() == [[True, True, False]]
+    # mid-stream without the key: marked until the key pays, then the door search is marked; back
+    # without the key in the next episode, the key is known: not marked
+    w = window(kd, [(0, 4, UP, 1, 1 + C), (1, 1 + C, DOWN, 0, 4 + C), (0, 4, NOOP, 0, 4)], first_prev=(NOOP, 0, 5))
+    assert midstream_search_mask(w, kd).tolist() == [[True, True, False]]
 
 
 def test_optimal_labels_know_the_true_goal_and_stay_on_it():

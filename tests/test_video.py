@@ -15,9 +15,9 @@ from PIL import Image
 
 from adlib.config import RenderConfig
 from adlib.envs import darkroom as dr
+from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.incontext import play
 from adlib.model import load_trained_model
-from adlib.histories import AGENT_FILE, find_source_goals
 from adlib.rollout import oracle_policy, rollout
 from adlib.tasks import spread
 from adlib.train import train
@@ -218,7 +218,7 @@ def test_render_videos_writes_every_file(trained, tmp_path):
     cfg = RenderConfig(source_goals=1, ad_goals=2, ad_episodes=4, fps=4, cell_px=CELL)
     split = trained["split"]
     s = render_videos(ENV, trained["dt"], cfg, split, trained["sources"], 1, trained["model"], tmp_path / "videos",
-                      source_episodes=2)
+                      source_episodes=2, temperature=1.0)
     (tr,), (te,), ad = spread(split["train"], 1), spread(split["held_out"], 1), spread(split["held_out"], 2)
     want = {f"source_train_goal_{tr:03d}.mp4", f"source_held_out_goal_{te:03d}.mp4", "ad_contact_sheet.png",
             *(f"ad_held_out_goal_{g:03d}.{ext}" for g in ad for ext in ("mp4", "gif"))}
@@ -261,7 +261,7 @@ def test_model_of_other_env_raises(trained, tmp_path):
     with pytest.raises(ValueError, match="params.yaml has env"):
         render_videos(other, trained["dt"], RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL),
                       trained["split"],
-                      trained["sources"], 1, trained["model"], tmp_path / "v")
+                      trained["sources"], 1, trained["model"], tmp_path / "v", temperature=1.0)
     assert not (tmp_path / "v").exists()
 
 
@@ -271,4 +271,4 @@ def test_model_trained_on_another_split_raises(trained, tmp_path):
     split = {**trained["split"], "held_out": test}
     with pytest.raises(ValueError, match="was trained on goals .* which the split holds out"):
         render_videos(ENV, trained["dt"], RenderConfig(source_goals=0, ad_goals=1, ad_episodes=1, cell_px=CELL), split,
-                      trained["sources"], 1, trained["model"], tmp_path / "v")
+                      trained["sources"], 1, trained["model"], tmp_path / "v", temperature=1.0)
