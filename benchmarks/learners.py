@@ -72,7 +72,10 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                    "searcher_ssf75_s4500_d96": "4500 steps, width 96, 8 heads of 12, feed-forward 384 (64, 4 of 16, "
                                                "256 by default)",
                    "searcher_ssf75_s4500_table": "4500 steps, one embedding per state (`dt.state_embedding: table`, "
-                                                 "the original's; row + column by default)"}
+                                                 "the original's; row + column by default)",
+                   "searcher_ssf75_s4500_x90": "4500 steps, 90 explorer streams per goal (30 by default; "
+                                               "`dataset.explorer.streams_per_goal: 90`, the last -S wins)",
+                   "searcher_ssf75_s6000_heads8": "6000 steps, 8 heads"}
 # Runs pooled per split in the levers table: one split's trained models played with eval seeds 0, 1, 2
 SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
                                                                  "searcher_uniform_s12000_evalseed1",
