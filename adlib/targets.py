@@ -221,13 +221,13 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     return torch.where(known[..., None], mask, first)
 
 
-def midstream_search_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig, rev: Revealed | None = None) -> torch.Tensor:
+def midstream_search_mask(f: dict[str, torch.Tensor], env_cfg: EnvConfig) -> torch.Tensor:
     """``[B, L]`` the positions of windows that start mid-stream (their first token carries a real
     previous transition) at which the window has not yet shown where the task pays: there a
     context-dependent label (``explorer``'s search) is computed from a shorter memory than the
     stream's own, the transitions before the window being out of view (``dt.midstream_search: skip``
-    trains nothing there; ``rev`` as in :func:`explorer_mask`)."""
-    rev = Revealed(f, env_cfg) if rev is None else rev
+    trains nothing there)."""
+    rev = Revealed(f, env_cfg)
     return rev.real[:, :1] & (rev.aim() < 0)
 
 

@@ -112,7 +112,7 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, data: HistoryDa
     rows = data.sample_starts(np.random.default_rng([dt.seed, step]), dt.batch_size, dt.seq_len, dt.stream_start_frac)
     torch.manual_seed(rng.step_seed(dt.seed, step, procs.rank))
     batch = to_tensors(data.windows(rows[procs.rank * per:(procs.rank + 1) * per], dt.seq_len), procs.device)
-    trained = None                                                                      # [B, L] or every position
+    trained = None                                                                      # [B, L]; None: every position
     if dt.target == "source":   # plain imitation: the stream's actions are the targets
         targets, mask = batch["action"], None
     else:
