@@ -112,9 +112,11 @@ class ExplorerConfig:
                          "the explorer's path and come back: what a learner sees after its own slips)", rng=(0, 1))
     ties: str = _f("random", "how the explorer chooses between equally good moves: 'random' (sampled), 'first' "
                              "(up, right, down, left, no-op: one fixed tour until the first reward), 'rotations' "
-                             "(stream j turns that tour by j % 4 quarter turns) or 'symmetric' (stream j takes the "
-                             "j % 8-th symmetry of the square: turned or mirrored)",
-                   choices=("random", "first", "rotations", "symmetric"))
+                             "(stream j turns that tour by j % 4 quarter turns), 'symmetric' (stream j takes the "
+                             "j % 8-th symmetry of the square: turned or mirrored) or 'permutations' (stream j "
+                             "takes the j % 24-th of every order of the four moves: 24 tours; streams_per_goal 24 "
+                             "gives each goal each tour once)",
+                   choices=("random", "first", "rotations", "symmetric", "permutations"))
     seed: int = _f(0, "seed of the explorer's tie-breaking and noise", rng=(0, 2**31 - 1))
 
 
@@ -148,7 +150,10 @@ class DTConfig:
                               "stream, dataset.explorer.ties: a deterministic teacher; up, right, down, left for "
                               "streams without one), or 'search' (the teacher's first while the context has not "
                               "shown where the task pays, every tied action once it has: a fixed tour, then any "
-                              "shortest path)", choices=("uniform", "teacher", "search"))
+                              "shortest path), or 'search_own' ('search' in the streams with a tie order of their "
+                              "own, dataset.explorer.ties other than 'random'; every tied action in the others: "
+                              "A2C and AD^eps streams teach no order)",
+                   choices=("uniform", "teacher", "search", "search_own"))
     seq_len: int = _f(256, "context length in transitions", rng=(1, 1_000_000))
     embedding_dim: int = _f(64, "model width", rng=(1, 8192))
     num_layers: int = _f(4, "transformer blocks", rng=(1, 256))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -27,11 +29,14 @@ def toward_nearest(pos: torch.Tensor, cells: torch.Tensor, wanted: torch.Tensor)
 
 
 # How a deterministic teacher breaks ties between equally good actions: the first of its order.
-# The 8 orders are the symmetries of the square room (rotations of up, right, down, left, and
-# their mirror images; the no-op last): with the start at the centre the explorer's rule is
-# symmetric, so the tour walked with order k is order 0's tour turned or mirrored.
-TIE_ORDERS = ((1, 2, 3, 4, 0), (2, 3, 4, 1, 0), (3, 4, 1, 2, 0), (4, 1, 2, 3, 0),
-              (1, 4, 3, 2, 0), (4, 3, 2, 1, 0), (3, 2, 1, 4, 0), (2, 1, 4, 3, 0))
+# The first 8 orders are the symmetries of the square room (rotations of up, right, down, left,
+# and their mirror images; the no-op last): with the start at the centre the explorer's rule is
+# symmetric, so the tour walked with order k < 8 is order 0's tour turned or mirrored. The other
+# 16 complete every order of the four moves (lexicographic; the no-op last): 24 tours in all.
+SYMMETRIC_ORDERS = ((1, 2, 3, 4, 0), (2, 3, 4, 1, 0), (3, 4, 1, 2, 0), (4, 1, 2, 3, 0),
+                    (1, 4, 3, 2, 0), (4, 3, 2, 1, 0), (3, 2, 1, 4, 0), (2, 1, 4, 3, 0))
+TIE_ORDERS = SYMMETRIC_ORDERS + tuple(p + (0,) for p in itertools.permutations((1, 2, 3, 4))
+                                      if p + (0,) not in SYMMETRIC_ORDERS)
 
 
 def first_action(mask: torch.Tensor, variant: torch.Tensor | int = 0) -> torch.Tensor:
@@ -179,11 +184,11 @@ def explorer_of(env_cfg: EnvConfig) -> Policy:
 def stream_variants(ties: str, n_goals: int, streams_per_goal: int) -> np.ndarray:
     """``[n_goals * streams_per_goal]`` the tie order (:data:`TIE_ORDERS`) of each explorer stream
     (goal-major): 0 for 'first'; stream j of every goal takes order j % 4 for 'rotations' (the tour
-    turned: its first move tells which), j % 8 for 'symmetric' (turned or mirrored); -1 for
-    'random' (sampled ties, no order)."""
+    turned: its first move tells which), j % 8 for 'symmetric' (turned or mirrored), j % 24 for
+    'permutations' (every order of the four moves); -1 for 'random' (sampled ties, no order)."""
     if ties == "random":
         return np.full(n_goals * streams_per_goal, -1, np.int8)
-    n_orders = {"first": 1, "rotations": 4, "symmetric": len(TIE_ORDERS)}[ties]
+    n_orders = {"first": 1, "rotations": 4, "symmetric": len(SYMMETRIC_ORDERS), "permutations": len(TIE_ORDERS)}[ties]
     return np.tile(np.arange(streams_per_goal) % n_orders, n_goals).astype(np.int8)
 
 

@@ -39,7 +39,7 @@ from adlib.envs import darkroom as dr
 from adlib.noise import first_action, toward_nearest
 
 TARGETS = ("source", "optimal", "exploit", "explorer")
-TIES = ("uniform", "teacher", "search")
+TIES = ("uniform", "teacher", "search", "search_own")
 
 
 def _cell_rc(cell: torch.Tensor, n: int) -> torch.Tensor:
@@ -195,9 +195,12 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     ``ties`` 'teacher', only its first action in the tie order of the window's stream
     (``f['variant'] [B]``, :data:`adlib.noise.TIE_ORDERS`; order 0 where it is -1 or absent); with
     'search', that first action only where the context has not yet shown where the task pays
-    (:meth:`Revealed.aim`), the whole set after. A position with no action in the set (cannot
-    happen for a valid window) gets every action."""
-    rev = Revealed(f, env_cfg) if kind in ("exploit", "explorer") or ties == "search" else None
+    (:meth:`Revealed.aim`), the whole set after; with 'search_own', as 'search' in the streams that
+    have a tie order of their own (``variant >= 0``: ordered explorer streams) and the whole set in
+    the others (A2C, AD^eps, random-tie explorer: no order to teach). A position with no action in
+    the set (cannot happen for a valid window) gets every action."""
+    searching = ties in ("search", "search_own")
+    rev = Revealed(f, env_cfg) if kind in ("exploit", "explorer") or searching else None
     if kind == "source":
         mask = source_mask(f)
     elif kind == "optimal":
@@ -215,9 +218,13 @@ def action_mask(kind: str, f: dict[str, torch.Tensor], env_cfg: EnvConfig, ties:
     first = first_action(mask, variant)
     if ties == "teacher":
         return first
-    if ties != "search":
+    if not searching:
         raise ValueError(f"unknown ties {ties!r}; one of {TIES}")
     known = rev.aim() >= 0                                                              # [B, L]
+    if ties == "search_own":
+        own = f["variant"] >= 0 if "variant" in f else torch.zeros(known.shape[0], dtype=torch.bool,
+                                                                    device=known.device)
+        known = known | ~own[:, None]
     return torch.where(known[..., None], mask, first)
 
 

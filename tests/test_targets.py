@@ -11,7 +11,7 @@ import torch
 from adlib import tokens
 from adlib.config import EnvConfig
 from adlib.envs import darkroom as dr
-from adlib.noise import TIE_ORDERS, EpsMix, OrderedTies, explorer_of, stream_variants
+from adlib.noise import SYMMETRIC_ORDERS, TIE_ORDERS, EpsMix, OrderedTies, explorer_of, stream_variants
 from adlib.rollout import rollout
 from adlib.targets import action_mask, midstream_search_mask, target_probs
 
@@ -214,7 +214,7 @@ def test_the_symmetric_tours_are_the_first_tour_turned_and_mirrored():
     n, c = env.grid_size, env.grid_size - 1
     maps = [lambda r, k: (r, k), lambda r, k: (k, c - r), lambda r, k: (c - r, c - k), lambda r, k: (c - k, r),
             lambda r, k: (r, c - k), lambda r, k: (k, r), lambda r, k: (c - r, k), lambda r, k: (c - k, c - r)]
-    assert len(maps) == len(TIE_ORDERS)
+    assert len(maps) == len(SYMMETRIC_ORDERS) and TIE_ORDERS[:8] == SYMMETRIC_ORDERS
     runs = []
     for v, m in enumerate(maps):
         goal = goal_id(env, *m(1, 7))
