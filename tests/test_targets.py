@@ -169,12 +169,13 @@ def test_explorer_labels_equal_the_explorer_step_by_step(env):
     assert torch.equal(labels[live], ref[live])
 
 
-def test_teacher_ties_follow_each_streams_tie_order():
-    """Streams of the explorer with the 8 symmetric tie orders: the labels with ties 'teacher'
-    are the one action each stream's (noise-free) explorer chose, at every step."""
+@pytest.mark.parametrize("ties, n_orders", [("symmetric", 8), ("permutations", 24)])
+def test_teacher_ties_follow_each_streams_tie_order(ties, n_orders):
+    """Streams of the explorer with the 8 symmetric tie orders, or all 24 orders: the labels with
+    ties 'teacher' are the one action each stream's (noise-free) explorer chose, at every step."""
     env = EnvConfig(grid_size=7, max_episode_steps=12)
     n_goals = len(dr.tasks_in_use(env))
-    variants = stream_variants("symmetric", n_goals, 8)
+    variants = stream_variants(ties, n_goals, n_orders)
     chosen = []
     teacher = OrderedTies(explorer_of(env), torch.from_numpy(variants).long())
 
@@ -183,16 +184,17 @@ def test_teacher_ties_follow_each_streams_tie_order():
         chosen.append(torch.isfinite(logits))
         return logits
 
-    res = rollout(EpsMix(record, 0.1), env, list(range(n_goals)), 8, 5, greedy=False, seed=0, record=True)
+    res = rollout(EpsMix(record, 0.1), env, list(range(n_goals)), n_orders, 5, greedy=False, seed=0, record=True)
     f = _stream_windows(env, res)
     f["variant"] = torch.from_numpy(variants).long()
     labels = action_mask("explorer", f, env, ties="teacher")
     live = torch.from_numpy(res.trace["episode"] < 5)
     ref = torch.stack(chosen, 1)
     assert torch.equal(labels[live], ref[live]) and bool((ref.sum(-1) == 1).all())
-    # the 8 orders walk 8 different first episodes from the centre (the tour turned and mirrored)
-    first_moves = {tuple(res.trace["action"][i, :6].tolist()) for i in range(8)}
-    assert len(first_moves) == 8
+    # the orders walk different first episodes from the centre: the 8 symmetric ones (the tour turned
+    # and mirrored) 8, the 24 more than those 8 (some orders differ only at ties that come later)
+    first_moves = {tuple(res.trace["action"][i, :6].tolist()) for i in range(n_orders)}
+    assert len(first_moves) == 8 if ties == "symmetric" else len(first_moves) > 8
 
 
 def test_search_ties_keep_the_teachers_order_only_until_the_goal_is_shown():
@@ -205,6 +207,37 @@ def test_search_ties_keep_the_teachers_order_only_until_the_goal_is_shown():
     assert actions(action_mask("explorer", w, ROOM3, ties="search")) == [{UP}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
     # the exploit target: the source's own action before the reward (one action: no tie), then the same sets
     assert actions(action_mask("exploit", w, ROOM3, ties="search")) == [{RIGHT}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
+
+
+def test_search_own_ties_teach_each_streams_own_order_and_nothing_where_it_has_none():
+    """ties 'search_own' by hand on the window of the test above: a stream with an order of its own
+    (here right, left, up, down: not one of the 8 symmetries) gets that order's first action while
+    nothing has paid; a stream without one (variant -1: A2C, AD^eps, random ties) gets every tied
+    action there, as with 'uniform'; once the reward shows the goal (0, 2), both get the whole set."""
+    w = window(ROOM3, [(0, 4, RIGHT, 0, 5), (1, 5, UP, 1, 2), (0, 4, DOWN, 0, 7), (1, 7, NOOP, 0, 7)])
+    order = TIE_ORDERS.index((RIGHT, LEFT, UP, DOWN, NOOP))
+    assert order >= len(SYMMETRIC_ORDERS)
+    w["variant"] = torch.tensor([order])
+    assert actions(action_mask("explorer", w, ROOM3, ties="search_own")) == [{RIGHT}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
+    assert actions(action_mask("explorer", w, ROOM3, ties="search")) == [{RIGHT}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
+    w["variant"] = torch.tensor([-1])
+    assert actions(action_mask("explorer", w, ROOM3, ties="search_own")) == [
+        {UP, RIGHT, DOWN, LEFT}, {UP, DOWN}, {UP, RIGHT}, {UP, RIGHT}]
+    # 'search' falls back to order 0 (up, right, down, left) there
+    assert actions(action_mask("explorer", w, ROOM3, ties="search")) == [{UP}, {UP}, {UP, RIGHT}, {UP, RIGHT}]
+    del w["variant"]   # a window without the column: no stream has an order
+    assert actions(action_mask("explorer", w, ROOM3, ties="search_own")) == [
+        {UP, RIGHT, DOWN, LEFT}, {UP, DOWN}, {UP, RIGHT}, {UP, RIGHT}]
+
+
+def test_the_24_tie_orders_are_every_order_of_the_four_moves_and_streams_take_them_in_turn():
+    moves = {UP, RIGHT, DOWN, LEFT}
+    assert len(set(TIE_ORDERS)) == 24 and all(set(o[:4]) == moves and o[4] == NOOP for o in TIE_ORDERS)
+    assert TIE_ORDERS[:8] == SYMMETRIC_ORDERS
+    # 2 goals x 26 streams: stream j of each goal takes order j % 24 (goal-major)
+    want = list(range(24)) + [0, 1]
+    assert stream_variants("permutations", 2, 26).tolist() == want + want
+    assert stream_variants("symmetric", 1, 10).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
 
 
 def test_the_symmetric_tours_are_the_first_tour_turned_and_mirrored():
