@@ -31,7 +31,7 @@ from adlib.config import EnvConfig, load_params
 from adlib.envs import darkroom as dr
 from adlib.incontext import play
 from adlib.model import load_model
-from adlib.noise import explorer_of
+from adlib.noise import TIE_ORDERS, explorer_of, first_action
 from adlib.rollout import PlayResult, random_policy, rollout
 from adlib.targets import explorer_mask
 from adlib.tasks import read_split
@@ -78,8 +78,29 @@ def agreement(res: PlayResult, env_cfg: EnvConfig, episodes: int, horizons: tupl
     return steps, share
 
 
-def measure(model_path: Path, seeds: int, episodes: int) -> dict[str, tuple[np.ndarray, dict]]:
-    """The learner, the explorer and random actions on the held-out goals: :func:`agreement` of each."""
+def one_order(res: PlayResult, env_cfg: EnvConfig, episodes: int) -> np.ndarray:
+    """``[episodes]`` the share of runs whose tied search moves, up to the end of each episode,
+    all follow one of the 24 tie orders (:data:`adlib.noise.TIE_ORDERS`): at every step before
+    the run's first reward where the explorer has several moves and the run took one of them, the
+    first of them in that one order. A learner distilled from streams that each keep one order
+    walks one tour per run only if it keeps one too; random ties keep none after a few ties."""
+    f = context_fields(res.trace, env_cfg)
+    action = torch.as_tensor(res.trace["action"]).long()                                # [N, L]
+    episode = torch.as_tensor(res.trace["episode"])
+    paid = torch.as_tensor(res.trace["reward"]) > 0
+    searching = (paid.long().cumsum(1) - paid.long()) == 0
+    mask = explorer_mask(f, env_cfg)                                                    # [N, L, A]
+    tied = searching & (mask.sum(-1) > 1) & mask.gather(-1, action[..., None])[..., 0]
+    keeps = torch.zeros(episodes, action.shape[0], dtype=torch.bool)                    # [E, N]: some order kept
+    for k in range(len(TIE_ORDERS)):
+        broken = tied & (first_action(mask, k).float().argmax(-1) != action)           # [N, L]
+        keeps |= torch.stack([~(broken & (episode <= e)).any(1) for e in range(episodes)])
+    return keeps.double().mean(1).numpy()
+
+
+def measure(model_path: Path, seeds: int, episodes: int) -> dict[str, tuple[np.ndarray, dict, np.ndarray]]:
+    """The learner, the explorer and random actions on the held-out goals: :func:`agreement` and
+    :func:`one_order` of each."""
     p = load_params("params.yaml")
     goals = list(read_split("data/split.json", p.env)["held_out"])
     model, _ = load_model(model_path, "cpu")
@@ -94,24 +115,27 @@ def measure(model_path: Path, seeds: int, episodes: int) -> dict[str, tuple[np.n
         "random actions": rollout(random_policy, p.env, goals, seeds, episodes, greedy=False, seed=p.eval.seed,
                                   record=True),
     }
-    return {name: agreement(res, p.env, episodes) for name, res in runs.items()}
+    return {name: (*agreement(res, p.env, episodes), one_order(res, p.env, episodes)) for name, res in runs.items()}
 
 
-def section(name: str, out: dict[str, tuple[np.ndarray, dict]], seeds: int, command: str) -> str:
+def section(name: str, out: dict[str, tuple[np.ndarray, dict, np.ndarray]], seeds: int, command: str) -> str:
     episodes = len(next(iter(out.values()))[0])
     head = ["player", "the explorer's context", *(f"ep. {e + 1}" for e in range(episodes))]
     rows = []
-    for player, (steps, share) in out.items():
+    for player, (steps, share, kept) in out.items():
         rows.append([player, "search steps", *(f"{s:,}" for s in steps)])
         for k, v in share.items():
             rows.append([player, "whole context" if k is None else f"last {k} transitions",
                          *("–" if np.isnan(x) else f"{x:.3f}" for x in v)])
+        rows.append([player, "runs keeping one tie order so far", *(f"{x:.3f}" for x in kept)])
     return "\n".join([
         f"Held-out goals of this split, {seeds} runs per goal from an empty context. Each cell: the share of "
         "the steps taken before the run's first reward, in that episode, whose action the systematic explorer "
         "would take given the whole context (the `dt.target: explorer` labels) or only its last k transitions "
         "(a shorter memory: every cell outside them unseen). \"search steps\": how many such steps there are "
-        "(later episodes hold only the runs still searching).",
+        "(later episodes hold only the runs still searching). \"runs keeping one tie order so far\": the share of "
+        "all runs whose tied search moves up to the end of that episode are each the first of the tie in one "
+        "of the 24 orders of `adlib.noise.TIE_ORDERS` (a fixed tour per run).",
         "",
         table(head, rows),
         "",

@@ -167,3 +167,29 @@ def test_search_fidelity_counts_moves_the_explorer_would_make_by_hand() -> None:
     steps, share = agreement(res, env, episodes=2, horizons=(1,))
     assert steps.tolist() == [2, 0]
     assert share[None][0] == 1.0 and np.isnan(share[None][1])
+
+
+def test_one_tie_order_is_kept_by_a_tour_and_broken_by_a_contradiction_by_hand() -> None:
+    """Two runs in a 5x5 room from the centre (cell 12), both up to (1,2) = cell 7 first (the
+    explorer's 4 moves tie: orders with up first among them). Run 0 goes up again to (0,2): at cell
+    7 the unseen (0,2), (1,1), (1,3) tie (up, left, right), and up is order 0's first: kept. Run 1
+    goes left to (1,1): left before up contradicts its first move (up before left): no order keeps
+    both. The no-op that ends each run is not an explorer move there: it counts for neither."""
+    import numpy as np
+
+    from adlib.config import EnvConfig
+    from adlib.rollout import PlayResult
+    from benchmarks.search_fidelity import one_order
+
+    env = EnvConfig(grid_size=5)
+    rows = lambda *runs: np.array(runs)
+    trace = {"t": rows((0, 1, 2), (0, 1, 2)), "state": rows((12, 7, 2), (12, 7, 6)),
+             "action": rows((1, 1, 0), (1, 4, 0)), "reward": rows((0, 0, 0), (0, 0, 0)),
+             "terminated": np.zeros((2, 3), bool), "truncated": np.zeros((2, 3), bool),
+             "next_state": rows((7, 2, 2), (7, 6, 6)), "episode": rows((0, 0, 0), (0, 0, 0))}
+    res = PlayResult(goal_ids=np.array([0, 0]), returns=np.zeros((2, 1)), success=np.zeros((2, 1), bool),
+                     lengths=np.zeros((2, 1)), shortest=np.array([1, 1]), trace=trace)
+    assert one_order(res, env, episodes=1).tolist() == [0.5]
+    # the same moves, the second and third numbered episode 2: episode 1 keeps both runs, episode 2 one
+    trace["episode"] = rows((0, 1, 1), (0, 1, 1))
+    assert one_order(res, env, episodes=2).tolist() == [1.0, 0.5]
