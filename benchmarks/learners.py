@@ -39,7 +39,9 @@ LEARNERS = {"default_gb_T1": "AD, default (A2C + goal-blind AD^eps data, exploit
             "searcher": "searcher: explorer + A2C + AD^eps data, explorer target",
             "searcher_search": "searcher, context 128, 3000 steps, ties 'search' (the README's command)",
             "searcher_uniform_s12000": "searcher, random ties (`dt.ties: uniform`), 12000 steps, temperature 1",
-            "searcher_ssf75_s4500": "searcher, random ties, 75 % of windows from a stream's start, 4500 steps"}
+            "searcher_ssf75_s4500": "searcher, random ties, 75 % of windows from a stream's start, 4500 steps",
+            "searcher_perm_ssf75_s4500_T0.2": "searcher, a tour per run (all 24 tie orders), 4500 steps, "
+                                              "temperature 0.2"}
 # The searching learner's levers (issue 24), each a results/splits/<name> folder: original variant,
 # then the paper variant (no termination, +1 per step on the goal)
 SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
@@ -75,14 +77,28 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                                                  "the original's; row + column by default)",
                    "searcher_ssf75_s4500_x90": "4500 steps, 90 explorer streams per goal (30 by default; "
                                                "`dataset.explorer.streams_per_goal: 90`, the last -S wins)",
-                   "searcher_ssf75_s6000_heads8": "6000 steps, 8 heads"}
-# Runs pooled per split in the levers table: one split's trained models played with eval seeds 0, 1, 2
+                   "searcher_ssf75_s6000_heads8": "6000 steps, 8 heads",
+                   "searcher_perm": "context 128, 3000 steps, explorer streams in all 24 tie orders "
+                                    "(`dataset.explorer.ties: permutations`, 24 per goal), ties 'search_own', "
+                                    "temperature 1.0",
+                   "searcher_perm_T0.2": "the same models, temperature 0.2",
+                   "searcher_perm_ssf75_s4500_T0.2": "all 24 tie orders, 4500 steps, `dt.stream_start_frac: 0.75`, "
+                                                     "temperature 0.2 (minutes: sources too)",
+                   "searcher_perm_ssf75_s4500_T0.2_evalseed1": "the same models, eval seed 1 (the explorer drawn "
+                                                               "again too)",
+                   "searcher_perm_ssf75_s4500_T0.2_evalseed2": "the same models, eval seed 2"}
+# Runs pooled per split in the levers table: one split's trained models played with several eval seeds
 SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
                                                                  "searcher_uniform_s12000_evalseed1",
-                                                                 "searcher_uniform_s12000_evalseed2")}
+                                                                 "searcher_uniform_s12000_evalseed2"),
+                   "all 24 tie orders, 4500 steps, temperature 0.2": ("searcher_perm_ssf75_s4500_T0.2",
+                                                                      "searcher_perm_ssf75_s4500_T0.2_evalseed1",
+                                                                      "searcher_perm_ssf75_s4500_T0.2_evalseed2")}
 PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
                 "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
-                "searcher_paper_search": "context 128, 3000 steps, ties 'search'"}
+                "searcher_paper_search": "context 128, 3000 steps, ties 'search'",
+                "searcher_paper_perm": "all 24 tie orders, ties 'search_own', 4500 steps, "
+                                       "`dt.stream_start_frac: 0.75`, temperature 0.2"}
 # The A2C-source default's levers against its bound (random search, then shortest paths)
 DEFAULT_LEVERS = {"default": "exploit target, AD^eps eps 0.5 -> 0 over 5 episodes, temperature 0.5 (another machine)",
                   "default_repro": "the same, `dvc repro` on this machine",
@@ -168,7 +184,7 @@ def pooled_levers(base: Path) -> list[list[str]]:
         s = [[runs[m][k][1]["held_out"]["sampled"] for m in names] for k in ids]
         worst = (ys - ex)[:, [e - 1 for e in EPISODES]].min(1)
         mean = lambda key, sub=None: [np.mean([x[key] if sub is None else x[key][sub] for x in xs]) for xs in s]
-        rows.append([f"{label}: eval seeds 0, 1, 2 pooled ({len(names)} × {s[0][0]['runs']} runs per split)",
+        rows.append([f"{label}: {len(names)} eval seeds pooled ({len(names)} × {s[0][0]['runs']} runs per split)",
                      _per_split(ids, "{}"),
                      *(f"{ys[:, e - 1].mean():.2f}" for e in EPISODES), _per_split(worst, "{:+.3f}"),
                      f"{ys[:, -10:].mean():.3f}", _per_split(mean("steps_over_shortest_last10")),
@@ -217,8 +233,8 @@ def levers(base: Path) -> str:
             + "Held-out goals, sampled at temperature 0.1 unless the row says otherwise; success rate, or return in "
             "the paper variant; \"AD − explorer\" is each split's lowest difference to the systematic explorer "
             "(random ties, the same goals) at those episodes (the target: ≥ −0.05). Per "
-            "split: each split's mean over its held-out goals and 5 runs per goal (the pooled rows: 15, from "
-            "`eval.seed` 0, 1 and 2, against the mean of the three explorer curves); other cells: the mean over the "
+            "split: each split's mean over its held-out goals and 5 runs per goal (the pooled rows: 5 per eval seed, "
+            "from `eval.seed` 0, 1 (and 2), against the mean of their explorer curves); other cells: the mean over the "
             "splits. Minutes: the split's `dvc exp run` (results/splits/<name>/split_<K>/wall_s.txt; – not "
             "recorded), with cached sources. Made from results/splits/<name>/ by `python -m benchmarks.learners`; "
             "the runs' split 0 (the others add `-S split.seed=K`):\n\n" + "\n".join(cmds))
