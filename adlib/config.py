@@ -152,7 +152,8 @@ class DTConfig:
                               "shown where the task pays, every tied action once it has: a fixed tour, then any "
                               "shortest path), or 'search_own' ('search' in the streams with a tie order of their "
                               "own, dataset.explorer.ties other than 'random'; every tied action in the others: "
-                              "A2C and AD^eps streams teach no order)",
+                              "A2C and AD^eps streams teach no order; with random-tie explorer streams it is "
+                              "'uniform')",
                    choices=("uniform", "teacher", "search", "search_own"))
     seq_len: int = _f(256, "context length in transitions", rng=(1, 1_000_000))
     embedding_dim: int = _f(64, "model width", rng=(1, 8192))

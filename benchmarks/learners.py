@@ -233,8 +233,8 @@ def levers(base: Path) -> str:
             + "Held-out goals, sampled at temperature 0.1 unless the row says otherwise; success rate, or return in "
             "the paper variant; \"AD − explorer\" is each split's lowest difference to the systematic explorer "
             "(random ties, the same goals) at those episodes (the target: ≥ −0.05). Per "
-            "split: each split's mean over its held-out goals and 5 runs per goal (the pooled rows: 5 per eval seed, "
-            "from `eval.seed` 0, 1 (and 2), against the mean of their explorer curves); other cells: the mean over the "
+            "split: each split's mean over its held-out goals and 5 runs per goal (the pooled rows: 5 per goal from each "
+            "of the run's eval seeds, against the mean of their explorer curves); other cells: the mean over the "
             "splits. Minutes: the split's `dvc exp run` (results/splits/<name>/split_<K>/wall_s.txt; – not "
             "recorded), with cached sources. Made from results/splits/<name>/ by `python -m benchmarks.learners`; "
             "the runs' split 0 (the others add `-S split.seed=K`):\n\n" + "\n".join(cmds))
