@@ -86,14 +86,20 @@ SEARCHER_LEVERS = {"searcher": "context 256, 1500 steps, ties 'teacher'",
                                                      "temperature 0.2 (minutes: sources too)",
                    "searcher_perm_ssf75_s4500_T0.2_evalseed1": "the same models, eval seed 1 (the explorer drawn "
                                                                "again too)",
-                   "searcher_perm_ssf75_s4500_T0.2_evalseed2": "the same models, eval seed 2"}
+                   "searcher_perm_ssf75_s4500_T0.2_evalseed2": "the same models, eval seed 2",
+                   "searcher_perm_ssf75_s4500_T0.2_evalseed3": "the same models, eval seed 3",
+                   "searcher_perm_ssf75_s4500_T0.2_evalseed4": "the same models, eval seed 4"}
 # Runs pooled per split in the levers table: one split's trained models played with several eval seeds
 SEARCHER_POOLED = {"random ties, 12000 steps, temperature 1.0": ("searcher_uniform_s12000",
                                                                  "searcher_uniform_s12000_evalseed1",
                                                                  "searcher_uniform_s12000_evalseed2"),
                    "all 24 tie orders, 4500 steps, temperature 0.2": ("searcher_perm_ssf75_s4500_T0.2",
                                                                       "searcher_perm_ssf75_s4500_T0.2_evalseed1",
-                                                                      "searcher_perm_ssf75_s4500_T0.2_evalseed2")}
+                                                                      "searcher_perm_ssf75_s4500_T0.2_evalseed2"),
+                   "the same models": (
+                       "searcher_perm_ssf75_s4500_T0.2", "searcher_perm_ssf75_s4500_T0.2_evalseed1",
+                       "searcher_perm_ssf75_s4500_T0.2_evalseed2", "searcher_perm_ssf75_s4500_T0.2_evalseed3",
+                       "searcher_perm_ssf75_s4500_T0.2_evalseed4")}
 PAPER_LEVERS = {"searcher_paper": "context 256, 1500 steps, ties 'teacher'",
                 "searcher_paper_L128": "context 128, 3000 steps, ties 'teacher'",
                 "searcher_paper_search": "context 128, 3000 steps, ties 'search'",
