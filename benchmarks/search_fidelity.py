@@ -54,16 +54,25 @@ def context_fields(trace: dict[str, np.ndarray], env_cfg: EnvConfig) -> dict[str
             "prev_reward": torch.cat([none_reward, tr["reward"][:, :-1].long()], 1)}
 
 
-def agreement(res: PlayResult, env_cfg: EnvConfig, episodes: int, horizons: tuple[int, ...] = HORIZONS
-              ) -> tuple[np.ndarray, dict[int | None, np.ndarray]]:
-    """Search steps per episode ``[episodes]``, and for the whole context (key None) and each
-    horizon k the share of them ``[episodes]`` whose action the explorer would take given the
-    context (its last k transitions)."""
+def search_steps(res: PlayResult, env_cfg: EnvConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor,
+                                                                torch.Tensor]:
+    """Recorded runs as the measures read them: the model-input fields (:func:`context_fields`),
+    the actions ``[N, L]``, the episode of each step ``[N, L]`` and whether the step is one of the
+    run's search (no reward before it) ``[N, L]``."""
     f = context_fields(res.trace, env_cfg)
     action = torch.as_tensor(res.trace["action"]).long()                                # [N, L]
     episode = torch.as_tensor(res.trace["episode"])
     paid = torch.as_tensor(res.trace["reward"]) > 0
     searching = (paid.long().cumsum(1) - paid.long()) == 0                              # no reward before this step
+    return f, action, episode, searching
+
+
+def agreement(res: PlayResult, env_cfg: EnvConfig, episodes: int, horizons: tuple[int, ...] = HORIZONS
+              ) -> tuple[np.ndarray, dict[int | None, np.ndarray]]:
+    """Search steps per episode ``[episodes]``, and for the whole context (key None) and each
+    horizon k the share of them ``[episodes]`` whose action the explorer would take given the
+    context (its last k transitions)."""
+    f, action, episode, searching = search_steps(res, env_cfg)
     N, L = action.shape
     ok = {None: explorer_mask(f, env_cfg).gather(-1, action[..., None])[..., 0]}
     for k in horizons:
@@ -84,11 +93,7 @@ def one_order(res: PlayResult, env_cfg: EnvConfig, episodes: int) -> np.ndarray:
     the run's first reward where the explorer has several moves and the run took one of them, the
     first of them in that one order. A learner distilled from streams that each keep one order
     walks one tour per run only if it keeps one too; random ties keep none after a few ties."""
-    f = context_fields(res.trace, env_cfg)
-    action = torch.as_tensor(res.trace["action"]).long()                                # [N, L]
-    episode = torch.as_tensor(res.trace["episode"])
-    paid = torch.as_tensor(res.trace["reward"]) > 0
-    searching = (paid.long().cumsum(1) - paid.long()) == 0
+    f, action, episode, searching = search_steps(res, env_cfg)
     mask = explorer_mask(f, env_cfg)                                                    # [N, L, A]
     tied = searching & (mask.sum(-1) > 1) & mask.gather(-1, action[..., None])[..., 0]
     keeps = torch.zeros(episodes, action.shape[0], dtype=torch.bool)                    # [E, N]: some order kept
