@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -68,12 +69,14 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     return out
 
 
-def run_sampled(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> dict[str, float]:
+def run_sampled(cmd: list[str] | str, cwd: Path, env: dict[str, str],
+                lines: list[tuple[float, str]] | None = None) -> dict[str, float]:
     """Run ``cmd`` (a string goes through the shell) in ``cwd`` and wait: its wall seconds, CPU seconds
     (user + system of it and every child it waited for) and the peak resident memory of its whole process
     tree, sampled every 0.1 s, both summed over the processes (``sum_mib``) and of the largest one
     (``one_mib``, what GNU time reports). stderr goes to a temp file (a pipe could fill and block the
-    command); a failure raises with its tail."""
+    command); a failure raises with its tail. With ``lines``, stdout and stderr instead go to a pipe
+    that a thread drains, appending ``(seconds since the start, line)`` for every line."""
     import resource
     import tempfile
 
@@ -83,7 +86,16 @@ def run_sampled(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> dict[st
     t0 = time.perf_counter()
     peak_sum = peak_one = 0
     with tempfile.TemporaryFile() as log:
-        proc = psutil.Popen(cmd, shell=isinstance(cmd, str), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        out, err = (subprocess.PIPE, subprocess.STDOUT) if lines is not None else (subprocess.DEVNULL, log)
+        proc = psutil.Popen(cmd, shell=isinstance(cmd, str), cwd=cwd, env=env, stdout=out, stderr=err)
+        if lines is not None:
+            def drain() -> None:
+                for raw in proc.stdout:
+                    text = raw.decode(errors="replace").rstrip()
+                    lines.append((time.perf_counter() - t0, text))
+                    log.write(raw)
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
         while proc.poll() is None:
             rss = []
             for p in [proc, *proc.children(recursive=True)]:
@@ -94,6 +106,8 @@ def run_sampled(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> dict[st
             peak_sum, peak_one = max(peak_sum, sum(rss)), max(peak_one, max(rss, default=0))
             time.sleep(0.1)
         wall = time.perf_counter() - t0
+        if lines is not None:
+            reader.join()
         if proc.returncode != 0:
             log.seek(0)
             shown = cmd if isinstance(cmd, str) else " ".join(cmd)

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 SCRIPTS = ("ablate", "dt_throughput", "env_throughput", "envs", "eval_batching", "eval_kv_cache", "explorers",
-           "firstfind", "learners", "levers", "planted_bugs", "rooms", "search_fidelity", "shared_load",
+           "firstfind", "learners", "levers", "pipeline", "planted_bugs", "rooms", "search_fidelity", "shared_load",
            "source_quality", "source_training", "source_update", "splits", "stage_memory", "stage_threads", "train_memory")
 NOT_SCRIPTS = {"__init__": "shared helpers", "smoke": "the smoke runs' sizes"}
 
@@ -193,3 +193,28 @@ def test_one_tie_order_is_kept_by_a_tour_and_broken_by_a_contradiction_by_hand()
     # the same moves, the second and third numbered episode 2: episode 1 keeps both runs, episode 2 one
     trace["episode"] = rows((0, 1, 1), (0, 1, 1))
     assert one_order(res, env, episodes=2).tolist() == [1.0, 0.5]
+
+
+def test_pipeline_stage_seconds_run_from_one_running_line_to_the_next_by_hand() -> None:
+    """A made-up ``dvc repro`` log: setup until the first stage at 4 s; check_params 4 -> 6; the two
+    source shards 6 -> 16 and 16 -> 30 summed (24); a skipped stage gets no time; train_dt 30 -> the
+    command's end at 100 (70)."""
+    from benchmarks.pipeline import stage_seconds
+
+    log = [(0.5, "[setup] installing"), (4.0, "Running stage 'check_params':"), (5.0, "[check_params] OK"),
+           (6.0, "Running stage 'train_source_agents@0':"), (16.0, "Running stage 'train_source_agents@1':"),
+           (29.0, "Stage 'split_tasks' didn't change, skipping"), (30.0, "Running stage 'train_dt':")]
+    assert stage_seconds(log, 100.0) == {"setup": 4.0, "check_params": 2.0, "train_source_agents": 24.0,
+                                         "train_dt": 70.0}
+    assert stage_seconds([(1.0, "nothing ran")], 12.0) == {"setup": 12.0}
+
+
+def test_pipeline_compares_outputs_by_their_lock_hashes_by_hand() -> None:
+    from benchmarks.pipeline import compare_outputs, lock_outputs
+
+    lock = {"stages": {"a": {"outs": [{"path": "data/x", "md5": "1.dir"}, {"path": "logs/a", "md5": "2.dir"}]},
+                       "b": {"outs": [{"path": "models/m.pt", "md5": "3"}]}, "c": {"cmd": "no outputs"}}}
+    first = lock_outputs(lock)
+    assert first == {"data/x": "1.dir", "logs/a": "2.dir", "models/m.pt": "3"}
+    other = {"data/x": "1.dir", "logs/a": "9.dir", "metrics/new.json": "4"}
+    assert compare_outputs(first, other) == (["data/x"], ["logs/a", "metrics/new.json", "models/m.pt"])
