@@ -176,7 +176,7 @@ class DTConfig:
                                          "there: a shorter memory than the stream's) or 'skip' (their targets are "
                                          "zero: no loss, still counted in the batch's mean)", choices=("window", "skip"))
     batch_size: int = _f(32, "windows per optimiser step (global, across DDP ranks)", rng=(1, 1_000_000))
-    num_steps: int = _f(1500, "optimiser steps; the cosine runs over all of them", rng=(1, None))
+    num_steps: int = _f(600, "optimiser steps; the cosine runs over all of them", rng=(1, None))
     seed: int = _f(0, "training seed", rng=(0, 2**31 - 1))
 
 

@@ -31,7 +31,8 @@ from benchmarks.smoke import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
-LEARNERS = {"default_gb_T1": "AD, default (A2C + goal-blind AD^eps data, exploit target, temperature 1)",
+LEARNERS = {"default_s600": "AD, default (A2C + goal-blind AD^eps data, exploit target, temperature 1, 600 steps)",
+            "default_gb_T1": "AD, the same with 1500 steps (the default until issue 25)",
             "default": "AD, previous default (A2C + AD^eps data, exploit target, temperature 0.5)",
             "ad_source": "AD, A2C + AD^eps data, source target (the original's)",
             "explorer": "AD, explorer data, source target",
@@ -110,12 +111,17 @@ DEFAULT_LEVERS = {"default": "exploit target, AD^eps eps 0.5 -> 0 over 5 episode
                   "default_repro": "the same, `dvc repro` on this machine",
                   "default_T1": "the same model, temperature 1.0",
                   "default_gb_T1": "AD^eps a random walk until its first reward (goal-blind), temperature 1.0 "
-                                   "(the default)",
+                                   "(the default until issue 25: 1500 optimiser steps)",
                   "default_T1.25": "the default model, temperature 1.25",
                   "default_noise30": "the default with 30 goal-blind AD^eps streams per goal (10 by default)",
-                  "default_evalseed1": "the default's models, eval seed 1 (the bound drawn again too)",
-                  "default_evalseed2": "the default's models, eval seed 2 (the bound drawn again too)"}
-POOLED = ("default_gb_T1", "default_evalseed1", "default_evalseed2")   # one split's trained models, 3 eval seeds
+                  "default_evalseed1": "the 1500-step models, eval seed 1 (the bound drawn again too)",
+                  "default_evalseed2": "the 1500-step models, eval seed 2 (the bound drawn again too)",
+                  "default_s600": "the same with 600 optimiser steps (the default since issue 25)",
+                  "default_s600_evalseed1": "the 600-step models, eval seed 1 (the bound drawn again too)",
+                  "default_s600_evalseed2": "the 600-step models, eval seed 2 (the bound drawn again too)"}
+# one split's trained models, 3 eval seeds
+POOLED = {"1500 steps": ("default_gb_T1", "default_evalseed1", "default_evalseed2"),
+          "600 steps, the default": ("default_s600", "default_s600_evalseed1", "default_s600_evalseed2")}
 WINDOWS = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50))
 SPLIT_SEED = re.compile(r" -S split\.seed=\d+")
 EPISODES = (1, 2, 3, 5, 10)
@@ -273,21 +279,23 @@ def default_levers(base: Path) -> str:
         for k, run in runs[n].items():
             add(label, k, [run], n)
         cmds.append(f"    {cmd}    # {n}")
-    for k in sorted(runs.get(POOLED[0], {})):
-        if all(k in runs.get(n, {}) for n in POOLED):
-            found = [runs[n][k] for n in POOLED]
-            one = found[0][1]["held_out"]["sampled"]
-            add(f"the default, pooled over eval seeds 0, 1, 2 ({len(found)} × {one['runs']} runs)", k, found,
-                " + ".join(POOLED))
+    for what, pooled in POOLED.items():
+        for k in sorted(runs.get(pooled[0], {})):
+            if all(k in runs.get(n, {}) for n in pooled):
+                found = [runs[n][k] for n in pooled]
+                one = found[0][1]["held_out"]["sampled"]
+                add(f"{what}, pooled over eval seeds 0, 1, 2 ({len(found)} × {one['runs']} runs)", k, found,
+                    " + ".join(pooled))
     head = ["A2C-source learner", "split", *(f"AD − bound, ep. {a + 1}–{b}" for a, b in WINDOWS), "windows ≥ 0",
             "episode after the 1st success", "last 10", "run"]
     return (table(head, rows) + f"\n\nHeld-out goals, {size} runs per split, 200 episodes. The bound is "
             "`random_search` (a random walk until the first success, then shortest paths; Monte Carlo over the "
             "same goals). Made from results/splits/<name>/ by `python -m benchmarks.learners`; the runs, each "
             "against the params.yaml of its time (`default`, \"Across splits: default\", and `default_repro` ran "
-            "the previous default; `default_gb_T1`, \"Across splits: default_gb_T1\", is today's; `default_evalseed1` "
-            "and `2` play today's trained models again with other eval seeds, so their spread is the measurement's "
-            "own noise):\n\n"
+            "the previous default; `default_gb_T1`, \"Across splits: default_gb_T1\", is today's with 1500 optimiser steps, "
+            "the default until issue 25; `default_s600`, \"Across splits: default_s600\", is today's; the "
+            "`_evalseed1` and `2` runs play those trained models again with other eval seeds, so their spread is the "
+            "measurement's own noise):\n\n"
             + "\n".join(cmds))
 
 

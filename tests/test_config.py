@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -235,7 +236,7 @@ def test_yes_is_a_string_not_a_bool_as_in_dvc(tmp_path):
 
 def test_duplicate_key_is_refused_naming_its_full_path(tmp_path):
     path = tmp_path / "params.yaml"
-    text = (ROOT / "params.yaml").read_text().replace("  num_steps: 1500\n", "  num_steps: 1500\n  lr: 3.0e-4\n")
+    text = re.sub(r"(\n  num_steps: [^\n]*\n)", r"\1  lr: 3.0e-4\n", (ROOT / "params.yaml").read_text(), count=1)
     path.write_text(text)
     lines = text.splitlines()
     first = lines.index("  lr: 1.0e-3") + 1                       # 1-based line numbers
