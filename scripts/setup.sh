@@ -33,13 +33,15 @@ fi
 
 echo "[setup] installing the locked dependencies into .venv" >&2
 source "$ROOT/scripts/torch.sh"
-install_torch "$VENV/bin/python" "$(grep -E '^torch==' "$LOCK")"
-# the rest with uv (the same locked versions, installed in seconds instead of a minute); pip if
-# uv cannot be had. torch is installed already, so neither fetches another build of it.
+torch_pin="$(grep -E '^torch==' "$LOCK")"
+# uv installs the same locked versions in seconds instead of pip's minute; pip if uv cannot be had.
+# torch goes first (its CPU build: torch.sh), so that resolving the lock never fetches another build.
 if "${PIP[@]}" install "uv==$UV_VERSION" && "$VENV/bin/uv" --version >/dev/null 2>&1; then
+    install_torch_uv "$VENV/bin/uv" "$VENV/bin/python" "$torch_pin" || install_torch "$VENV/bin/python" "$torch_pin"
     "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$LOCK"
     "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e "$ROOT"
 else
+    install_torch "$VENV/bin/python" "$torch_pin"
     "${PIP[@]}" install -r "$LOCK"
     "${PIP[@]}" install --no-deps -e "$ROOT"
 fi

@@ -17,3 +17,19 @@ install_torch() {
         "${pip[@]}" install "$pin" --index-url https://download.pytorch.org/whl/cpu
     fi
 }
+
+# install_torch_uv UV PYTHON PIN: the same choice with uv (seconds instead of pip's half minute),
+# without dependencies (setup.sh installs them from the lock next): the local wheel from pip's
+# find-links (PIP_FIND_LINKS, else pip's configured find-links), else the PyTorch CPU index.
+# Fails (status 1) where uv cannot do it, or when ADLIB_TORCH names a pip spec: then install_torch.
+install_torch_uv() {
+    local uv="$1" py="$2" pin="$3" links
+    [[ -z "${ADLIB_TORCH:-}" ]] || return 1
+    links="${PIP_FIND_LINKS:-$("$py" -m pip config get global.find-links 2>/dev/null || true)}"
+    local -a uvpip=("$uv" pip install --quiet --python "$py" --no-deps) fl=()
+    for l in $links; do fl+=(--find-links "$l"); done
+    if [[ ${#fl[@]} -gt 0 ]] && "${uvpip[@]}" --no-index "${fl[@]}" "$pin" >/dev/null 2>&1; then
+        return 0
+    fi
+    "${uvpip[@]}" "$pin" --index-url https://download.pytorch.org/whl/cpu
+}
