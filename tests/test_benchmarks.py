@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-SCRIPTS = ("ablate", "dt_throughput", "env_throughput", "envs", "eval_batching", "eval_kv_cache", "explorers",
+SCRIPTS = ("ablate", "dt_step", "dt_throughput", "env_throughput", "envs", "eval_batching", "eval_kv_cache", "explorers",
            "firstfind", "learners", "levers", "pipeline", "planted_bugs", "rooms", "search_fidelity", "shared_load",
            "source_quality", "source_training", "source_update", "splits", "stage_memory", "stage_threads", "train_memory")
 NOT_SCRIPTS = {"__init__": "shared helpers", "smoke": "the smoke runs' sizes"}
@@ -218,3 +218,12 @@ def test_pipeline_compares_outputs_by_their_lock_hashes_by_hand() -> None:
     assert first == {"data/x": "1.dir", "logs/a": "2.dir", "models/m.pt": "3"}
     other = {"data/x": "1.dir", "logs/a": "9.dir", "metrics/new.json": "4"}
     assert compare_outputs(first, other) == (["data/x"], ["logs/a", "metrics/new.json", "models/m.pt"])
+
+
+def test_pipeline_outputs_cell_sets_the_timestamped_logs_apart_by_hand() -> None:
+    from benchmarks.pipeline import outputs_cell
+
+    first = {"data/x": "1", "logs/a": "2", "models/m.pt": "3"}
+    assert outputs_cell(first, {"data/x": "1", "logs/a": "9", "models/m.pt": "3"}) == "all equal (logs aside)"
+    assert outputs_cell(first, dict(first)) == "all equal"
+    assert outputs_cell(first, {"data/x": "1", "logs/a": "9", "models/m.pt": "4"}) == "differ: models/m.pt (logs aside)"
