@@ -107,7 +107,7 @@ def run_sampled(cmd: list[str] | str, cwd: Path, env: dict[str, str],
             time.sleep(0.1)
         wall = time.perf_counter() - t0
         if lines is not None:
-            reader.join()
+            reader.join(timeout=10)   # a grandchild holding the pipe open must not hang the benchmark
         if proc.returncode != 0:
             log.seek(0)
             shown = cmd if isinstance(cmd, str) else " ".join(cmd)

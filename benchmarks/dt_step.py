@@ -8,7 +8,7 @@ does (forward with the loss, backward, gradient clip, AdamW) on random valid win
 default's size (params.yaml's ``dt``: batch x seq_len transitions, transition layout); variants
 are interleaved (their order rotates between repeats); the first unit of each is a warm-up and
 not timed. Variants: the default (torch's CPU flash attention), the math attention backend,
-bf16 autocast on the CPU, a smaller model (2 heads of twice the size, or one layer fewer), and
+bf16 autocast on the CPU, other models (half the heads, of twice the size, or one layer fewer), and
 with ``--compile`` ``torch.compile`` (its compile time reported apart). Writes the section
 "train_dt: one step along other paths".
 """
@@ -26,36 +26,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from adlib.config import DTConfig, load_params
-from adlib.train import build_model, make_optimizer
-from benchmarks import machine, median, sharing, table, write_section
-from benchmarks.dt_throughput import random_batch
+from benchmarks import machine, median, sharing, table, timed, write_section
+from benchmarks.dt_throughput import random_batch, trainer
 from benchmarks.smoke import parse
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def stepper(dt: DTConfig, env_cfg, batch: dict[str, torch.Tensor], steps: int, ctx: Callable = contextlib.nullcontext,
-            compile_model: bool = False) -> tuple[Callable[[], None], float]:
-    """A closure taking ``steps`` optimiser steps of a fresh model of ``dt`` inside ``ctx()``, and
-    the seconds its first call took (the warm-up; with ``compile_model`` the compilation)."""
-    torch.manual_seed(0)
-    model = build_model(dt, env_cfg)
-    model.train()
-    opt = make_optimizer(model, dt)
-    net = torch.compile(model) if compile_model else model
-
-    def run() -> None:
-        for _ in range(steps):
-            with ctx():
-                _, loss = net(batch, targets=batch["action"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), dt.clip_grad_norm)
-            opt.step()
-
-    t0 = time.perf_counter()
-    run()
-    return run, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -79,7 +54,7 @@ def main() -> None:
         "CPU flash attention)": (dt, contextlib.nullcontext, False),
         "math attention backend": (dt, math, False),
         "bf16 autocast": (dt, bf16, False),
-        f"{half_heads} heads of {dt.embedding_dim // half_heads} (a smaller model)":
+        f"{half_heads} heads of {dt.embedding_dim // half_heads} (another model)":
             (dataclasses.replace(dt, num_heads=half_heads), contextlib.nullcontext, False),
         f"{dt.num_layers - 1} layers (a smaller model)":
             (dataclasses.replace(dt, num_layers=max(1, dt.num_layers - 1)), contextlib.nullcontext, False),
@@ -88,7 +63,8 @@ def main() -> None:
         variants["torch.compile"] = (dt, contextlib.nullcontext, True)
     runs, warm = {}, {}
     for name, (cfg, ctx, comp) in variants.items():
-        runs[name], warm[name] = stepper(cfg, env_cfg, batch, args.steps, ctx, comp)
+        runs[name], _ = trainer(cfg, env_cfg, [batch], args.steps, ctx, comp)
+        warm[name] = timed(runs[name], 1)[0]   # the first unit: warm-up (and compilation)
     secs: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for r in range(args.repeats):
@@ -98,8 +74,8 @@ def main() -> None:
             secs[name].append((time.perf_counter() - t0) / args.steps)
     base = median(secs[names[0]])
     speed = {name: base / median(s) for name, s in secs.items()}
-    smaller = [n for n in names if "smaller model" in n]
-    same = max((n for n in names[1:] if n not in smaller), key=speed.get)
+    others = [n for n in names if "model)" in n]   # another or a smaller model
+    same = max((n for n in names[1:] if n not in others), key=speed.get)
     rows = [[name, f"{median(s) * 1000:.0f}", f"{min(s) * 1000:.0f} - {max(s) * 1000:.0f}", f"{speed[name]:.2f}x",
              f"{warm[name]:.1f}"] for name, s in secs.items()]
     body = "\n".join([
@@ -110,10 +86,11 @@ def main() -> None:
         "",
         table(["variant", "ms / step (median)", "range", "speed vs the default", "warm-up s (compile)"], rows),
         "",
-        f"The fastest other path for the same model: {same} at {speed[same]:.2f}x; the smaller models "
-        f"({', '.join(f'{speed[n]:.2f}x' for n in smaller)}) change what is learnt. Issue 25's 6-minute pipeline "
-        "needed train_dt about 2.5x shorter, so the default trains 600 steps instead of 1500 (docs/results.md, "
-        "\"The default's training length\").",
+        f"The fastest other path for the same model: {same} at {speed[same]:.2f}x; the other models "
+        f"({', '.join(f'{speed[n]:.2f}x' for n in others)}) change what is learnt. Issue 25's 6-minute pipeline "
+        "needed train_dt about 2.5x shorter (\"The README's main command, commits side by side\"), which no path "
+        "here gives, so the default "
+        "trains 600 steps instead (docs/results.md, \"The default's training length (issue 25)\").",
         "",
         f"Machine: {machine()}, {sharing()}. Command: `python -m benchmarks.dt_step"
         f"{' --compile' if args.compile else ''}`.",

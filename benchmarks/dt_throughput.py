@@ -15,8 +15,10 @@ other processes hits both alike; transitions/s = steps x batch x seq_len / secon
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -51,12 +53,15 @@ def data_batches(data_dir: str, env_cfg: EnvConfig, n: int, batch: int, seq_len:
     return out
 
 
-def trainer(dt: DTConfig, env_cfg: EnvConfig, batches: list[dict[str, torch.Tensor]], steps: int):
-    """A closure taking ``steps`` optimiser steps of a fresh model of ``dt``."""
+def trainer(dt: DTConfig, env_cfg: EnvConfig, batches: list[dict[str, torch.Tensor]], steps: int,
+            ctx: Callable[[], ContextManager] = contextlib.nullcontext, compile_model: bool = False):
+    """A closure taking ``steps`` optimiser steps of a fresh model of ``dt`` (its forward inside
+    ``ctx()``; with ``compile_model``, through ``torch.compile``), and the model's parameter count."""
     torch.manual_seed(0)
     model = build_model(dt, env_cfg)
     model.train()
     opt = make_optimizer(model, dt)
+    net = torch.compile(model) if compile_model else model
     k = 0
 
     def run() -> None:
@@ -64,7 +69,8 @@ def trainer(dt: DTConfig, env_cfg: EnvConfig, batches: list[dict[str, torch.Tens
         for _ in range(steps):
             b = batches[k % len(batches)]
             k += 1
-            _, loss = model(b, targets=b["action"])
+            with ctx():
+                _, loss = net(b, targets=b["action"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), dt.clip_grad_norm)

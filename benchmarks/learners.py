@@ -112,8 +112,8 @@ DEFAULT_LEVERS = {"default": "exploit target, AD^eps eps 0.5 -> 0 over 5 episode
                   "default_T1": "the same model, temperature 1.0",
                   "default_gb_T1": "AD^eps a random walk until its first reward (goal-blind), temperature 1.0 "
                                    "(the default until issue 25: 1500 optimiser steps)",
-                  "default_T1.25": "the default model, temperature 1.25",
-                  "default_noise30": "the default with 30 goal-blind AD^eps streams per goal (10 by default)",
+                  "default_T1.25": "the 1500-step model, temperature 1.25",
+                  "default_noise30": "1500 steps, 30 goal-blind AD^eps streams per goal (10 by default)",
                   "default_evalseed1": "the 1500-step models, eval seed 1 (the bound drawn again too)",
                   "default_evalseed2": "the 1500-step models, eval seed 2 (the bound drawn again too)",
                   "default_s600": "the same with 600 optimiser steps (the default since issue 25)",

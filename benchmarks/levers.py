@@ -77,7 +77,8 @@ def write_table(lines: Path = LINES, results: Path = RESULTS) -> str:
         for t in ("T1.0", "T0.5"):
             rows.append([r["name"], t[1:], *(f"{r[t][k]:.2f}" for k in KEYS), str(r["train_s"]),
                          f"{r['transitions']:,}", r.get("code", "")])
-    body = ("Each lever at the default's full training length (1500 steps x batch 32) on the pipeline's own "
+    body = ("Each lever at the default's full training length of the time (1500 steps x batch 32; 600 since issue "
+            "25) on the pipeline's own "
             "source histories (1 A2C seed per goal, the default before 43b1b5b: every run here used the lever clone's 1-seed sources), split 0; 23 held-out goals x 3 seeds, 100 episodes from an "
             "empty context; sampled at temperature 1.0 and 0.5. Episodes 91-100 are the 'last 10'. "
             "Train s: wall time with other runs sharing the 2 cores (1 thread each). Each variant's "

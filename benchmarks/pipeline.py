@@ -10,7 +10,8 @@ every stage runs, A2C sources included. Per commit: wall seconds, CPU seconds (u
 every process), peak resident memory of the largest process and of the whole process tree
 (sampled every 0.1 s), and the seconds per stage, from the moment DVC prints ``Running stage``
 (setup = everything before the first stage; a stage ends where the next begins, the last at the
-command's end). The outputs of every commit's dvc.lock are compared with the first commit's.
+command's end). The outputs of every commit's run are compared, by their dvc.lock hashes, with the
+commit's own committed dvc.lock and with the first commit's run.
 Writes the section "The README's main command, commits side by side".
 
 ``--smoke`` clones HEAD only and runs ``dvc repro`` of tiny params (benchmarks.smoke) with this
@@ -20,7 +21,6 @@ interpreter's environment instead of repro.sh's setup; it writes nothing into th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import subprocess
 import sys
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from adlib.config import RenderConfig, to_dict
+from adlib.config import to_dict
 from benchmarks import machine, run_sampled, table, write_section
-from benchmarks.smoke import PARAMS
+from benchmarks.smoke import PIPELINE_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_START = "Running stage '"
@@ -82,8 +82,7 @@ def run_commit(rev: str, tmp: Path, smoke: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.update(CI="true", DVC_NO_ANALYTICS="1")   # CI: no progress bars in the log
     if smoke:   # tiny params, this interpreter's environment (no setup)
-        params = dataclasses.replace(PARAMS, render=RenderConfig(source_goals=1, ad_goals=1, ad_episodes=2, cell_px=4))
-        (work / "params.yaml").write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
+        (work / "params.yaml").write_text(yaml.safe_dump(to_dict(PIPELINE_PARAMS), sort_keys=False))
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         env["PYTHONPATH"] = str(work)
         cmd = ["dvc", "repro"]
@@ -93,7 +92,11 @@ def run_commit(rev: str, tmp: Path, smoke: bool) -> dict:
     lines: list[tuple[float, str]] = []
     r = run_sampled(cmd, work, env, lines)
     outs = lock_outputs(yaml.safe_load((work / "dvc.lock").read_text()))
-    return {"commit": sha, **r, "stages": stage_seconds(lines, r["wall"]), "outs": outs, "committed": committed}
+    # tracked files the run changed: a committed dvc.lock whose metrics were not committed with it
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=work, capture_output=True,
+                             text=True, check=True).stdout.split("\n")
+    return {"commit": sha, **r, "stages": stage_seconds(lines, r["wall"]), "outs": outs, "committed": committed,
+            "git_changed": sorted(line[3:] for line in changed if line.strip())}
 
 
 def main() -> None:
@@ -109,16 +112,15 @@ def main() -> None:
         runs.append(r)
         print(r["commit"], {k: round(v, 1) for k, v in r.items() if isinstance(v, float)},
               {k: round(v, 1) for k, v in r["stages"].items()}, flush=True)
-    if args.smoke:
-        missing = [c for c in COLUMNS if c not in runs[0]["stages"]]
-        if missing:
-            raise SystemExit(f"no time for the stages {missing}: {runs[0]['stages']}")
-        return
+    missing = [c for c in COLUMNS if c not in runs[0]["stages"]]
+    if missing:
+        raise SystemExit(f"no time for the stages {missing}: {runs[0]['stages']}")
     rows = []
     for r in runs:
         rows.append([r["commit"], f"**{r['wall'] / 60:.2f}**", *(f"{r['stages'].get(c, 0.0) / 60:.2f}" for c in COLUMNS),
                      f"{r['cpu'] / r['wall'] * 100:.0f} %", f"{r['one_mib']:,.0f} / {r['sum_mib']:,.0f}",
-                     outputs_cell(r["committed"], r["outs"]),
+                     outputs_cell(r["committed"], r["outs"]) + "; committed files "
+                     + (f"changed by the run: {', '.join(r['git_changed'])}" if r["git_changed"] else "unchanged"),
                      "–" if r is runs[0] else outputs_cell(runs[0]["outs"], r["outs"])])
     body = "\n".join([
         "`bash scripts/repro.sh` (the README's main command) from a fresh `git clone` of each commit, one after "
@@ -126,7 +128,9 @@ def main() -> None:
         "cache. Minutes; a stage from DVC's `Running stage` line to the next (the two source shards summed); "
         "CPU = user + system of every process over wall; peak RSS of the largest process / of all processes "
         "at once (sampled every 0.1 s); outputs compared by their dvc.lock hashes with the commit's own committed "
-        "dvc.lock and with the first row's run.",
+        "dvc.lock (and whether the run changed a committed file: `git status`) and with the first row's run. "
+        "pip's and uv's download caches on this machine are warm (as for a user's second clone); the wheels "
+        "come from the machine's local package mirror.",
         "",
         table(["commit", "wall min", *(f"{c} min" for c in COLUMNS), "CPU", "peak RSS MiB",
                "outputs vs its dvc.lock", f"outputs vs {runs[0]['commit']}'s run"], rows),
@@ -134,7 +138,8 @@ def main() -> None:
         f"Machine: {machine()}. Command: `python -m benchmarks.pipeline --commits {' '.join(revs)}`.",
     ])
     print(body)
-    write_section("The README's main command, commits side by side", body)
+    if not args.smoke:
+        write_section("The README's main command, commits side by side", body)
 
 
 if __name__ == "__main__":

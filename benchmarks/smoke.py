@@ -10,6 +10,7 @@ made by the same library calls as the DVC stages.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from adlib.config import (
     EvalRuntime,
     NoiseConfig,
     Params,
+    RenderConfig,
     RuntimeConfig,
     SourceConfig,
     SourceRuntime,
@@ -45,6 +47,10 @@ PARAMS = Params(
     runtime=RuntimeConfig(source=SourceRuntime(workers=1),
                           dt=DTRuntime(device="cpu", amp=False, threads=1, eval_step=0),
                           eval=EvalRuntime(device="cpu", threads=1)))
+# whole-pipeline smoke runs (every stage through DVC): PARAMS with short, small videos (render_videos
+# would take most of the run)
+PIPELINE_PARAMS = dataclasses.replace(PARAMS, render=RenderConfig(source_goals=1, ad_goals=1, ad_episodes=2,
+                                                                  cell_px=4))
 # what a workspace holds, in pipeline order: each step needs the ones before it
 STEPS = ("params", "split", "sources", "dataset", "model", "eval")
 

@@ -1,7 +1,7 @@
 """AD's held-out numbers on several task splits (mean ± std across splits), by DVC experiments.
 
-    python -m benchmarks.splits --name default --seeds 0 1 2
-    python -m benchmarks.splits --name paper --seeds 0 1 2 \\
+    python -m benchmarks.splits --name default_s600 --seeds 0 1 2
+    python -m benchmarks.splits --name paper_s600 --seeds 0 1 2 \\
         -S env.terminate_on_goal=false -S env.reward_mode=stand -S eval.episodes=1000
 
 For each seed: ``dvc exp run -S split.seed=K [-S ...]`` in this workspace (the source agents

@@ -17,7 +17,6 @@ stage". ``--smoke`` runs the stages at tiny sizes and writes nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 import sys
@@ -26,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from adlib.config import RenderConfig, to_dict
+from adlib.config import to_dict
 from benchmarks import commit, machine, run_sampled, table, write_section
-from benchmarks.smoke import PARAMS
+from benchmarks.smoke import PIPELINE_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,9 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (benchmarks.smoke); writes nothing")
     args = ap.parse_args()
-    if args.smoke:   # the smoke run's sizes, and short videos (render_videos would take most of it)
-        params = to_dict(dataclasses.replace(PARAMS, render=RenderConfig(source_goals=1, ad_goals=1, ad_episodes=2,
-                                                                         cell_px=4)))
+    if args.smoke:   # the smoke run's sizes, and short videos
+        params = to_dict(PIPELINE_PARAMS)
     else:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
     stages = stage_commands(yaml.safe_load((ROOT / "dvc.yaml").read_text()), params)

@@ -1,4 +1,5 @@
-# Sourced by setup.sh and lock.sh: install_torch PYTHON PIN installs torch into PYTHON's venv.
+# Sourced by setup.sh and lock.sh: install_torch PYTHON PIN installs torch into PYTHON's venv with pip
+# (install_torch_uv, below: with uv).
 #   default      the CPU build of PIN (e.g. torch==2.13.0): a local wheel when pip's find-links
 #                has one (dependencies then from the index), else the PyTorch CPU index. Plain
 #                PyPI is never asked first: on Linux it serves a multi-GB CUDA build.
@@ -20,14 +21,19 @@ install_torch() {
 
 # install_torch_uv UV PYTHON PIN: the same choice with uv (seconds instead of pip's half minute),
 # without dependencies (setup.sh installs them from the lock next): the local wheel from pip's
-# find-links (PIP_FIND_LINKS, else pip's configured find-links), else the PyTorch CPU index.
-# Fails (status 1) where uv cannot do it, or when ADLIB_TORCH names a pip spec: then install_torch.
+# find-links (PIP_FIND_LINKS, else pip's configured global or install find-links), else the
+# PyTorch CPU index. Fails (status 1) where uv cannot, or when ADLIB_TORCH names a pip spec:
+# setup.sh then calls install_torch.
 install_torch_uv() {
-    local uv="$1" py="$2" pin="$3" links
+    local uv="$1" py="$2" pin="$3" links l key
     [[ -z "${ADLIB_TORCH:-}" ]] || return 1
-    links="${PIP_FIND_LINKS:-$("$py" -m pip config get global.find-links 2>/dev/null || true)}"
-    local -a uvpip=("$uv" pip install --quiet --python "$py" --no-deps) fl=()
-    for l in $links; do fl+=(--find-links "$l"); done
+    links="${PIP_FIND_LINKS:-}"
+    for key in global.find-links install.find-links; do
+        [[ -n "$links" ]] || links="$("$py" -m pip config get "$key" 2>/dev/null || true)"
+    done
+    local -a uvpip=("$uv" pip install --quiet --python "$py" --no-deps) fl=() words=()
+    read -r -a words <<<"$links"
+    for l in "${words[@]+"${words[@]}"}"; do fl+=(--find-links "$l"); done
     if [[ ${#fl[@]} -gt 0 ]] && "${uvpip[@]}" --no-index "${fl[@]}" "$pin" >/dev/null 2>&1; then
         return 0
     fi

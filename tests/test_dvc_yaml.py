@@ -176,6 +176,23 @@ def test_committed_metrics_and_curves_are_the_locked_ones():
     assert "metrics/eval.json" in checked and len(checked) >= 4
 
 
+def test_committed_metrics_match_the_committed_lock_in_git():
+    """The same check on what HEAD holds, not the working tree: a dvc.lock committed without the
+    metrics its run wrote (they sit modified in the working tree) fails here."""
+    def show(rel: str) -> bytes:
+        return subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, capture_output=True, check=True).stdout
+
+    lock = yaml.safe_load(show("dvc.lock"))["stages"]
+    checked = []
+    for name, st in STAGES.items():
+        for path, opts in st["outs"].items():
+            if opts.get("cache") is False:
+                locked = next(o for o in lock[name]["outs"] if o["path"] == path)
+                assert hashlib.md5(show(path)).hexdigest() == locked["md5"], f"HEAD's {path} is not HEAD's locked output"
+                checked.append(path)
+    assert "metrics/eval.json" in checked and len(checked) >= 4
+
+
 # ---------------------------------------------------------------- what users look at
 
 def test_headline_metrics_are_a_few_numbers():
