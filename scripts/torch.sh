@@ -31,7 +31,7 @@ install_torch_uv() {
     for key in global.find-links install.find-links; do
         [[ -n "$links" ]] || links="$("$py" -m pip config get "$key" 2>/dev/null || true)"
     done
-    local -a uvpip=("$uv" pip install --quiet --python "$py" --no-deps) fl=() words=()
+    local -a uvpip=("$uv" pip install --quiet --compile-bytecode --python "$py" --no-deps) fl=() words=()
     read -r -a words <<<"$links"
     for l in "${words[@]+"${words[@]}"}"; do fl+=(--find-links "$l"); done
     if [[ ${#fl[@]} -gt 0 ]] && "${uvpip[@]}" --no-index "${fl[@]}" "$pin" >/dev/null 2>&1; then
