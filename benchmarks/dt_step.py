@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -49,18 +48,21 @@ def main() -> None:
     math = lambda: sdpa_kernel(SDPBackend.MATH)
     bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     half_heads = max(1, dt.num_heads // 2)
+    # the default's model along other paths, then other models (they change what is learnt)
     variants: dict[str, tuple[DTConfig, Callable, bool]] = {   # name -> (model, context, compile)
         f"the default ({dt.num_heads} heads of {dt.embedding_dim // dt.num_heads}, {dt.num_layers} layers; "
         "CPU flash attention)": (dt, contextlib.nullcontext, False),
         "math attention backend": (dt, math, False),
         "bf16 autocast": (dt, bf16, False),
-        f"{half_heads} heads of {dt.embedding_dim // half_heads} (another model)":
-            (dataclasses.replace(dt, num_heads=half_heads), contextlib.nullcontext, False),
-        f"{dt.num_layers - 1} layers (a smaller model)":
-            (dataclasses.replace(dt, num_layers=max(1, dt.num_layers - 1)), contextlib.nullcontext, False),
     }
     if args.compile:
         variants["torch.compile"] = (dt, contextlib.nullcontext, True)
+    others = {f"{half_heads} heads of {dt.embedding_dim // half_heads} (another model)":
+              (dataclasses.replace(dt, num_heads=half_heads), contextlib.nullcontext, False),
+              f"{dt.num_layers - 1} layers (a smaller model)":
+              (dataclasses.replace(dt, num_layers=max(1, dt.num_layers - 1)), contextlib.nullcontext, False)}
+    same_model = list(variants)
+    variants.update(others)
     runs, warm = {}, {}
     for name, (cfg, ctx, comp) in variants.items():
         runs[name], _ = trainer(cfg, env_cfg, [batch], args.steps, ctx, comp)
@@ -69,13 +71,10 @@ def main() -> None:
     names = list(variants)
     for r in range(args.repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            runs[name]()
-            secs[name].append((time.perf_counter() - t0) / args.steps)
+            secs[name] += [t / args.steps for t in timed(runs[name], 1)]
     base = median(secs[names[0]])
     speed = {name: base / median(s) for name, s in secs.items()}
-    others = [n for n in names if "model)" in n]   # another or a smaller model
-    same = max((n for n in names[1:] if n not in others), key=speed.get)
+    same = max(same_model[1:], key=speed.get)
     rows = [[name, f"{median(s) * 1000:.0f}", f"{min(s) * 1000:.0f} - {max(s) * 1000:.0f}", f"{speed[name]:.2f}x",
              f"{warm[name]:.1f}"] for name, s in secs.items()]
     body = "\n".join([

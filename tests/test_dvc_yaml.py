@@ -163,16 +163,19 @@ def test_lock_is_one_consistent_run():
     assert checked >= 10
 
 
+def git_kept_outputs(lock: dict) -> list[tuple[str, str]]:
+    """(path, locked md5) of every stage output kept in git (``cache: false``), from ``lock``'s stages."""
+    return [(path, next(o for o in lock[name]["outs"] if o["path"] == path)["md5"])
+            for name, st in STAGES.items() for path, opts in st["outs"].items() if opts.get("cache") is False]
+
+
 def test_committed_metrics_and_curves_are_the_locked_ones():
     """`dvc metrics diff` against HEAD compares with numbers the committed code produced."""
     checked = []
-    for name, st in STAGES.items():
-        for path, opts in st["outs"].items():
-            if opts.get("cache") is False:
-                assert git_tracked(path), f"{path} (cache: false) is not committed"
-                locked = next(o for o in LOCK[name]["outs"] if o["path"] == path)
-                assert md5(REPO / path) == locked["md5"], f"{path} is not the output of the locked run"
-                checked.append(path)
+    for path, locked in git_kept_outputs(LOCK):
+        assert git_tracked(path), f"{path} (cache: false) is not committed"
+        assert md5(REPO / path) == locked, f"{path} is not the output of the locked run"
+        checked.append(path)
     assert "metrics/eval.json" in checked and len(checked) >= 4
 
 
@@ -182,14 +185,10 @@ def test_committed_metrics_match_the_committed_lock_in_git():
     def show(rel: str) -> bytes:
         return subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, capture_output=True, check=True).stdout
 
-    lock = yaml.safe_load(show("dvc.lock"))["stages"]
     checked = []
-    for name, st in STAGES.items():
-        for path, opts in st["outs"].items():
-            if opts.get("cache") is False:
-                locked = next(o for o in lock[name]["outs"] if o["path"] == path)
-                assert hashlib.md5(show(path)).hexdigest() == locked["md5"], f"HEAD's {path} is not HEAD's locked output"
-                checked.append(path)
+    for path, locked in git_kept_outputs(yaml.safe_load(show("dvc.lock"))["stages"]):
+        assert hashlib.md5(show(path)).hexdigest() == locked, f"HEAD's {path} is not HEAD's locked output"
+        checked.append(path)
     assert "metrics/eval.json" in checked and len(checked) >= 4
 
 
