@@ -151,16 +151,43 @@ def collect_rollout(env_cfg: EnvConfig, state: dr.EnvState, obs: torch.Tensor, p
                     u_act: torch.Tensor, u_start: torch.Tensor | None) -> tuple[Transitions, dr.EnvState, torch.Tensor]:
     """``T`` steps of every env with the agents' current policies (``probs_tab [G, S, A]``);
     uniforms ``u_act [T, G, E]`` pick the actions, ``u_start [T, G*E]`` the random starts.
-    Returns the rollout and the env state / observations ``[G, E]`` after it."""
+    Returns the rollout and the env state / observations ``[G, E]`` after it.
+
+    Dark Room steps its envs as cell indices (:func:`adlib.envs.darkroom.step_cells`, the
+    same rules in fewer tensor ops), Key-to-Door with :func:`adlib.envs.darkroom.step`."""
     T, (G, E) = u_act.shape[0], obs.shape
+    cdf_tab = probs_tab.cumsum(-1)                                                     # [G, S, A]
+    if env_cfg.kind == "darkroom":
+        return _collect_cells(env_cfg, state, obs, cdf_tab, u_act, u_start)
     steps = []
     for k in range(T):
-        action = rng.categorical(gather_states(probs_tab, obs), u_act[k])           # [G, E]
+        action = rng.categorical_cdf(gather_states(cdf_tab, obs), u_act[k])           # [G, E]
         out = dr.step(env_cfg, state, action.flatten(), None if u_start is None else u_start[k])
         steps.append((state.t.view(G, E), obs, action, out.reward.view(G, E), out.terminated.view(G, E),
                       out.truncated.view(G, E), out.next_state.view(G, E)))                # FIELDS order
         state, obs = out.state, out.obs.view(G, E)
     return Transitions(*(torch.stack(x) for x in zip(*steps))), state, obs
+
+
+def _collect_cells(env_cfg: EnvConfig, state: dr.EnvState, cell: torch.Tensor, cdf_tab: torch.Tensor,
+                   u_act: torch.Tensor, u_start: torch.Tensor | None) -> tuple[Transitions, dr.EnvState, torch.Tensor]:
+    """:func:`collect_rollout` of a Dark Room batch: cells ``[G, E]`` in, cells out."""
+    T, (G, E) = u_act.shape[0], cell.shape
+    moves = dr.move_table(env_cfg).to(cell.device)
+    goal_cell = dr.obs_of(env_cfg, state.goal).view(G, E)
+    t = state.t.view(G, E)
+    steps = []
+    for k in range(T):
+        action = rng.categorical_cdf(gather_states(cdf_tab, cell), u_act[k])          # [G, E]
+        out = dr.step_cells(env_cfg, moves, cell, t, goal_cell, action,
+                            None if u_start is None else u_start[k].view(G, E))
+        steps.append((t, cell, action, out.reward, out.terminated, out.truncated, out.next_cell))   # FIELDS order
+        cell, t = out.cell, out.t
+    n = env_cfg.grid_size
+    flat = cell.flatten()
+    state = dr.EnvState(pos=torch.stack([flat // n, flat % n], -1), goal=state.goal, t=t.flatten(),
+                        progress=state.progress)
+    return Transitions(*(torch.stack(x) for x in zip(*steps))), state, cell
 
 
 def rollout_returns(ro: Transitions, values_tab: torch.Tensor, next_obs: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -202,16 +229,21 @@ class EpisodeStats:
     def add_rollout(self, ro: Transitions, ep_ret: torch.Tensor) -> torch.Tensor:
         """Account the episodes that end in ``ro``; ``ep_ret [G, E]`` is the running return
         of each env's episode (carried across rollouts); returns it, updated."""
-        s = self.sums
-        for k in range(ro.state.shape[0]):
-            ep_ret = ep_ret + ro.reward[k]
-            done = ro.terminated[k] | ro.truncated[k]
-            s["episodes"] += done.sum(1)
-            s["episodic_return"] += (ep_ret * done).sum(1)
-            s["episodic_length"] += (done * (ro.t[k] + 1)).sum(1)
-            s["success_rate"] += (done & (ep_ret >= self.success_return)).sum(1)
-            ep_ret = ep_ret * ~done
-        return ep_ret
+        # All T steps at once: an episode's return is a difference of the rollout's prefix sums
+        # of rewards (plus the carried return, for the episode that began before it). Rewards
+        # are whole numbers, so every sum is exact and equals the step-by-step one.
+        s, T = self.sums, ro.state.shape[0]
+        done = ro.terminated | ro.truncated                                             # [T, G, E]
+        prefix = torch.cat([torch.zeros_like(ep_ret).unsqueeze(0), ro.reward.cumsum(0)])   # [T + 1, G, E]
+        steps = torch.arange(1, T + 1, device=done.device).view(T, 1, 1)
+        last = (done * steps).cummax(0).values                 # [T, G, E]: 1 + the last done step <= k, 0: none
+        begin = torch.cat([torch.zeros_like(last[:1]), last[:-1]])                      # where k's episode began
+        returns = prefix[1:] - prefix.gather(0, begin) + ep_ret * (begin == 0)           # [T, G, E]
+        s["episodes"] += done.sum((0, 2))
+        s["episodic_return"] += (returns * done).sum((0, 2))
+        s["episodic_length"] += (done * (ro.t + 1)).sum((0, 2))
+        s["success_rate"] += (done & (returns >= self.success_return)).sum((0, 2))
+        return prefix[-1] - prefix.gather(0, last[-1:]).squeeze(0) + ep_ret * (last[-1] == 0)   # carried on
 
     def add_update(self, losses: dict[str, torch.Tensor]) -> None:
         for k in LOSS_STATS:
@@ -271,7 +303,8 @@ def train_agents(env_cfg: EnvConfig, cfg: SourceConfig, goal_ids: list[int], age
     params, opt = trainable(init_params(cfg, dr.n_states(env_cfg), keys), cfg, device)
     akey = keys.to(device).view(G, 1).expand(G, E)                                   # [G, E]
     env_ids = torch.arange(E, device=device)
-    uniforms = lambda kind, counter: rng.uniform(cfg.seed, kind, akey, env_ids, counter)   # [..., G, E]
+    prefix = {kind: rng.chain(cfg.seed, kind, akey, env_ids) for kind in (_ACT, _START)}   # [G, E] each
+    uniforms = lambda kind, counter: rng.uniform_after(prefix[kind], counter)        # rng.uniform(seed, kind, akey, env_ids, counter)
     goals = dr.tasks_in_use(env_cfg)[torch.tensor(goal_ids)].to(device)                 # [G, W]
     W = goals.shape[-1]
     state, obs = dr.reset(env_cfg, goals.view(G, 1, W).expand(G, E, W).reshape(G * E, W),

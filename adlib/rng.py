@@ -36,31 +36,52 @@ def _splitmix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _srl(x, 31)
 
 
-def hash_keys(seed: int, *keys: torch.Tensor | int) -> torch.Tensor:
-    """A 64-bit hash of the seed and the broadcast keys (int64 tensor)."""
-    tensors = [k for k in keys if isinstance(k, torch.Tensor)]
+def chain(seed: int | torch.Tensor, *keys: torch.Tensor | int) -> torch.Tensor:
+    """The hash state after absorbing ``keys`` (int64 tensor): ``hash_keys(seed, *a, *b)`` ==
+    ``finish(chain(chain(seed, *a), *b))``, so a loop whose draws share leading keys (agent,
+    env) absorbs them once and only its counter every step."""
+    tensors = [k for k in (seed, *keys) if isinstance(k, torch.Tensor)]
     device = tensors[0].device if tensors else None
-    h = torch.full((), _to_signed(seed), dtype=torch.int64, device=device)
+    h = seed if isinstance(seed, torch.Tensor) else torch.full((), _to_signed(seed), dtype=torch.int64, device=device)
     for k in keys:
         k = torch.as_tensor(k, dtype=torch.int64, device=device)
         h = _splitmix(h ^ k)
-    return _splitmix(h)
+    return h
+
+
+def hash_keys(seed: int, *keys: torch.Tensor | int) -> torch.Tensor:
+    """A 64-bit hash of the seed and the broadcast keys (int64 tensor)."""
+    return _splitmix(chain(seed, *keys))
+
+
+def to_uniform(h: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform floats in [0, 1) from 64-bit hashes: their top 24 bits (exact in float32)."""
+    return _srl(h, 40).to(dtype) * (1.0 / (1 << 24))
 
 
 def uniform(seed: int, *keys: torch.Tensor | int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Uniform floats in [0, 1), one per broadcast key."""
-    h = _srl(hash_keys(seed, *keys), 40)  # top 24 bits: exact in float32
-    return h.to(dtype) * (1.0 / (1 << 24))
+    return to_uniform(hash_keys(seed, *keys), dtype)
+
+
+def uniform_after(prefix: torch.Tensor, *keys: torch.Tensor | int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``uniform(seed, *a, *keys)`` from ``prefix = chain(seed, *a)``."""
+    return to_uniform(_splitmix(chain(prefix, *keys)), dtype)
 
 
 def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Sample indices from ``probs [..., K]`` by inverse CDF with uniforms ``u [...]``."""
-    cdf = probs.cumsum(-1)
+    return categorical_cdf(probs.cumsum(-1), u)
+
+
+def categorical_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`categorical` from the cumulative sums ``cdf [..., K]`` of the probabilities (a
+    policy table's, computed once for many draws)."""
     # WARN: u == 0 (odds 2^-24 per draw) made x == 0 pick index 0 even with probability 0
     # (a no-op in AD^eps's greedy mask); a floor of `tiny` changes no draw where p[0] > tiny.
     x = (u * cdf[..., -1]).clamp_min(torch.finfo(cdf.dtype).tiny)
     idx = (cdf < x.unsqueeze(-1)).sum(-1)
-    return idx.clamp_max(probs.shape[-1] - 1)
+    return idx.clamp_max(cdf.shape[-1] - 1)
 
 
 # ---------------------------------------------------------------- the keys of the pipeline's draws

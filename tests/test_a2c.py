@@ -204,3 +204,82 @@ def test_seeds_per_goal_trains_several_distinct_agents_per_goal(tmp_path):
     first = read_columns(goal_dir(tmp_path / "one", 7) / HISTORY_FILE, ["stream", "action"])
     # seed 0 of the 3-seed run is the 1-seed run's agent: agents are keyed by (goal, seed)
     np.testing.assert_array_equal(first["action"], cols["action"][cols["stream"] < cfg.nenvs])
+
+
+def test_uniform_from_a_chained_prefix_equals_uniform():
+    keys, envs, counter = torch.tensor([[5], [1_000_008]]), torch.arange(4), torch.arange(3).view(3, 1, 1)
+    prefix = rng.chain(11, 2, keys, envs)                                                 # [2, 4]
+    assert torch.equal(rng.uniform_after(prefix, counter), rng.uniform(11, 2, keys, envs, counter))
+    assert torch.equal(rng.uniform_after(rng.chain(rng.chain(11, 2), keys, envs), counter), rng.uniform(11, 2, keys, envs, counter))
+    assert not torch.equal(rng.uniform_after(prefix, counter)[0], rng.uniform_after(prefix, counter)[1])
+
+
+def test_categorical_from_a_cdf_table_equals_categorical():
+    probs = torch.softmax(torch.randn(7, 5, generator=torch.Generator().manual_seed(1)), -1)
+    u = rng.uniform(0, 3, torch.arange(1000)).view(1000, 1).expand(1000, 7)
+    expected = rng.categorical(probs.expand(1000, 7, 5), u)
+    assert torch.equal(rng.categorical_cdf(probs.cumsum(-1).expand(1000, 7, 5), u), expected)
+
+
+@pytest.mark.parametrize("env", [ENV, EnvConfig(grid_size=5, max_episode_steps=6, random_start=True,
+                                                  reward_mode="stand", terminate_on_goal=False)],
+                         ids=["default", "random_start_stand"])
+def test_collect_rollout_equals_a_reference_loop_of_env_steps(env):
+    """Dark Room's cell-index rollout against the reference: sample from each row's own
+    probabilities, step with adlib.envs.darkroom.step, one step at a time."""
+    from adlib.envs import darkroom as dr
+    G, E, T = 3, 4, 25
+    goals = dr.tasks_in_use(env)[torch.tensor([0, 7, 20])]
+    g = torch.Generator().manual_seed(2)
+    probs_tab = torch.softmax(torch.randn(G, dr.n_states(env), dr.N_ACTIONS, generator=g) * 2, -1)
+    u_act = torch.rand(T, G, E, generator=g)
+    u_start = torch.rand(T, G * E, generator=g) if env.random_start else None
+    state0, obs0 = dr.reset(env, goals.repeat_interleave(E, 0), torch.rand(G * E, generator=g) if env.random_start else None)
+    ro, state, obs = a2c.collect_rollout(env, state0, obs0.view(G, E), probs_tab, u_act, u_start)
+    st, ob = state0, obs0.view(G, E)
+    for k in range(T):
+        p = probs_tab[torch.arange(G).view(G, 1), ob]                                    # [G, E, A]
+        action = rng.categorical(p, u_act[k])
+        out = dr.step(env, st, action.flatten(), None if u_start is None else u_start[k])
+        want = (st.t.view(G, E), ob, action, out.reward.view(G, E), out.terminated.view(G, E),
+                out.truncated.view(G, E), out.next_state.view(G, E))
+        for f, w in zip(HIST_FIELDS, want):
+            assert torch.equal(getattr(ro, f)[k], w), (f, k)
+        st, ob = out.state, out.obs.view(G, E)
+    assert torch.equal(obs, ob)
+    for f in dr.EnvState._fields:
+        assert torch.equal(getattr(state, f), getattr(st, f)), f
+
+
+def test_episode_stats_equal_a_step_by_step_reference():
+    """EpisodeStats.add_rollout (all steps at once) against the running sums taken one step at a
+    time, over two rollouts (episodes carried across them), with rewards of 0, 1 and 2."""
+    T, G, E = 12, 3, 4
+    g = torch.Generator().manual_seed(5)
+    rollouts = []
+    for _ in range(2):
+        done = torch.rand(T, G, E, generator=g) < 0.3
+        term = done & (torch.rand(T, G, E, generator=g) < 0.5)
+        rollouts.append(a2c.Transitions(t=torch.randint(0, 9, (T, G, E), generator=g), state=torch.zeros(T, G, E),
+                                        action=torch.zeros(T, G, E), reward=torch.randint(0, 3, (T, G, E), generator=g).float(),
+                                        terminated=term, truncated=done & ~term, next_state=torch.zeros(T, G, E)))
+    stats = a2c.EpisodeStats(G, torch.device("cpu"), success_return=2)
+    ep_ret = torch.zeros(G, E)
+    want = {k: [0.0] * G for k in ("episodes", "episodic_return", "episodic_length", "success_rate")}
+    running = [[0.0] * E for _ in range(G)]
+    for ro in rollouts:
+        ep_ret = stats.add_rollout(ro, ep_ret)
+        for k in range(T):
+            for a in range(G):
+                for e in range(E):
+                    running[a][e] += float(ro.reward[k, a, e])
+                    if ro.terminated[k, a, e] or ro.truncated[k, a, e]:
+                        want["episodes"][a] += 1
+                        want["episodic_return"][a] += running[a][e]
+                        want["episodic_length"][a] += int(ro.t[k, a, e]) + 1
+                        want["success_rate"][a] += running[a][e] >= 2
+                        running[a][e] = 0.0
+        assert ep_ret.tolist() == running
+    for k, v in want.items():
+        assert stats.sums[k].tolist() == v, k
+    assert min(want["episodes"]) > 3 and 0 < sum(want["success_rate"]) < sum(want["episodes"])

@@ -247,3 +247,47 @@ def test_mixed_goal_batch_equals_each_env_alone():
                 alone = torch.stack([out.obs, out.reward, out.terminated, out.truncated, out.next_state], 0)
                 assert torch.equal(alone[:, 0], batch[k + 1][:, i].to(alone.dtype)), (i, k)
                 s1 = out.state
+
+
+def test_move_table_by_hand_on_a_3x3_room():
+    # cells 0 1 2 / 3 4 5 / 6 7 8; actions: no-op, up, right, down, left
+    moves = dr.move_table(EnvConfig(grid_size=3, max_episode_steps=4))
+    assert moves[0].tolist() == [0, 0, 1, 3, 0]      # top-left corner: up and left hit walls
+    assert moves[4].tolist() == [4, 1, 5, 7, 3]      # the centre moves everywhere
+    assert moves[8].tolist() == [8, 5, 8, 8, 7]      # bottom-right corner
+
+
+@pytest.mark.parametrize("kw", [{}, {"reward_mode": "stand"}, {"terminate_on_goal": False},
+                                {"reward_mode": "stand", "terminate_on_goal": False},
+                                {"random_start": True}, {"grid_size": 9, "max_episode_steps": 7}],
+                         ids=["reach", "stand", "no_termination", "stand_no_termination", "random_start", "9x9"])
+def test_step_cells_equals_step_along_random_walks(kw):
+    """The cell-index fast path against the reference step, in lockstep over random walks of a
+    mixed-goal batch (every goal, 3 envs each) long enough for many resets of every kind."""
+    c = cfg(**{"max_episode_steps": 6, **kw})
+    goals = dr.all_tasks(c).repeat_interleave(3, 0)                                   # [B, 2]
+    B = len(goals)
+    g = torch.Generator().manual_seed(0)
+    u0 = torch.rand(B, generator=g) if c.random_start else None
+    state, obs = dr.reset(c, goals, u0)
+    moves, goal_cell = dr.move_table(c), dr.obs_of(c, goals)
+    cell, t = obs.clone(), state.t.clone()
+    seen = torch.zeros(3, dtype=torch.long)
+    for _ in range(80):
+        action = torch.randint(0, dr.N_ACTIONS, (B,), generator=g)
+        u = torch.rand(B, generator=g) if c.random_start else None
+        ref = dr.step(c, state, action, u)
+        fast = dr.step_cells(c, moves, cell, t, goal_cell, action, u)
+        assert torch.equal(fast.cell, ref.obs) and torch.equal(fast.t, ref.state.t)
+        assert torch.equal(fast.next_cell, ref.next_state)
+        assert torch.equal(fast.reward, ref.reward) and fast.reward.dtype == ref.reward.dtype
+        assert torch.equal(fast.terminated, ref.terminated) and torch.equal(fast.truncated, ref.truncated)
+        seen += torch.stack([ref.reward.bool().sum(), ref.terminated.sum(), ref.truncated.sum()])
+        state, cell, t = ref.state, fast.cell, fast.t
+    assert (seen[0] > 0) and (seen[2] > 0) and ((seen[1] > 0) == c.terminate_on_goal)   # the walks hit every case
+
+
+def test_step_cells_refuses_key_to_door():
+    c = cfg(kind="keydoor")
+    with pytest.raises(ValueError, match="Dark Room"):
+        dr.step_cells(c, dr.move_table(c), torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), torch.tensor([0]))

@@ -217,6 +217,54 @@ def step(cfg: EnvConfig, state: EnvState, action: torch.Tensor, u: torch.Tensor 
     return StepOut(new_state, obs_of(cfg, pos, progress), tr.reward.float(), tr.terminated, tr.truncated, next_state)
 
 
+class CellStep(NamedTuple):
+    """What :func:`step_cells` returns, every field ``[...]`` like its ``cell``."""
+
+    cell: torch.Tensor        # long, the cell to act in next (post-reset where done): the observation
+    t: torch.Tensor           # long, steps taken in the current episode (0 where reset)
+    reward: torch.Tensor      # float32
+    terminated: torch.Tensor  # bool
+    truncated: torch.Tensor   # bool
+    next_cell: torch.Tensor   # long, the cell this step reached (pre-reset)
+
+
+def move_table(cfg: EnvConfig) -> torch.Tensor:
+    """``[grid_size**2, A]``: the cell each action leads to from each cell (walls stop moves)."""
+    cells = all_cells(cfg)
+    new = (cells.unsqueeze(1) + ACTION_DELTAS).clamp(0, cfg.grid_size - 1)             # [S, A, 2]
+    return new[..., 0] * cfg.grid_size + new[..., 1]
+
+
+def step_cells(cfg: EnvConfig, moves: torch.Tensor, cell: torch.Tensor, t: torch.Tensor, goal_cell: torch.Tensor,
+               action: torch.Tensor, u: torch.Tensor | None = None) -> CellStep:
+    """:func:`step` of a Dark Room batch held as cell indices (its observations), with auto-reset:
+    the same rules in a third of the tensor ops (a source agent's rollout is most of them).
+
+    ``moves`` is :func:`move_table`; ``cell``, ``t``, ``goal_cell`` (the goal's cell index),
+    ``action`` and ``u`` (uniforms for random starts) share one shape. Dark Room only: a
+    Key-to-Door state is more than its cell."""
+    if cfg.kind != "darkroom":
+        raise ValueError(f"step_cells is Dark Room's; env.kind is {cfg.kind!r}")
+    nxt = moves.view(-1)[cell * N_ACTIONS + action]
+    at_goal = nxt == goal_cell
+    reward = at_goal if cfg.reward_mode == "stand" else at_goal & (cell != goal_cell)
+    terminated = at_goal if cfg.terminate_on_goal else torch.zeros_like(at_goal)
+    t1 = t + 1
+    truncated = (t1 >= cfg.max_episode_steps) & ~terminated
+    done = terminated | truncated
+    if cfg.random_start:
+        if u is None:
+            raise ValueError("random_start needs uniforms u in [0, 1)")
+        n = cfg.grid_size * cfg.grid_size
+        restart = (u * (n - 1)).long().clamp_max(n - 2)
+        restart = restart + (restart >= goal_cell).long()                   # skip the goal cell
+    else:
+        sr, sc = start_pos(cfg)
+        restart = torch.tensor(sr * cfg.grid_size + sc, device=cell.device)
+    return CellStep(torch.where(done, restart, nxt), torch.where(done, 0, t1), reward.float(), terminated,
+                    truncated, nxt)
+
+
 def manhattan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Fewest steps between cells ``a`` and ``b`` (both ``[..., 2]``): the Manhattan distance."""
     return (a - b).abs().sum(-1)
