@@ -81,6 +81,7 @@ class Part:
     goals: list[int]
     out_dir: Path                  # the shard's temporary folder: goal folders are written into it
     ckpt_path: Path | None
+    log_dir: Path | None = None    # the shard's temporary TensorBoard folder: a run per goal goes there
 
 
 def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str | Path,
@@ -93,8 +94,9 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     The goals are dealt to :func:`n_workers` processes (interleaved, so near and far goals mix),
     each training its agents as one batch and writing their goal folders: agents never interact
     and every random draw is keyed by the agent, so the bytes do not depend on how the goals are
-    dealt (tested). With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``):
-    logs are kept out of the data that later stages depend on. With ``resume_dir``, each worker
+    dealt (tested). With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``;
+    each worker writes its goals' runs into ``<log_dir>.partial``, which replaces ``log_dir`` once
+    every part is done): logs are kept out of the data that later stages depend on. With ``resume_dir``, each worker
     writes a checkpoint there every ``rt.checkpoint_every`` updates; a rerun after a kill
     continues from them (when they belong to the same params and the same dealing) and
     produces the same outputs as an uninterrupted run.
@@ -108,9 +110,13 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
              f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, {W} worker process(es) on "
              f"{pick_device(rt.device, 'runtime.source.device')}")
     results: list[tuple[list[dict], list[a2c.AgentLog]]] = []
+    logs_tmp = None if log_dir is None else Path(f"{log_dir}.partial")   # the workers' TensorBoard runs
+    if logs_tmp is not None:
+        shutil.rmtree(logs_tmp, ignore_errors=True)
     with atomic_dir(out_dir, lazy=True) as tmp, bar(G * n_updates * cfg.nenvs * cfg.nsteps, f"A2C shard {shard}",
                                          unit="step") as pbar:
-        parts = [Part(shard, j, W, goals[j::W], Path(tmp), resume_path(resume_dir, shard, j, W)) for j in range(W)]
+        parts = [Part(shard, j, W, goals[j::W], Path(tmp), resume_path(resume_dir, shard, j, W), logs_tmp)
+                 for j in range(W)]
         if W == 1:
             results.append(train_part(env_cfg, cfg, parts[0], rt, _Progress(pbar)))
         else:
@@ -120,8 +126,8 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
                                             "complete": True})
     if log_dir is not None:
         shutil.rmtree(log_dir, ignore_errors=True)
-        for part, (_, logs) in zip(parts, results):
-            write_tensorboard(log_dir, part.goals, logs, cfg)
+        logs_tmp.mkdir(parents=True, exist_ok=True)
+        os.replace(logs_tmp, log_dir)
     remove_stale_shards([Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else []),
                         len(cfg.shards))
     for part in parts:
@@ -200,6 +206,8 @@ def train_part(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRunt
                                     resume=resume)
     summaries = [write_goal(part.out_dir, goal, [i for i, g in enumerate(goal_ids) if g == goal], params, hist,
                             env_cfg, cfg) for goal in part.goals]
+    if part.log_dir is not None:          # in the worker: the parts write their runs in parallel
+        write_tensorboard(part.log_dir, part.goals, logs, cfg)
     return summaries, logs
 
 
@@ -273,7 +281,8 @@ def write_tensorboard(log_dir: str | Path, goals: list[int], logs: list[a2c.Agen
     seed of each, goal-major)."""
     for i, goal in enumerate(goals):
         agents = list(range(i * cfg.seeds_per_goal, (i + 1) * cfg.seeds_per_goal))
-        with SummaryWriter(str(goal_dir(log_dir, goal))) as w:
+        # a queue for every event: the default of 10 makes each add_scalar wait on the writer thread (2x slower)
+        with SummaryWriter(str(goal_dir(log_dir, goal)), max_queue=1_000_000, flush_secs=3600) as w:
             w.add_text("hparams", "\n".join(f"- {k}: {v}" for k, v in to_dict(cfg).items()), 0)
             for e in logs:
                 for key, vals in e.stats.items():

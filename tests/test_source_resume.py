@@ -155,3 +155,29 @@ def test_checkpoint_history_is_a_view_of_rows_never_written_again():
             assert np.shares_memory(saved.numpy(), getattr(hist, f))            # a view, not a copy
             assert saved.untyped_storage().nbytes() == then[f].nbytes           # torch.save writes these bytes only
             assert np.array_equal(getattr(hist, f)[:rows], then[f])             # rows never written again
+
+
+def test_shard_workers_write_a_tensorboard_run_per_goal_that_counts_its_episodes(tmp_path):
+    """Each worker writes its goals' TensorBoard runs; the runs replace the log folder at the end.
+    The logged episode counts, summed over the log points, equal the episodes that end in the
+    goal's history file (read back from Parquet: an independent count)."""
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from adlib.histories import HISTORY_FILE, goal_dir
+    from adlib.sources import train_shard
+
+    src = dataclasses.replace(SRC, seeds_per_goal=2, env_steps=2000)
+    logs = tmp_path / "logs" / "shard_0"
+    (logs / "goal_999").mkdir(parents=True)                                 # a previous run's leftover
+    train_shard(ENV, src, 0, tmp_path / "sources" / "shard_0", log_dir=logs, rt=dataclasses.replace(RT, workers=2))
+    assert sorted(p.name for p in logs.iterdir()) == [f"goal_{g:03d}" for g in range(24)]
+    assert not (tmp_path / "logs" / "shard_0.partial").exists()
+    for goal in (0, 13):
+        acc = EventAccumulator(str(goal_dir(logs, goal)))
+        acc.Reload()
+        hist = pd.read_parquet(goal_dir(tmp_path / "sources" / "shard_0", goal) / HISTORY_FILE)
+        for seed in range(2):
+            logged = sum(e.value for e in acc.Scalars(f"charts/episodes/seed_{seed}"))
+            mine = hist[hist["stream"] // src.nenvs == seed]
+            assert logged == (mine["terminated"] | mine["truncated"]).sum() > 0
