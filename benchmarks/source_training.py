@@ -1,6 +1,6 @@
 """The train_source_agents stage, today's code against an older commit's, side by side in one run.
 
-    python -m benchmarks.source_training [--base 7182a5d [8257f97 ...]] [--env-steps 800000] [--repeats 1]
+    python -m benchmarks.source_training [--base 7182a5d [8257f97 ...]] [--env-steps 800000] [--repeats 1] [--own-shards]
 
 Each side runs every shard stage of params.yaml (``python -m stages.train_source_agents
 --shard k``, one after another, as ``dvc repro`` runs them) in a fresh temporary folder: each
@@ -48,7 +48,8 @@ def measure(code: Path, params: dict, shards: list[int], work: Path) -> dict:
     wall = cpu = peak = 0.0
     for k in shards:
         cmd = [sys.executable, "-m", "stages.train_source_agents", "--params", str(work / "params.yaml"),
-               "--shard", str(k), "--out", str(work / "sources" / f"shard_{k}"), "--resume-dir", str(work / "resume")]
+               "--shard", str(k), "--out", str(work / "sources" / f"shard_{k}"), "--resume-dir", str(work / "resume"),
+               "--tensorboard", str(work / "logs" / f"shard_{k}")]                 # as dvc.yaml runs it
         r = run_sampled(cmd, code, env)
         wall, cpu, peak = wall + r["wall"], cpu + r["cpu"], max(peak, r["sum_mib"])
     digests = {str(f.relative_to(work)): hashlib.sha256(f.read_bytes()).hexdigest()
@@ -64,10 +65,13 @@ def worktree(base: str, where: Path) -> Path:
     return where
 
 
-def params_for(code: Path, env_steps: int | None, smoke: bool) -> dict:
-    """``code``'s own params.yaml (every key it knows), with this checkout's values where both have a key."""
+def params_for(code: Path, env_steps: int | None, smoke: bool, own_shards: bool = False) -> dict:
+    """``code``'s own params.yaml (every key it knows), with this checkout's values where both have a key
+    (but ``source.shards``, with ``own_shards``: each side's default layout of shard stages)."""
     mine = yaml.safe_load((ROOT / "params.yaml").read_text())
     theirs = yaml.safe_load((code / "params.yaml").read_text())
+    if own_shards:
+        mine["source"]["shards"] = theirs["source"]["shards"]
 
     def lay(dst: dict, src: dict) -> dict:
         return {k: (lay(v, src[k]) if isinstance(v, dict) and isinstance(src.get(k), dict)
@@ -113,7 +117,7 @@ def keydoor_full(env_steps: int, shards: int, smoke: bool) -> None:
     body = "\n".join([
         f"All {agents} (key, door) pairs of Dark Key-to-Door (9x9, 50-step episodes, one A2C agent per pair), "
         f"{steps:,} env steps per agent, {shards} shard stages (`-S source.shards=[{','.join(map(str, range(shards)))}]`) "
-        "one after another as `dvc repro` runs them, histories and agents written; this checkout only.",
+        "one after another as `dvc repro` runs them, histories, agents and TensorBoard runs written; this checkout only.",
         "",
         table(["env steps per agent", "wall min", "M agent env steps/s", "CPU cores busy", "peak RSS MiB (all processes)",
                f"whole phase at {full:,} steps per agent (from the rate)"],
@@ -141,6 +145,8 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works; writes nothing")
     ap.add_argument("--keydoor", action="store_true", help="this checkout alone on all 6480 Key-to-Door pairs")
     ap.add_argument("--shards", type=int, default=8, help="shard stages of the --keydoor run")
+    ap.add_argument("--own-shards", action="store_true",
+                    help="each side runs its own params.yaml's source.shards (old default against new)")
     args = ap.parse_args()
     if args.keydoor or args.smoke:
         keydoor_full(args.env_steps or 100_000, 2 if args.smoke else args.shards, args.smoke)
@@ -159,8 +165,9 @@ def main() -> None:
             runs: dict[str, list[dict]] = {s: [] for s in sides}
             for r in range(args.repeats):
                 for side, code in sides.items():
-                    p = params_for(code, args.env_steps, args.smoke)
+                    p = params_for(code, args.env_steps, args.smoke, args.own_shards)
                     runs[side].append(measure(code, p, list(p["source"]["shards"]), tmp / f"{side}_{r}"))
+                    runs[side][-1]["stages"] = len(p["source"]["shards"])
                     print(side, {k: v for k, v in runs[side][-1].items() if k != "histories"}, flush=True)
         finally:
             for side, code in sides.items():
@@ -181,16 +188,17 @@ def main() -> None:
         cpu = median([x["cpu"] for x in runs[side]])
         mem = median([x["peak_mb"] for x in runs[side]])
         same = "–" if side == "new" else ("yes" if runs[side][0]["histories"] == runs["new"][0]["histories"] else "no")
-        rows.append([label, f"{wall:,.1f}", f"{agents * steps / wall / 1e6:.2f}", f"{cpu / wall:.2f}", f"{mem:,.0f}",
+        rows.append([label, str(runs[side][0]["stages"]), f"{wall:,.1f}", f"{agents * steps / wall / 1e6:.2f}", f"{cpu / wall:.2f}", f"{mem:,.0f}",
                      same])
     speedup = median([x["wall"] for x in runs[args.base[0]]]) / median([x["wall"] for x in runs["new"]])
     body = "\n".join([
         f"The whole source phase of the default pipeline: {agents} A2C agents ({n_tasks} goals x "
         f"{src['seeds_per_goal']} seeds) x {steps:,} env steps, every shard stage of `source.shards` "
-        f"({len(src['shards'])}) run one after another as `dvc repro` runs them, histories and agents written. "
+        + ("(each side its own params.yaml's) " if args.own_shards else f"({len(src['shards'])}) ")
+        + "run one after another as `dvc repro` runs them, histories, agents and TensorBoard runs written. "
         f"Old and new side by side in one run (median of {args.repeats}).",
         "",
-        table(["code", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MiB (all processes)",
+        table(["code", "shard stages", "wall s", "M agent env steps/s", "CPU cores busy", "peak RSS MiB (all processes)",
                "histories byte-identical to this commit's"], rows),
         "",
         f"Speed-up over {args.base[0]}: {speedup:.2f}x. CPU cores busy = CPU seconds of every process of the stage over wall "
@@ -198,7 +206,8 @@ def main() -> None:
         "",
         f"Machine: {machine()}. Command: `python -m benchmarks.source_training --base {' '.join(args.base)}"
         + (f" --env-steps {args.env_steps}" if args.env_steps else "")
-        + (f" --repeats {args.repeats}" if args.repeats != 1 else "") + "`.",
+        + (f" --repeats {args.repeats}" if args.repeats != 1 else "")
+        + (" --own-shards" if args.own_shards else "") + "`.",
     ])
     print(body)
     if not args.smoke:
