@@ -13,8 +13,8 @@ sizes interleaved. Beside them, the whole ``train_agents`` (no timers in it) in 
 A least-squares line through ``train_agents``' ms per update against G splits the cost into a
 part that does not grow with the batch (``a``: the hundreds of small tensor ops of an update,
 each a few microseconds of dispatch whatever its size) and a part per agent (``b``). A shard
-worker of the default pipeline trains 60 agents (80 goals x 3 seeds over 2 shard stages x 2
-workers, padded to 64); with one worker per core, the source phase cannot exceed
+worker of the default pipeline trains 120 agents (80 goals x 3 seeds over 1 shard stage x 2
+workers, padded to 128); with one worker per core, the source phase cannot exceed
 ``cores x E x T / b`` agent env steps per second at any batch size: the per-agent work (the
 heads' batched matmuls and their backward, Adam over each agent's whole embedding table) bounds it.
 """
@@ -59,6 +59,7 @@ def phase_times(env_cfg, cfg, G: int, updates: int, warmup: int) -> dict[str, fl
     hist = History.empty((updates + warmup) * T, G, E, env_cfg)
     stats = a2c.EpisodeStats(G, torch.device("cpu"), dr.success_return(env_cfg))
     steps_t = torch.arange(T).view(T, 1, 1)
+    act_prefix = rng.chain(cfg.seed, a2c._ACT, akey, torch.arange(E))          # as train_agents draws
     spent = dict.fromkeys(PHASES, 0.0)
     for upd in range(updates + warmup):
         marks = [time.perf_counter()]
@@ -67,7 +68,7 @@ def phase_times(env_cfg, cfg, G: int, updates: int, warmup: int) -> dict[str, fl
             probs_tab = F.softmax(tables[:, :-1], 1).transpose(1, 2).contiguous()
         marks.append(time.perf_counter())
         with torch.no_grad():
-            u_act = rng.uniform(cfg.seed, a2c._ACT, akey, torch.arange(E), upd * T + steps_t)
+            u_act = rng.uniform_after(act_prefix, upd * T + steps_t)
             ro, state, obs = a2c.collect_rollout(env_cfg, state, obs, probs_tab, u_act, None)
         marks.append(time.perf_counter())
         with torch.no_grad():
@@ -113,14 +114,21 @@ def measure(env_cfg, cfg, agents: list[int], updates: int, repeats: int) -> dict
     return {G: {k: median([r[k] for r in rs]) for k in rs[0]} for G, rs in runs.items()}
 
 
-def report(res: dict[int, dict[str, float]], cfg, args: argparse.Namespace) -> str:
+def default_worker_batch(env_cfg, cfg, cores: int) -> tuple[int, int]:
+    """Agents one worker of the default pipeline trains, and the batch they are padded to."""
+    agents = len(dr.tasks_in_use(env_cfg)) * cfg.seeds_per_goal
+    per_worker = -(-agents // (len(cfg.shards) * cores))
+    return per_worker, -(-per_worker // a2c.ALIGN_AGENTS) * a2c.ALIGN_AGENTS
+
+
+def report(res: dict[int, dict[str, float]], env_cfg, cfg, args: argparse.Namespace) -> str:
     steps = cfg.nenvs * cfg.nsteps
     rows = [[str(G), *(f"{r[k]:.2f}" for k in PHASES), f"{sum(r[k] for k in PHASES):.2f}",
              f"{r['train_agents']:.2f}", f"{G * steps / r['train_agents'] / 1e3:.2f}"] for G, r in res.items()]
     Gs = np.array(list(res), dtype=float)
     b, a = np.polyfit(Gs, [r["train_agents"] for r in res.values()], 1)
     cores = os.cpu_count() or 1
-    default = 64
+    per_worker, default = default_worker_batch(env_cfg, cfg, cores)
     fit_default = cores * default * steps / (a + b * default) / 1e3
     need = 3e3 / cores                      # agent env steps per ms per worker for 3 M/s in all
     three_m = (f"At the fit, 3 M agent env steps/s on these cores needs {a * need / (steps - b * need):.0f} "
@@ -134,8 +142,9 @@ def report(res: dict[int, dict[str, float]], cfg, args: argparse.Namespace) -> s
         "",
         table(["G", *PHASES, "sum", "train_agents", "M steps/s per worker"], rows),
         "",
-        f"Least squares over G: **{a:.2f} ms + {b * 1e3:.1f} us x G** per update. A default shard worker "
-        f"trains 60 agents (padded to 64): {cores} such workers at once would make "
+        f"Least squares over G: **{a:.2f} ms + {b * 1e3:.1f} us x G** per update. A worker of the default "
+        f"pipeline ({len(cfg.shards)} shard stage(s) of {cores} workers) trains {per_worker} agents (padded to "
+        f"{default}): {cores} such workers at once would make "
         f"{fit_default:.2f} M agent env steps/s at the fit. The per-agent part alone caps a source phase "
         f"with one worker per core at {cores} x {steps} / b = **{cores * steps / b / 1e3:.2f} M agent env "
         "steps/s**, whatever the batch size. " + three_m,
@@ -157,7 +166,7 @@ def main() -> None:
     cfg = p.source
     if args.smoke:
         cfg = dataclasses.replace(cfg, hidden_size=16)
-    body = report(measure(p.env, cfg, args.agents, args.updates, args.repeats), cfg, args)
+    body = report(measure(p.env, cfg, args.agents, args.updates, args.repeats), p.env, cfg, args)
     print(body)
     if not args.smoke:
         write_section("Source training: one update, phase by phase", body)
