@@ -11,6 +11,7 @@ gradient clip is computed per agent, and every random draw is keyed by the agent
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -173,7 +174,7 @@ def _collect_cells(env_cfg: EnvConfig, state: dr.EnvState, cell: torch.Tensor, c
                    u_act: torch.Tensor, u_start: torch.Tensor | None) -> tuple[Transitions, dr.EnvState, torch.Tensor]:
     """:func:`collect_rollout` of a Dark Room batch: cells ``[G, E]`` in, cells out."""
     T, (G, E) = u_act.shape[0], cell.shape
-    moves = dr.move_table(env_cfg).to(cell.device)
+    moves = _move_table(env_cfg, cell.device)
     goal_cell = dr.obs_of(env_cfg, state.goal).view(G, E)
     t = state.t.view(G, E)
     steps = []
@@ -188,6 +189,12 @@ def _collect_cells(env_cfg: EnvConfig, state: dr.EnvState, cell: torch.Tensor, c
     state = dr.EnvState(pos=torch.stack([flat // n, flat % n], -1), goal=state.goal, t=t.flatten(),
                         progress=state.progress)
     return Transitions(*(torch.stack(x) for x in zip(*steps))), state, cell
+
+
+@functools.lru_cache(maxsize=8)
+def _move_table(env_cfg: EnvConfig, device: torch.device) -> torch.Tensor:
+    """:func:`adlib.envs.darkroom.move_table` on ``device``, made once per run (read only)."""
+    return dr.move_table(env_cfg).to(device)
 
 
 def rollout_returns(ro: Transitions, values_tab: torch.Tensor, next_obs: torch.Tensor, gamma: float) -> torch.Tensor:

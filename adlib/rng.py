@@ -37,9 +37,10 @@ def _splitmix(x: torch.Tensor) -> torch.Tensor:
 
 
 def chain(seed: int | torch.Tensor, *keys: torch.Tensor | int) -> torch.Tensor:
-    """The hash state after absorbing ``keys`` (int64 tensor): ``hash_keys(seed, *a, *b)`` ==
-    ``finish(chain(chain(seed, *a), *b))``, so a loop whose draws share leading keys (agent,
-    env) absorbs them once and only its counter every step."""
+    """The hash state after absorbing ``keys`` (int64 tensor), before the final mix of
+    :func:`hash_keys`: ``chain(chain(seed, *a), *b) == chain(seed, *a, *b)``, so a loop whose
+    draws share leading keys (agent, env) absorbs them once and only its counter every step
+    (:func:`uniform_after`)."""
     tensors = [k for k in (seed, *keys) if isinstance(k, torch.Tensor)]
     device = tensors[0].device if tensors else None
     h = seed if isinstance(seed, torch.Tensor) else torch.full((), _to_signed(seed), dtype=torch.int64, device=device)

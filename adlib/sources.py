@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +80,7 @@ class Part:
     goals: list[int]
     out_dir: Path                  # the shard's temporary folder: goal folders are written into it
     ckpt_path: Path | None
-    log_dir: Path | None = None    # the shard's temporary TensorBoard folder: a run per goal goes there
+    log_dir: Path | None = None    # the shard's temporary TensorBoard folder: the part writes its goals' runs there
 
 
 def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str | Path,
@@ -94,8 +94,8 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     each training its agents as one batch and writing their goal folders: agents never interact
     and every random draw is keyed by the agent, so the bytes do not depend on how the goals are
     dealt (tested). With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``;
-    each worker writes its goals' runs into ``<log_dir>.partial``, which replaces ``log_dir`` once
-    every part is done): logs are kept out of the data that later stages depend on. With ``resume_dir``, each worker
+    each worker writes its goals' runs into a temporary folder that replaces ``log_dir`` once every
+    part is done, as the shard folder does): logs are kept out of the data that later stages depend on. With ``resume_dir``, each worker
     writes a checkpoint there every ``rt.checkpoint_every`` updates; a rerun after a kill
     continues from them (when they belong to the same params and the same dealing) and
     produces the same outputs as an uninterrupted run.
@@ -108,12 +108,10 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     log.info(f"shard {shard}/{len(cfg.shards)}: {len(goals)} goals x {cfg.seeds_per_goal} seeds = {G} agents, "
              f"{n_updates * cfg.nenvs * cfg.nsteps:,} env steps each, {W} worker process(es) on "
              f"{pick_device(rt.device, 'runtime.source.device')}")
-    results: list[tuple[list[dict], list[a2c.AgentLog]]] = []
-    logs_tmp = None if log_dir is None else Path(f"{log_dir}.partial")   # the workers' TensorBoard runs
-    if logs_tmp is not None:
-        shutil.rmtree(logs_tmp, ignore_errors=True)
-    with atomic_dir(out_dir, lazy=True) as tmp, bar(G * n_updates * cfg.nenvs * cfg.nsteps, f"A2C shard {shard}",
-                                         unit="step") as pbar:
+    results: list[list[dict]] = []
+    logs_dir = atomic_dir(log_dir, lazy=True) if log_dir is not None else contextlib.nullcontext(None)
+    with atomic_dir(out_dir, lazy=True) as tmp, logs_dir as logs_tmp, \
+            bar(G * n_updates * cfg.nenvs * cfg.nsteps, f"A2C shard {shard}", unit="step") as pbar:
         parts = [Part(shard, j, W, goals[j::W], Path(tmp), resume_path(resume_dir, shard, j, W), logs_tmp)
                  for j in range(W)]
         if W == 1:
@@ -123,16 +121,12 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
         Path(tmp).mkdir(parents=True, exist_ok=True)
         write_json(Path(tmp) / SHARD_FILE, {"shard": shard, "n_shards": len(cfg.shards), "goals": goals,
                                             "complete": True})
-    if log_dir is not None:
-        shutil.rmtree(log_dir, ignore_errors=True)
-        logs_tmp.mkdir(parents=True, exist_ok=True)
-        os.replace(logs_tmp, log_dir)
     remove_stale_shards([Path(out_dir).parent] + ([Path(log_dir).parent] if log_dir is not None else []),
                         len(cfg.shards))
     for part in parts:
         if part.ckpt_path is not None:
             part.ckpt_path.unlink(missing_ok=True)
-    summaries = sorted((s for part_summaries, _ in results for s in part_summaries), key=lambda s: s["goal_id"])
+    summaries = sorted((s for part_summaries in results for s in part_summaries), key=lambda s: s["goal_id"])
     rates = [s["final_success_rate"] for s in summaries]
     log.info(f"shard {shard}: final success mean {np.mean(rates):.3f}, min {np.min(rates):.3f} over {len(goals)} goals")
     return summaries
@@ -165,8 +159,9 @@ class _Progress:
 
 
 def train_part(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRuntime, progress: _Progress
-               ) -> tuple[list[dict], list[a2c.AgentLog]]:
-    """Train the agents of ``part`` as one batch and write its goal folders; its summaries and logs."""
+               ) -> list[dict]:
+    """Train the agents of ``part`` as one batch and write its goal folders (and TensorBoard runs,
+    with ``part.log_dir``); their summaries."""
     if rt.threads > 0:
         torch.set_num_threads(rt.threads)
     device = pick_device(rt.device, "runtime.source.device")
@@ -207,7 +202,7 @@ def train_part(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRunt
                             env_cfg, cfg) for goal in part.goals]
     if part.log_dir is not None:          # in the worker: the parts write their runs in parallel
         write_tensorboard(part.log_dir, part.goals, logs, cfg)
-    return summaries, logs
+    return summaries
 
 
 _COUNTER = None
@@ -218,13 +213,12 @@ def _init_worker(counter) -> None:
     _COUNTER = counter
 
 
-def _worker(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRuntime
-            ) -> tuple[list[dict], list[a2c.AgentLog]]:
+def _worker(env_cfg: EnvConfig, cfg: SourceConfig, part: Part, rt: SourceRuntime) -> list[dict]:
     return train_part(env_cfg, cfg, part, rt, _Progress(counter=_COUNTER))
 
 
 def run_parts(env_cfg: EnvConfig, cfg: SourceConfig, parts: list[Part], rt: SourceRuntime, pbar
-              ) -> list[tuple[list[dict], list[a2c.AgentLog]]]:
+              ) -> list[list[dict]]:
     """Run every part in its own process (spawned: a fresh interpreter, nothing forked from this
     one) and drive the progress bar from their shared step counter. The first error of a part
     is raised here and the other parts are stopped (so are all of them if this process exits)."""
@@ -278,7 +272,7 @@ def write_tensorboard(log_dir: str | Path, goals: list[int], logs: list[a2c.Agen
     """One TensorBoard run per goal under ``log_dir`` (``goal_XXX``; a ``seed_<j>`` suffix per
     tag when a goal has several agents) from the logs of the batch that trained ``goals`` (every
     seed of each, goal-major)."""
-    from torch.utils.tensorboard import SummaryWriter   # here: the stage's parent process never writes (0.6 s)
+    from torch.utils.tensorboard import SummaryWriter   # here: a stage with several workers never writes in its parent (0.6 s)
 
     for i, goal in enumerate(goals):
         agents = list(range(i * cfg.seeds_per_goal, (i + 1) * cfg.seeds_per_goal))

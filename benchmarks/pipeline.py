@@ -125,7 +125,7 @@ def main() -> None:
     body = "\n".join([
         "`bash scripts/repro.sh` (the README's main command) from a fresh `git clone` of each commit, one after "
         "another on this machine: setup of the clone's .venv from the lock, then every stage with an empty DVC "
-        "cache. Minutes; a stage from DVC's `Running stage` line to the next (the two source shards summed); "
+        "cache. Minutes; a stage from DVC's `Running stage` line to the next (the source shard stages summed); "
         "CPU = user + system of every process over wall; peak RSS of the largest process / of all processes "
         "at once (sampled every 0.1 s); outputs compared by their dvc.lock hashes with the commit's own committed "
         "dvc.lock (and whether the run changed a committed file: `git status`) and with the first row's run. "

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -33,7 +32,8 @@ import torch.nn.functional as F
 from adlib import a2c, rng
 from adlib.config import load_params
 from adlib.envs import darkroom as dr
-from adlib.histories import History
+from adlib.histories import History, shard_goals
+from adlib.sources import n_workers
 from benchmarks import machine, median, table, write_section
 from benchmarks.smoke import parse
 
@@ -114,21 +114,22 @@ def measure(env_cfg, cfg, agents: list[int], updates: int, repeats: int) -> dict
     return {G: {k: median([r[k] for r in rs]) for k in rs[0]} for G, rs in runs.items()}
 
 
-def default_worker_batch(env_cfg, cfg, cores: int) -> tuple[int, int]:
-    """Agents one worker of the default pipeline trains, and the batch they are padded to."""
-    agents = len(dr.tasks_in_use(env_cfg)) * cfg.seeds_per_goal
-    per_worker = -(-agents // (len(cfg.shards) * cores))
-    return per_worker, -(-per_worker // a2c.ALIGN_AGENTS) * a2c.ALIGN_AGENTS
+def default_worker_batch(env_cfg, cfg, rt) -> tuple[int, int, int]:
+    """The workers of the default pipeline's first shard stage (as adlib.sources deals its goals), the
+    agents the first of them trains, and the batch they are padded to."""
+    goals = shard_goals(len(dr.tasks_in_use(env_cfg)), 0, len(cfg.shards))
+    W = n_workers(rt, len(goals))
+    per_worker = len(goals[0::W]) * cfg.seeds_per_goal
+    return W, per_worker, -(-per_worker // a2c.ALIGN_AGENTS) * a2c.ALIGN_AGENTS
 
 
-def report(res: dict[int, dict[str, float]], env_cfg, cfg, args: argparse.Namespace) -> str:
+def report(res: dict[int, dict[str, float]], env_cfg, cfg, rt, args: argparse.Namespace) -> str:
     steps = cfg.nenvs * cfg.nsteps
     rows = [[str(G), *(f"{r[k]:.2f}" for k in PHASES), f"{sum(r[k] for k in PHASES):.2f}",
              f"{r['train_agents']:.2f}", f"{G * steps / r['train_agents'] / 1e3:.2f}"] for G, r in res.items()]
     Gs = np.array(list(res), dtype=float)
     b, a = np.polyfit(Gs, [r["train_agents"] for r in res.values()], 1)
-    cores = os.cpu_count() or 1
-    per_worker, default = default_worker_batch(env_cfg, cfg, cores)
+    cores, per_worker, default = default_worker_batch(env_cfg, cfg, rt)    # one worker per core by default
     fit_default = cores * default * steps / (a + b * default) / 1e3
     need = 3e3 / cores                      # agent env steps per ms per worker for 3 M/s in all
     three_m = (f"At the fit, 3 M agent env steps/s on these cores needs {a * need / (steps - b * need):.0f} "
@@ -143,7 +144,7 @@ def report(res: dict[int, dict[str, float]], env_cfg, cfg, args: argparse.Namesp
         table(["G", *PHASES, "sum", "train_agents", "M steps/s per worker"], rows),
         "",
         f"Least squares over G: **{a:.2f} ms + {b * 1e3:.1f} us x G** per update. A worker of the default "
-        f"pipeline ({len(cfg.shards)} shard stage(s) of {cores} workers) trains {per_worker} agents (padded to "
+        f"pipeline ({len(cfg.shards)} shard stage(s), {cores} workers each) trains {per_worker} agents (padded to "
         f"{default}): {cores} such workers at once would make "
         f"{fit_default:.2f} M agent env steps/s at the fit. The per-agent part alone caps a source phase "
         f"with one worker per core at {cores} x {steps} / b = **{cores * steps / b / 1e3:.2f} M agent env "
@@ -166,7 +167,7 @@ def main() -> None:
     cfg = p.source
     if args.smoke:
         cfg = dataclasses.replace(cfg, hidden_size=16)
-    body = report(measure(p.env, cfg, args.agents, args.updates, args.repeats), p.env, cfg, args)
+    body = report(measure(p.env, cfg, args.agents, args.updates, args.repeats), p.env, cfg, p.runtime.source, args)
     print(body)
     if not args.smoke:
         write_section("Source training: one update, phase by phase", body)

@@ -206,27 +206,51 @@ def test_seeds_per_goal_trains_several_distinct_agents_per_goal(tmp_path):
     np.testing.assert_array_equal(first["action"], cols["action"][cols["stream"] < cfg.nenvs])
 
 
-def test_uniform_from_a_chained_prefix_equals_uniform():
-    keys, envs, counter = torch.tensor([[5], [1_000_008]]), torch.arange(4), torch.arange(3).view(3, 1, 1)
-    prefix = rng.chain(11, 2, keys, envs)                                                 # [2, 4]
-    assert torch.equal(rng.uniform_after(prefix, counter), rng.uniform(11, 2, keys, envs, counter))
-    assert torch.equal(rng.uniform_after(rng.chain(rng.chain(11, 2), keys, envs), counter), rng.uniform(11, 2, keys, envs, counter))
-    assert not torch.equal(rng.uniform_after(prefix, counter)[0], rng.uniform_after(prefix, counter)[1])
+def splitmix64(x: int) -> int:
+    """SplitMix64's finaliser on Python ints (the published constants), a slow reference."""
+    m = (1 << 64) - 1
+    x = (x + 0x9E3779B97F4A7C15) & m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
 
 
-def test_categorical_from_a_cdf_table_equals_categorical():
-    probs = torch.softmax(torch.randn(7, 5, generator=torch.Generator().manual_seed(1)), -1)
-    u = rng.uniform(0, 3, torch.arange(1000)).view(1000, 1).expand(1000, 7)
-    expected = rng.categorical(probs.expand(1000, 7, 5), u)
-    assert torch.equal(rng.categorical_cdf(probs.cumsum(-1).expand(1000, 7, 5), u), expected)
+def reference_uniform(seed: int, *keys: int) -> float:
+    h = seed
+    for k in keys:
+        h = splitmix64(h ^ (k & ((1 << 64) - 1)))
+    return (splitmix64(h) >> 40) / (1 << 24)
+
+
+def test_uniform_and_its_chained_prefix_equal_a_python_splitmix_reference():
+    keys, envs, counter = torch.tensor([[5], [1_000_008]]), torch.arange(3), torch.arange(2).view(2, 1, 1)
+    want = torch.tensor([[[reference_uniform(11, 2, int(keys[a, 0]), e, c) for e in range(3)] for a in range(2)]
+                         for c in range(2)])                                              # [2, 2, 3]
+    prefix = rng.chain(11, 2, keys, envs)                                                 # [2, 3]
+    assert torch.equal(rng.uniform(11, 2, keys, envs, counter).double(), want)
+    assert torch.equal(rng.uniform_after(prefix, counter).double(), want)
+    assert torch.equal(rng.uniform_after(rng.chain(rng.chain(11, 2), keys), envs, counter).double(), want)
+
+
+def test_a_cdf_table_gathered_equals_the_cdf_of_the_gathered_rows():
+    """What the A2C rollout relies on: cumulative sums of a policy table, then rows picked, are the
+    cumulative sums of the picked rows, to the bit (so its draws equal rng.categorical's)."""
+    g = torch.Generator().manual_seed(1)
+    probs_tab = torch.softmax(torch.randn(6, 81, 5, generator=g) * 3, -1)                 # [G, S, A]
+    obs = torch.randint(0, 81, (6, 40), generator=g)
+    rows = a2c.gather_states(probs_tab, obs)                                               # [G, N, A]
+    assert torch.equal(a2c.gather_states(probs_tab.cumsum(-1), obs), rows.cumsum(-1))
+    u = torch.rand(6, 40, generator=g)
+    assert torch.equal(rng.categorical_cdf(a2c.gather_states(probs_tab.cumsum(-1), obs), u), rng.categorical(rows, u))
 
 
 @pytest.mark.parametrize("env", [ENV, EnvConfig(grid_size=5, max_episode_steps=6, random_start=True,
-                                                  reward_mode="stand", terminate_on_goal=False)],
-                         ids=["default", "random_start_stand"])
+                                                  reward_mode="stand", terminate_on_goal=False),
+                                 EnvConfig(kind="keydoor", grid_size=4, max_episode_steps=12, terminate_on_goal=False)],
+                         ids=["default", "random_start_stand", "keydoor"])
 def test_collect_rollout_equals_a_reference_loop_of_env_steps(env):
-    """Dark Room's cell-index rollout against the reference: sample from each row's own
-    probabilities, step with adlib.envs.darkroom.step, one step at a time."""
+    """The rollout (Dark Room's cell-index path; Key-to-Door's dr.step path) against the reference:
+    sample from each row's own probabilities, step with adlib.envs.darkroom.step, one step at a time."""
     from adlib.envs import darkroom as dr
     G, E, T = 3, 4, 25
     goals = dr.tasks_in_use(env)[torch.tensor([0, 7, 20])]

@@ -110,6 +110,20 @@ def test_gif_round_trip_frame_count(tmp_path):
         assert im.n_frames == 6 and im.size == (37, 41) and im.info["duration"] == 250
 
 
+def test_gif_with_palettes_made_on_threads_equals_pillows_own_from_rgb_frames(tmp_path):
+    """write_gif quantizes frames on two threads; the reference hands Pillow the RGB frames."""
+    rng = np.random.default_rng(3)
+    frames = [np.kron(rng.integers(0, 200, (5, 4, 3)), np.ones((8, 8, 1), dtype=np.int64)).astype(np.uint8)
+              for _ in range(30)]                                # 30 frames of 20 colours each, not one palette
+    write_gif(iter(frames), tmp_path / "a.gif", fps=5)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(tmp_path / "b.gif", format="GIF", save_all=True, append_images=images[1:], duration=200,
+                   loop=0, optimize=False)
+    assert (tmp_path / "a.gif").read_bytes() == (tmp_path / "b.gif").read_bytes()
+    with Image.open(tmp_path / "a.gif") as im:
+        assert im.n_frames == 30
+
+
 def test_mp4_and_gif_in_one_pass_match_the_writers_apart(tmp_path):
     # the one-pass writer reads a one-shot generator; the reference writes each file from its own list
     write_mp4_and_gif((f for f in distinct_frames(6)), tmp_path / "a.mp4", tmp_path / "a.gif", fps=4)

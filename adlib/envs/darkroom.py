@@ -260,7 +260,7 @@ def step_cells(cfg: EnvConfig, moves: torch.Tensor, cell: torch.Tensor, t: torch
         restart = restart + (restart >= goal_cell).long()                   # skip the goal cell
     else:
         sr, sc = start_pos(cfg)
-        restart = torch.tensor(sr * cfg.grid_size + sc, device=cell.device)
+        restart = sr * cfg.grid_size + sc
     return CellStep(torch.where(done, restart, nxt), torch.where(done, 0, t1), reward.float(), terminated,
                     truncated, nxt)
 
