@@ -4,7 +4,8 @@
 
 Both sides draw uniform random actions on the CPU and include that in the timing. The
 core steps one ``[goals * envs_per_goal]`` batch holding every goal; the vector env steps
-``--gym-envs`` copies of ``adlib/DarkRoom-v0`` (TimeLimit inside, gymnasium's autoreset).
+``--gym-envs`` copies of ``adlib/DarkRoom-v0`` (TimeLimit inside, gymnasium's autoreset). A third
+row steps the core's batch as cell indices (``step_cells``, what the A2C sources' rollout uses).
 """
 
 from __future__ import annotations
@@ -34,6 +35,24 @@ def core_runner(cfg: EnvConfig, n_goals: int, per_goal: int, steps: int, seed: i
         for _ in range(steps):
             action = torch.randint(0, dr.N_ACTIONS, (B,), generator=gen)
             state = dr.step(cfg, state, action).state
+
+    return run, B
+
+
+def cells_runner(cfg: EnvConfig, n_goals: int, per_goal: int, steps: int, seed: int):
+    """The same batch stepped as cell indices (``adlib.envs.darkroom.step_cells``: the A2C rollout's path)."""
+    goals = dr.tasks_in_use(cfg)[torch.arange(n_goals) % len(dr.tasks_in_use(cfg))].repeat_interleave(per_goal, 0)
+    gen = torch.Generator().manual_seed(seed)
+    state, cell = dr.reset(cfg, goals)
+    t, goal_cell, moves = state.t, dr.obs_of(cfg, goals), dr.move_table(cfg)
+    B = len(goals)
+
+    def run() -> None:
+        nonlocal cell, t
+        for _ in range(steps):
+            action = torch.randint(0, dr.N_ACTIONS, (B,), generator=gen)
+            out = dr.step_cells(cfg, moves, cell, t, goal_cell, action)
+            cell, t = out.cell, out.t
 
     return run, B
 
@@ -68,15 +87,19 @@ def main() -> None:
     cfg = EnvConfig()  # the original Dark Room: 9x9, 20 steps, terminate on goal
 
     core, B = core_runner(cfg, args.goals, args.envs_per_goal, args.core_steps, seed=0)
+    cells, _ = cells_runner(cfg, args.goals, args.envs_per_goal, args.core_steps, seed=0)
     vec, N = gym_runner(cfg, args.gym_envs, args.gym_steps, seed=0)
-    core(), vec()  # warm-up
+    core(), cells(), vec()  # warm-up
     core_rates = [B * args.core_steps / s for s in timed(core, args.repeats)]
+    cell_rates = [B * args.core_steps / s for s in timed(cells, args.repeats)]
     gym_rates = [N * args.gym_steps / s for s in timed(vec, args.repeats)]
-    c, g = median(core_rates), median(gym_rates)
+    c, k, g = median(core_rates), median(cell_rates), median(gym_rates)
 
     rows = [
         [f"batched core (`adlib.envs.darkroom.step`), {args.goals} goals x {args.envs_per_goal} envs = {B} envs",
          f"{c:,.0f}", f"{min(core_rates):,.0f} - {max(core_rates):,.0f}", f"{c / g:,.0f}x"],
+        [f"the same batch as cell indices (`adlib.envs.darkroom.step_cells`, the A2C rollout's path)",
+         f"{k:,.0f}", f"{min(cell_rates):,.0f} - {max(cell_rates):,.0f}", f"{k / g:,.0f}x"],
         [f"`gymnasium.vector.SyncVectorEnv` of {N} `adlib/DarkRoom-v0`",
          f"{g:,.0f}", f"{min(gym_rates):,.0f} - {max(gym_rates):,.0f}", "1x"],
     ]
