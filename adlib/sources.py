@@ -95,8 +95,9 @@ def train_shard(env_cfg: EnvConfig, cfg: SourceConfig, shard: int, out_dir: str 
     and every random draw is keyed by the agent, so the bytes do not depend on how the goals are
     dealt (tested). With ``log_dir``, a TensorBoard run per goal goes there (``log_dir/goal_XXX``;
     each worker writes its goals' runs into a temporary folder that replaces ``log_dir`` once every
-    part is done, as the shard folder does): logs are kept out of the data that later stages depend on. With ``resume_dir``, each worker
-    writes a checkpoint there every ``rt.checkpoint_every`` updates; a rerun after a kill
+    part is done, as the shard folder does): logs are kept out of the data that later stages
+    depend on. With ``resume_dir``, each worker writes a checkpoint there every
+    ``rt.checkpoint_every`` updates; a rerun after a kill
     continues from them (when they belong to the same params and the same dealing) and
     produces the same outputs as an uninterrupted run.
     """
