@@ -81,7 +81,7 @@ class SourceConfig:
     entropy_coef: float = _f(0.01, "entropy bonus weight", rng=(0, None))
     gamma: float = _f(0.99, "discount", rng=(0, 1))
     seed: int = _f(0, "base seed; each agent's randomness is keyed by (seed, goal, agent seed)", rng=(0, 2**31 - 1))
-    shards: tuple[int, ...] = _f((0,), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each shard as one batch")
+    shards: tuple[int, ...] = _f((0,), "DVC shard stages [0..n-1]; goal g trains in shard g % n, each worker's share of a shard as one batch")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@
 
 Each side runs every shard stage of params.yaml (``python -m stages.train_source_agents
 --shard k``, one after another, as ``dvc repro`` runs them) in a fresh temporary folder: each
-old side from a ``git worktree`` of one ``--base`` commit (its own params.yaml keys, same
-values), the new side from this checkout. Measured per side: wall seconds of the whole source phase, agent
+old side from a ``git worktree`` of one ``--base`` commit (its own params.yaml keys, this checkout's
+values; with ``--own-shards`` each side keeps its own ``source.shards``: the old default against the
+new), the new side from this checkout. Measured per side: wall seconds of the whole source phase, agent
 env steps per second (agents x env steps per agent / wall), CPU seconds of every process of the
 stage (user + system, workers included) over wall seconds (2.0 = both cores busy all along), and
 the peak resident memory of the stage (the sum over its processes, sampled every 0.1 s), and
