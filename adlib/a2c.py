@@ -184,9 +184,7 @@ def _collect_cells(env_cfg: EnvConfig, state: dr.EnvState, cell: torch.Tensor, c
                             None if u_start is None else u_start[k].view(G, E))
         steps.append((t, cell, action, out.reward, out.terminated, out.truncated, out.next_cell))   # FIELDS order
         cell, t = out.cell, out.t
-    n = env_cfg.grid_size
-    flat = cell.flatten()
-    state = dr.EnvState(pos=torch.stack([flat // n, flat % n], -1), goal=state.goal, t=t.flatten(),
+    state = dr.EnvState(pos=dr.cell_pos(env_cfg, cell.flatten()), goal=state.goal, t=t.flatten(),
                         progress=state.progress)
     return Transitions(*(torch.stack(x) for x in zip(*steps))), state, cell
 

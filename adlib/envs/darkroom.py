@@ -152,10 +152,20 @@ def _start_positions(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None)
         return torch.tensor([sr, sc], device=goal.device).expand(goal.shape[0], 2).clone()
     if u is None:
         raise ValueError("random_start needs uniforms u [B] in [0, 1)")
+    return cell_pos(cfg, random_start_cells(cfg, obs_of(cfg, goal[..., :2]), u))
+
+
+def random_start_cells(cfg: EnvConfig, avoid: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Start cells uniform over the cells other than ``avoid`` (the goal; keydoor: the key cell),
+    from uniforms ``u`` of the same shape."""
     n = cfg.grid_size * cfg.grid_size
     idx = (u * (n - 1)).long().clamp_max(n - 2)
-    idx = idx + (idx >= obs_of(cfg, goal[..., :2])).long()  # skip the goal (keydoor: key) cell
-    return torch.stack([idx // cfg.grid_size, idx % cfg.grid_size], -1)
+    return idx + (idx >= avoid).long()
+
+
+def cell_pos(cfg: EnvConfig, cell: torch.Tensor) -> torch.Tensor:
+    """(row, col) positions ``[..., 2]`` of cell indices ``[...]``: the inverse of :func:`obs_of`'s cell."""
+    return torch.stack([cell // cfg.grid_size, cell % cfg.grid_size], -1)
 
 
 def reset(cfg: EnvConfig, goal: torch.Tensor, u: torch.Tensor | None = None) -> tuple[EnvState, torch.Tensor]:
@@ -255,9 +265,7 @@ def step_cells(cfg: EnvConfig, moves: torch.Tensor, cell: torch.Tensor, t: torch
     if cfg.random_start:
         if u is None:
             raise ValueError("random_start needs uniforms u in [0, 1)")
-        n = cfg.grid_size * cfg.grid_size
-        restart = (u * (n - 1)).long().clamp_max(n - 2)
-        restart = restart + (restart >= goal_cell).long()                   # skip the goal cell
+        restart = random_start_cells(cfg, goal_cell, u)
     else:
         sr, sc = start_pos(cfg)
         restart = sr * cfg.grid_size + sc
