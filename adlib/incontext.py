@@ -7,6 +7,11 @@ fit, the oldest are dropped and the cache is rebuilt from the last ``keep`` tran
 forward pass over the same window (tested), unlike a rolling cache whose old keys were
 computed with context that has since been evicted. The cost is one prefill of ``keep``
 tokens every ``seq_len - keep + 1`` steps.
+
+Runs that have played all their episodes leave the batch (:meth:`ContextPlayer.retire`): in
+eval_dt's sampled play the median run is done after a quarter of the slowest one's steps, and
+the model's work scales with the batch. They keep stepping in the lockstep env with zero logits
+(uniform actions); those steps are past their last episode and never counted.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from adlib.rollout import PlayResult, rollout
 # context per re-prefill, a smaller one re-prefills less often (every seq_len - keep + 1 steps).
 REFILL_KEEP = 0.75
 
+# Finished runs leave the batch once they are this share of it: each removal copies the cache.
+RETIRE_SHARE = 1 / 8
+
 
 def keep_on_refill(seq_len: int) -> int:
     """Transitions kept when the context window is full and the cache is rebuilt."""
@@ -32,14 +40,36 @@ def keep_on_refill(seq_len: int) -> int:
 
 
 class ContextPlayer:
-    """Holds the transitions of N lockstep envs and produces action logits with a KV cache."""
+    """Holds the transitions of N lockstep envs and produces action logits with a KV cache.
+
+    Its methods take and return all N runs; only the runs in ``rows`` (all at first, fewer once
+    finished runs are retired) are in the cache, the history and the model's batch."""
 
     def __init__(self, model: ADTransformer, n: int, max_steps: int, device: torch.device, use_cache: bool = True):
-        self.model, self.cfg = model, model.cfg
+        self.model, self.cfg, self.n = model, model.cfg, n
         self.cache = KVCache(self.cfg, n, device) if use_cache else None
         self.hist = {k: torch.empty((n, max_steps), dtype=torch.long, device=device) for k in tokens.FIELDS}
+        self.rows = torch.arange(n, device=device)   # [n_kept] the runs in the batch, in run order
         self.step = 0   # transitions seen so far
         self.start = 0  # first transition in the context window
+
+    def retire(self, live: torch.Tensor) -> None:
+        """Drop the runs whose play is over (``live [N]`` False) from the batch, once they are
+        :data:`RETIRE_SHARE` of it. A run's logits do not depend on the other runs in the batch
+        (up to float rounding: attention kernels split their work by batch size)."""
+        keep = live[self.rows]                                                   # [n_kept]
+        n_kept = len(self.rows)
+        out = n_kept - int(keep.sum())
+        if out == 0 or out < RETIRE_SHARE * n_kept or out == n_kept:
+            return
+        idx = keep.nonzero().squeeze(1)
+        self.rows = self.rows[idx]
+        self.hist = {k: v[idx] for k, v in self.hist.items()}
+        if self.cache is not None:
+            self.cache.select(idx)
+
+    def _kept(self, x: torch.Tensor) -> torch.Tensor:
+        return x if len(self.rows) == self.n else x[self.rows]
 
     def window(self) -> dict[str, torch.Tensor]:
         return {k: v[:, self.start:self.step + 1] for k, v in self.hist.items()}
@@ -54,7 +84,14 @@ class ContextPlayer:
 
     @torch.no_grad()
     def act_logits(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Add transition ``self.step`` (its state and the previous transition's outcome) -> logits ``[N, A]``."""
+        """Add transition ``self.step`` (its state and the previous transition's outcome, each
+        ``[N]``) -> logits ``[N, A]`` (zero for retired runs)."""
+        logits = self._logits(self._kept(obs), self._kept(t), {k: self._kept(v) for k, v in prev.items()})
+        if len(self.rows) == self.n:
+            return logits
+        return logits.new_zeros(self.n, logits.shape[-1]).index_copy_(0, self.rows, logits)
+
+    def _logits(self, obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor]) -> torch.Tensor:
         i = self.step
         self.hist["state"][:, i], self.hist["t"][:, i] = obs, t
         for k, v in prev.items():
@@ -72,16 +109,18 @@ class ContextPlayer:
         return self.model.decode(f, self.cache, first=(i == self.start))
 
     def record_outcome(self, action: torch.Tensor, reward: torch.Tensor) -> None:
-        self.hist["action"][:, self.step] = action
-        self.hist["reward"][:, self.step] = reward.long()
+        """The action taken and the reward received ``[N]`` at transition ``self.step``."""
+        self.hist["action"][:, self.step] = self._kept(action)
+        self.hist["reward"][:, self.step] = self._kept(reward).long()
         self.step += 1
 
 
 def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
          greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
-         use_cache: bool = True, record: bool = False, progress: str | None = None) -> PlayResult:
+         use_cache: bool = True, record: bool = False, progress: str | None = None, retire: bool = True) -> PlayResult:
     """The frozen model plays from an empty context (see :func:`rollout`). ``progress`` names a
-    progress bar of the lockstep env steps (none by default)."""
+    progress bar of the lockstep env steps (none by default); ``retire=False`` keeps finished
+    runs in the model's batch (a reference for tests and benchmarks)."""
     model.eval()
     n = len(goal_ids) * seeds
     player = ContextPlayer(model, n, episodes * env_cfg.max_episode_steps, torch.device(device), use_cache)
@@ -92,7 +131,7 @@ def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: i
             return player.act_logits(obs, t, prev)
 
         res = rollout(policy, env_cfg, goal_ids, seeds, episodes, greedy, temperature, seed, device, record,
-                      on_action=player.record_outcome)
+                      on_action=player.record_outcome, on_live=player.retire if retire else None)
         if pbar is not None:   # episodes that end on the goal finish before the step cap
             pbar.total = pbar.n
             pbar.refresh()

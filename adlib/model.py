@@ -100,6 +100,10 @@ class KVCache:
     def advance(self, n: int) -> None:
         self.pos += n
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the sequences ``rows`` (indices into the batch) and drop the others."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store a chunk ``[B, nh, n, hd]`` at ``pos`` and return all keys/values so far."""
         n = k.shape[2]

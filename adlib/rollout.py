@@ -116,12 +116,14 @@ class Episodes:
 def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
             greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
             record: bool = False, on_action: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
-            keyed: bool = False, max_steps: int | None = None) -> PlayResult:
+            keyed: bool = False, max_steps: int | None = None,
+            on_live: Callable[[torch.Tensor], None] | None = None) -> PlayResult:
     """Every goal x seed plays ``episodes`` episodes in one lockstep batch (runs goal-major:
     run = goal * seeds + seed); the only loop over env steps outside A2C's training.
 
     ``on_action(action, reward)`` is called after every env step (a context player records
-    the outcome there). With ``record``, every step of every run is kept (``trace``; runs that
+    the outcome there); ``on_live(live)`` before every step's policy, with ``live [N]`` True for
+    the runs that have not finished their episodes (a context player retires the others). With ``record``, every step of every run is kept (``trace``; runs that
     finished early keep stepping in lockstep: their steps have ``episode >= episodes``).
     Sampling uses its own seeded generator: runs are reproducible. With ``keyed``, every draw
     of run (goal g, seed j) is instead a counter-based hash of (``seed``, g, j, step)
@@ -145,6 +147,8 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     for k in range(steps if max_steps is None else min(steps, max_steps)):
         if ep.all_done():
             break
+        if on_live is not None:
+            on_live(ep.index < episodes)
         logits = policy(obs, state.t, prev, state).float()
         action = logits.argmax(-1) if greedy else draws.action(torch.softmax(logits / temperature, -1), k)
         out = dr.step(env_cfg, state, action, draws.start(k))

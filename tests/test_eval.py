@@ -206,6 +206,24 @@ def test_play_is_reproducible_with_same_seed(model_run):
     np.testing.assert_array_equal(g1.positions, g2.positions)
 
 
+def test_retiring_finished_runs_changes_no_run(model_run):
+    """Runs that finished their episodes leave the model's batch (ContextPlayer.retire): every
+    run's episodes and steps equal those of a play that keeps them all (sampled: the draws of
+    the runs still playing are unchanged), and finished runs did leave early."""
+    model, _ = load_model(model_run["model_path"])
+    goals = model_run["split"]["held_out"]
+    for greedy in (False, True):
+        kw = dict(env_cfg=ENV, goal_ids=goals, seeds=4, episodes=6, greedy=greedy, seed=3, record=True)
+        a, b = play(model, retire=True, **kw), play(model, retire=False, **kw)
+        np.testing.assert_array_equal(a.returns, b.returns)
+        np.testing.assert_array_equal(a.lengths, b.lengths)
+        live = b.episode_of_step < 6
+        for k in a.trace:
+            np.testing.assert_array_equal(a.trace[k][live], b.trace[k][live])
+        done_at = a.lengths.sum(1)                                        # [N] steps each run played
+        assert (done_at < done_at.max() - 2).mean() >= 1 / 8              # enough runs finished early to retire
+
+
 def test_evaluate_checkpoint_end_to_end(model_run, tmp_path):
     E = 12
     ev = EvalConfig(episodes=E, seeds=2, train_goals=3, temperature=1.0, seed=0)

@@ -288,3 +288,46 @@ def test_kv_cache_overflow_raises(layout):
             model.decode(col(f, i), cache, first=(i == 0))
         with pytest.raises(RuntimeError, match="KV cache overflow"):
             model.decode(col(f, 4), cache, first=False)
+
+
+def test_retired_runs_leave_the_batch_and_the_others_play_on_unchanged():
+    """ContextPlayer.retire drops finished runs (cache and history rows) once they are an eighth
+    of the batch; the kept runs' logits equal those of a player that kept everyone, across
+    window re-prefills, and the retired runs get zero logits."""
+    seq_len, steps, B = 8, 30, 8
+    model = make_model("transition", seq_len=seq_len)
+    f = random_seq(B, steps, seed=6)
+    ref, _ = drive(ContextPlayer(model, B, steps, torch.device("cpu")), f, steps)
+    player = ContextPlayer(model, B, steps, torch.device("cpu"))
+    live = torch.ones(B, dtype=torch.bool)
+    got, kept = [], []
+    for i in range(steps):
+        if i == 5:
+            live[[1, 6]] = False
+        if i == 12:
+            live[3] = False
+        player.retire(live)
+        kept.append(player.rows.tolist())
+        prev = {k: f[k][:, i] for k in ("prev_action", "prev_reward", "prev_next_state")}
+        got.append(player.act_logits(f["state"][:, i], f["t"][:, i], prev))
+        player.record_outcome(f["action"][:, i], f["reward"][:, i].float())
+    assert kept[4] == list(range(8)) and kept[5] == [0, 2, 3, 4, 5, 7] and kept[-1] == [0, 2, 4, 5, 7]
+    assert player.cache.k.shape[1] == 5 and player.hist["state"].shape[0] == 5
+    for i, (a, b) in enumerate(zip(got, ref)):
+        rows = torch.tensor(kept[i])
+        torch.testing.assert_close(a[rows], b[rows], rtol=0, atol=1e-5, msg=f"step {i}")
+        out = torch.ones(B, dtype=torch.bool)
+        out[rows] = False
+        assert (a[out] == 0).all(), i
+
+
+def test_retire_waits_until_an_eighth_of_the_batch_is_done():
+    model = make_model("transition", seq_len=8)
+    player = ContextPlayer(model, 16, 4, torch.device("cpu"))
+    live = torch.ones(16, dtype=torch.bool)
+    live[3] = False                      # 1 of 16: below an eighth, stays
+    player.retire(live)
+    assert len(player.rows) == 16
+    live[9] = False                      # 2 of 16: an eighth, both leave
+    player.retire(live)
+    assert player.rows.tolist() == [r for r in range(16) if r not in (3, 9)]
