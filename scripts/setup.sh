@@ -36,12 +36,13 @@ source "$ROOT/scripts/torch.sh"
 torch_pin="$(grep -E '^torch==' "$LOCK")"
 # uv installs the same locked versions in seconds instead of pip's minute; pip if uv cannot be had.
 # torch goes first (its CPU build: torch.sh), so that resolving the lock never fetches another build.
-# --compile-bytecode: uv writes no .pyc files where pip does, and where PYTHONDONTWRITEBYTECODE is set
-# (this machine, many CI images) every process would then compile torch's modules on import (3 s
-# instead of 1.5 s per process).
+# Bytecode: uv writes no .pyc files where pip does. torch's are compiled here (torch.sh: 2 s, and
+# every process imports torch); the rest's 11,700 modules, of which a run imports a tenth, are not
+# (12 s): repro.sh and test.sh let Python write the .pyc of what their processes import, once, even
+# where PYTHONDONTWRITEBYTECODE is set (this machine, many CI images).
 if "${PIP[@]}" install "uv==$UV_VERSION" && "$VENV/bin/uv" --version >/dev/null 2>&1; then
     install_torch_uv "$VENV/bin/uv" "$VENV/bin/python" "$torch_pin" || install_torch "$VENV/bin/python" "$torch_pin"
-    "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" -r "$LOCK"
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$LOCK"
     "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e "$ROOT"
 else
     install_torch "$VENV/bin/python" "$torch_pin"
