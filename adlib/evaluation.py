@@ -13,11 +13,11 @@ from adlib.config import DTConfig, EnvConfig, EvalConfig, EvalRuntime
 from adlib.device import pick_device
 from adlib.envs import darkroom as dr
 from adlib.histories import HISTORY_FILE, episode_table, find_source_goals, read_table
-from adlib.incontext import play
+from adlib.incontext import play_many
 from adlib.io import DataError, atomic_path, file_sha256, write_json
 from adlib.model import load_trained_model
 from adlib.noise import explorer_of
-from adlib.rollout import PlayResult, random_policy, rollout
+from adlib.rollout import PlayResult, Runs, random_policy, rollout
 from adlib.tasks import spread
 
 
@@ -321,17 +321,29 @@ def variant_name(env_cfg: EnvConfig) -> str:
     return "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"
 
 
-def group_report(model: torch.nn.Module, env_cfg: EnvConfig, eval_cfg: EvalConfig, goals: list[int],
-                 found: dict[int, Path], group: str, device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
-    """One group of goals (held-out or training): AD played greedy and sampled from an empty
-    context, summarised, and the baselines beside it. Returns (metrics, per-episode curves)."""
+def play_groups(model: torch.nn.Module, env_cfg: EnvConfig, eval_cfg: EvalConfig, groups: dict[str, list[int]],
+                device: torch.device) -> dict[str, dict[str, PlayResult]]:
+    """AD from an empty context on every group of goals (held-out, training), greedy (one run
+    per goal: greedy play is deterministic) and sampled (``eval_cfg.seeds`` runs per goal), all
+    in one batch of the model (:func:`adlib.incontext.play_many`): ``{group: {mode: result}}``."""
+    kinds = [(group, mode) for group, goals in groups.items() if goals for mode in ("greedy", "sampled")]
+    runs = [Runs(groups[group], 1 if mode == "greedy" else eval_cfg.seeds, greedy=mode == "greedy",
+                 temperature=eval_cfg.temperature, seed=eval_cfg.seed) for group, mode in kinds]
+    played: dict[str, dict[str, PlayResult]] = {}
+    for (group, mode), res in zip(kinds, play_many(model, env_cfg, runs, eval_cfg.episodes, device, progress="eval_dt")):
+        played.setdefault(group, {})[mode] = res
+    return played
+
+
+def group_report(played: dict[str, PlayResult], env_cfg: EnvConfig, eval_cfg: EvalConfig, goals: list[int],
+                 found: dict[int, Path]) -> tuple[dict, dict[str, np.ndarray]]:
+    """One group of goals (held-out or training): AD's greedy and sampled plays (``played``, from
+    :func:`play_groups`) summarised, and the baselines beside them. Returns (metrics, per-episode curves)."""
     E = eval_cfg.episodes
     metrics: dict = {}
     curves: dict[str, np.ndarray] = {}
-    for mode in ("greedy", "sampled"):
-        seeds = 1 if mode == "greedy" else eval_cfg.seeds   # greedy play is deterministic per goal
-        res = play(model, env_cfg, goals, seeds, E, greedy=mode == "greedy", temperature=eval_cfg.temperature,
-                   seed=eval_cfg.seed, device=device, progress=f"eval_dt {group} {mode}")
+    for mode, res in played.items():
+        seeds = len(res.goal_ids) // len(goals)
         metrics[mode] = summarize(res, seeds, env_cfg)
         curves[f"ad_{mode}"] = res.returns.mean(0)
         if seeds > 1:   # [goals x seeds, E] -> per-seed curves (each a mean over goals) -> std
@@ -407,9 +419,10 @@ def evaluate_checkpoint(model_path: str | Path, env_cfg: EnvConfig, dt_cfg: DTCo
                     "model": {"sha256": file_sha256(model_path), "dt": ckpt["dt"], "train_goals": len(ckpt["train_goals"]),
                               "dataset": ckpt.get("dataset")}}
     curves: dict[str, dict[str, np.ndarray]] = {}
+    played = play_groups(model, env_cfg, eval_cfg, groups, device)
     for group, goals in groups.items():
         if goals:
-            report[group], curves[group] = group_report(model, env_cfg, eval_cfg, goals, found, group, device)
+            report[group], curves[group] = group_report(played[group], env_cfg, eval_cfg, goals, found)
     write_report(report, curves, {g: len(v) for g, v in groups.items()}, env_cfg, metrics_path, detail_path,
                  curves_dir, log_dir)
     return report

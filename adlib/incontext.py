@@ -24,7 +24,7 @@ from adlib import tokens
 from adlib.config import EnvConfig
 from adlib.logs import bar
 from adlib.model import ADTransformer, KVCache
-from adlib.rollout import PlayResult, rollout
+from adlib.rollout import PlayResult, Runs, rollout_many
 
 # Share of the window kept when it is full and the cache is rebuilt: a larger share keeps more
 # context per re-prefill, a smaller one re-prefills less often (every seq_len - keep + 1 steps).
@@ -121,8 +121,19 @@ def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: i
     """The frozen model plays from an empty context (see :func:`rollout`). ``progress`` names a
     progress bar of the lockstep env steps (none by default); ``retire=False`` keeps finished
     runs in the model's batch (a reference for tests and benchmarks)."""
+    return play_many(model, env_cfg, [Runs(goal_ids, seeds, greedy, temperature, seed)], episodes, device, use_cache,
+                     record, progress, retire)[0]
+
+
+def play_many(model: ADTransformer, env_cfg: EnvConfig, runs: list[Runs], episodes: int,
+              device: torch.device | str = "cpu", use_cache: bool = True, record: bool = False,
+              progress: str | None = None, retire: bool = True) -> list[PlayResult]:
+    """:func:`play` of several kinds of runs (greedy and sampled, several goal lists) in one
+    batch of the model (:func:`rollout_many`): one :class:`PlayResult` per kind, each what its
+    own :func:`play` gives, up to float rounding (the model's kernels split their work by batch
+    size), for the cost of one lockstep loop instead of one per kind."""
     model.eval()
-    n = len(goal_ids) * seeds
+    n = sum(len(r.goal_ids) * r.seeds for r in runs)
     player = ContextPlayer(model, n, episodes * env_cfg.max_episode_steps, torch.device(device), use_cache)
     with bar(episodes * env_cfg.max_episode_steps, progress, unit="step") if progress else nullcontext() as pbar:
         def policy(obs: torch.Tensor, t: torch.Tensor, prev: dict[str, torch.Tensor], state) -> torch.Tensor:
@@ -130,8 +141,8 @@ def play(model: ADTransformer, env_cfg: EnvConfig, goal_ids: list[int], seeds: i
                 pbar.update()
             return player.act_logits(obs, t, prev)
 
-        res = rollout(policy, env_cfg, goal_ids, seeds, episodes, greedy, temperature, seed, device, record,
-                      on_action=player.record_outcome, on_live=player.retire if retire else None)
+        res = rollout_many(policy, env_cfg, runs, episodes, device, record, on_action=player.record_outcome,
+                           on_live=player.retire if retire else None)
         if pbar is not None:   # episodes that end on the goal finish before the step cap
             pbar.total = pbar.n
             pbar.refresh()

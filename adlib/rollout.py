@@ -112,6 +112,18 @@ class Episodes:
         self.ret = torch.where(done, torch.zeros_like(self.ret), self.ret)
 
 
+@dataclass(frozen=True)
+class Runs:
+    """Runs of one kind in a lockstep batch (:func:`rollout_many`): every goal x seed (goal-major),
+    greedy or sampled at ``temperature``, drawing from their own generator seeded by ``seed``."""
+
+    goal_ids: list[int]
+    seeds: int
+    greedy: bool
+    temperature: float = 1.0
+    seed: int = 0
+
+
 @torch.no_grad()
 def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int, episodes: int,
             greedy: bool, temperature: float = 1.0, seed: int = 0, device: torch.device | str = "cpu",
@@ -123,8 +135,9 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
 
     ``on_action(action, reward)`` is called after every env step (a context player records
     the outcome there); ``on_live(live)`` before every step's policy, with ``live [N]`` True for
-    the runs that have not finished their episodes (a context player retires the others). With ``record``, every step of every run is kept (``trace``; runs that
-    finished early keep stepping in lockstep: their steps have ``episode >= episodes``).
+    the runs that have not finished their episodes (a context player retires the others). With ``record``, every step
+    of every run is kept (``trace``; runs that finished early keep stepping in lockstep: their
+    steps have ``episode >= episodes``).
     Sampling uses its own seeded generator: runs are reproducible. With ``keyed``, every draw
     of run (goal g, seed j) is instead a counter-based hash of (``seed``, g, j, step)
     (:class:`Draws`): a run's randomness then does not depend on which other goals share the
@@ -132,12 +145,39 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
     ``max_steps`` stops every run after that many env steps (episodes not finished by then
     keep return 0 and length 0).
     """
+    return rollout_many(policy, env_cfg, [Runs(goal_ids, seeds, greedy, temperature, seed)], episodes, device,
+                        record, on_action, keyed, max_steps, on_live)[0]
+
+
+@torch.no_grad()
+def rollout_many(policy: Policy, env_cfg: EnvConfig, runs: list[Runs], episodes: int,
+                 device: torch.device | str = "cpu", record: bool = False,
+                 on_action: Callable[[torch.Tensor, torch.Tensor], None] | None = None, keyed: bool = False,
+                 max_steps: int | None = None, on_live: Callable[[torch.Tensor], None] | None = None
+                 ) -> list[PlayResult]:
+    """:func:`rollout` of several kinds of runs in one lockstep batch (the policy sees them all,
+    ``runs[0]``'s first): one :class:`PlayResult` per kind, each what its own :func:`rollout`
+    gives (its draws come from its own generator; its trace, when recorded, runs to the batch's
+    last step)."""
     device = torch.device(device)
-    ids = torch.tensor(goal_ids, dtype=torch.long).repeat_interleave(seeds)
+    parts = [torch.tensor(r.goal_ids, dtype=torch.long).repeat_interleave(r.seeds) for r in runs]
+    ids = torch.cat(parts)
     N = len(ids)
+    bounds = np.cumsum([0] + [len(p) for p in parts]).tolist()
     goals = dr.tasks_in_use(env_cfg)[ids].to(device)
-    draws = Draws(N, seed, device, rng.run_keys(ids, seeds).to(device) if keyed else None, env_cfg.random_start)
-    state, obs = dr.reset(env_cfg, goals, draws.start(-1))
+    draws = [Draws(len(p), r.seed, device, rng.run_keys(p, r.seeds).to(device) if keyed else None, env_cfg.random_start)
+             for p, r in zip(parts, runs)]
+    starts = lambda k: torch.cat([d.start(k) for d in draws]) if env_cfg.random_start else None
+
+    def choose(logits: torch.Tensor, k: int) -> torch.Tensor:             # [N, A] -> actions [N]
+        out = []
+        for r, d, a, b in zip(runs, draws, bounds, bounds[1:]):
+            x = logits[a:b]
+            if b > a:
+                out.append(x.argmax(-1) if r.greedy else d.action(torch.softmax(x / r.temperature, -1), k))
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    state, obs = dr.reset(env_cfg, goals, starts(-1))
     prev = {"prev_action": torch.full((N,), tokens.none_action(dr.N_ACTIONS), device=device),
             "prev_reward": torch.full((N,), tokens.none_reward(), device=device),
             "prev_next_state": torch.full((N,), tokens.none_state(dr.n_states(env_cfg)), device=device)}
@@ -149,9 +189,8 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
             break
         if on_live is not None:
             on_live(ep.index < episodes)
-        logits = policy(obs, state.t, prev, state).float()
-        action = logits.argmax(-1) if greedy else draws.action(torch.softmax(logits / temperature, -1), k)
-        out = dr.step(env_cfg, state, action, draws.start(k))
+        action = choose(policy(obs, state.t, prev, state).float(), k)
+        out = dr.step(env_cfg, state, action, starts(k))
         if on_action is not None:
             on_action(action, out.reward)
         if record:
@@ -162,8 +201,10 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
         state, obs = out.state, out.obs
     start = torch.tensor(dr.start_pos(env_cfg), device=device)
     ret = ep.returns.cpu().numpy()
-    return PlayResult(goal_ids=ids.numpy(), returns=ret, success=ret >= dr.success_return(env_cfg),
-                      lengths=ep.lengths.cpu().numpy(),
-                      shortest=dr.shortest_path(env_cfg, start.expand(N, 2), goals).cpu().numpy(),
-                      trace={k: torch.stack(v, 1).cpu().numpy() for k, v in zip(TRACE_FIELDS, zip(*trace))}
-                      if record else None)
+    lengths = ep.lengths.cpu().numpy()
+    shortest = dr.shortest_path(env_cfg, start.expand(N, 2), goals).cpu().numpy()
+    traced = {k: torch.stack(v, 1).cpu().numpy() for k, v in zip(TRACE_FIELDS, zip(*trace))} if record else None
+    return [PlayResult(goal_ids=ids[a:b].numpy(), returns=ret[a:b], success=ret[a:b] >= dr.success_return(env_cfg),
+                       lengths=lengths[a:b], shortest=shortest[a:b],
+                       trace={k: v[a:b] for k, v in traced.items()} if traced is not None else None)
+            for a, b in zip(bounds, bounds[1:])]

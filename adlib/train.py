@@ -22,10 +22,11 @@ from adlib.config import DTConfig, DTRuntime, EnvConfig, ParamError, to_dict
 from adlib.dataset import DATA_FILE, HistoryDataset
 from adlib.device import pick_device
 from adlib.envs import darkroom as dr
-from adlib.incontext import play
+from adlib.incontext import play_many
 from adlib.io import file_sha256, fingerprint, load_resume, save_torch
 from adlib.logs import bar, get_logger
 from adlib.model import ADTransformer, ModelConfig
+from adlib.rollout import Runs
 from adlib.targets import action_mask, midstream_search_mask, target_probs
 from adlib.tasks import spread
 
@@ -59,14 +60,19 @@ def build_model(dt: DTConfig, env_cfg: EnvConfig) -> ADTransformer:
                                              key_flag=env_cfg.kind == "keydoor"))
 
 
-def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, goals: list[int], episodes: int,
-                         device: torch.device, seed: int) -> dict[str, float]:
-    """First/last-10 return and success of the current model, from an empty context (sampled
-    actions: AD imitates a stochastic learner; eval_dt reports greedy decoding as well)."""
-    res = play(model, env_cfg, goals, seeds=1, episodes=episodes, greedy=False, seed=seed, device=device)
-    k = min(10, episodes)
-    return {"return_first10": float(res.returns[:, :k].mean()), "return_last10": float(res.returns[:, -k:].mean()),
-            "success_first10": float(res.success[:, :k].mean()), "success_last10": float(res.success[:, -k:].mean())}
+def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, groups: list[list[int]], episodes: int,
+                         device: torch.device, seed: int) -> list[dict[str, float]]:
+    """Per group of goals: first/last-10 return and success of the current model, from an empty
+    context (sampled actions: AD imitates a stochastic learner; eval_dt reports greedy decoding
+    as well). The groups play in one batch of the model, each with its own draws."""
+    runs = [Runs(goals, 1, greedy=False, seed=seed) for goals in groups]
+    out = []
+    for res in play_many(model, env_cfg, runs, episodes, device):
+        k = min(10, episodes)
+        out.append({"return_first10": float(res.returns[:, :k].mean()), "return_last10": float(res.returns[:, -k:].mean()),
+                    "success_first10": float(res.success[:, :k].mean()),
+                    "success_last10": float(res.success[:, -k:].mean())})
+    return out
 
 
 @dataclass(frozen=True)
@@ -262,8 +268,8 @@ class TrainLog:
     def evaluate(self, step: int, model: ADTransformer) -> None:
         """The model plays the held-out goals and a few training goals from an empty context."""
         model.eval()
-        ev = evaluate_in_training(model, self.env_cfg, self.held_out, self.rt.eval_episodes, self.device, self.dt.seed)
-        tr = evaluate_in_training(model, self.env_cfg, self.train, self.rt.eval_episodes, self.device, self.dt.seed)
+        ev, tr = evaluate_in_training(model, self.env_cfg, [self.held_out, self.train], self.rt.eval_episodes,
+                                      self.device, self.dt.seed)
         model.train()
         if self.writer is not None:
             for group, res in (("eval_held_out", ev), ("eval_train", tr)):

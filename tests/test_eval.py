@@ -30,9 +30,9 @@ from adlib.evaluation import (
 )
 from adlib.dataset import build_dataset
 from adlib.histories import find_source_goals
-from adlib.incontext import play
+from adlib.incontext import play, play_many
 from adlib.model import load_model
-from adlib.rollout import oracle_policy, random_policy, rollout
+from adlib.rollout import Runs, oracle_policy, random_policy, rollout, rollout_many
 from adlib.sources import train_shard
 from adlib.tasks import split_goals, spread
 from adlib.train import train
@@ -204,6 +204,55 @@ def test_play_is_reproducible_with_same_seed(model_run):
     g1 = play(model, ENV, goals, 1, 5, greedy=True, record=True, use_cache=True)
     g2 = play(model, ENV, goals, 1, 5, greedy=True, record=True, use_cache=False)
     np.testing.assert_array_equal(g1.positions, g2.positions)
+
+
+def live_steps(res, episodes: int, steps: int) -> dict[str, np.ndarray]:
+    """A recorded result's trace over its first ``steps`` lockstep steps, -1 where a run had finished."""
+    live = res.episode_of_step[:, :steps] < episodes
+    return {k: np.where(live, v[:, :steps], -1) for k, v in res.trace.items()}
+
+
+@pytest.mark.parametrize("env", [ROOM9, dataclasses.replace(PAPER9, random_start=True)])
+def test_runs_batched_together_play_as_they_do_alone(env):
+    """rollout_many: each kind of runs (greedy / sampled, its own temperature and seed) gives what
+    its own rollout gives, random starts included; a kind's trace runs on to the batch's last step."""
+    kinds = [Runs([3, 40, 77], 1, greedy=True), Runs([3, 40], 4, greedy=False, temperature=0.5, seed=2),
+             Runs([12, 60, 61], 2, greedy=False, temperature=2.0, seed=7)]
+    def policy(obs, t, prev, state):   # leans to the shortest path, plus a pattern of its own per cell and step
+        toward = dr.optimal_actions(state.pos, dr.target(state)).float() * 2
+        return toward + torch.stack([obs % 5, t % 3, (obs // 9) % 4, 0 * obs, obs % 2], -1).float() / 4
+
+    together = rollout_many(policy, env, kinds, 4, record=True)
+    n_steps = together[0].trace["action"].shape[1]
+    for r, got in zip(kinds, together):
+        alone = rollout(policy, env, r.goal_ids, r.seeds, 4, r.greedy, r.temperature, r.seed, record=True)
+        np.testing.assert_array_equal(got.goal_ids, alone.goal_ids)
+        np.testing.assert_array_equal(got.returns, alone.returns)
+        np.testing.assert_array_equal(got.lengths, alone.lengths)
+        np.testing.assert_array_equal(got.shortest, alone.shortest)
+        steps = alone.trace["action"].shape[1]
+        assert steps <= n_steps and got.trace["action"].shape[1] == n_steps
+        for k, v in live_steps(alone, 4, steps).items():
+            np.testing.assert_array_equal(live_steps(got, 4, steps)[k], v, err_msg=k)
+    if env.terminate_on_goal:   # the kinds end at different steps alone
+        assert len({rollout(policy, env, r.goal_ids, r.seeds, 4, r.greedy, r.temperature, r.seed,
+                            record=True).trace["action"].shape[1] for r in kinds}) > 1
+
+
+def test_the_model_plays_batched_kinds_as_it_plays_them_alone(model_run):
+    """play_many (eval_dt's one batch of greedy and sampled, held-out and training goals): each
+    kind's episodes and live steps equal its own play's."""
+    model, _ = load_model(model_run["model_path"])
+    split = model_run["split"]
+    kinds = [Runs(split["held_out"], 1, greedy=True), Runs(split["held_out"], 3, greedy=False, seed=1),
+             Runs(split["train"][:3], 2, greedy=False, temperature=0.5, seed=4)]
+    for r, got in zip(kinds, play_many(model, ENV, kinds, 5, record=True)):
+        alone = play(model, ENV, r.goal_ids, r.seeds, 5, r.greedy, r.temperature, r.seed, record=True)
+        np.testing.assert_array_equal(got.returns, alone.returns)
+        np.testing.assert_array_equal(got.lengths, alone.lengths)
+        steps = alone.trace["action"].shape[1]
+        for k, v in live_steps(alone, 5, steps).items():
+            np.testing.assert_array_equal(live_steps(got, 5, steps)[k], v, err_msg=k)
 
 
 def test_retiring_finished_runs_changes_no_run(model_run):
