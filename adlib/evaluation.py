@@ -343,7 +343,8 @@ def group_report(played: dict[str, PlayResult], env_cfg: EnvConfig, eval_cfg: Ev
     metrics: dict = {}
     curves: dict[str, np.ndarray] = {}
     for mode, res in played.items():
-        seeds = len(res.goal_ids) // len(goals)
+        seeds = 1 if mode == "greedy" else eval_cfg.seeds
+        assert len(res.goal_ids) == len(goals) * seeds, (mode, len(res.goal_ids), len(goals), seeds)
         metrics[mode] = summarize(res, seeds, env_cfg)
         curves[f"ad_{mode}"] = res.returns.mean(0)
         if seeds > 1:   # [goals x seeds, E] -> per-seed curves (each a mean over goals) -> std

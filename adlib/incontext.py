@@ -11,7 +11,8 @@ tokens every ``seq_len - keep + 1`` steps.
 Runs that have played all their episodes leave the batch (:meth:`ContextPlayer.retire`): in
 eval_dt's sampled play the median run is done after a quarter of the slowest one's steps, and
 the model's work scales with the batch. They keep stepping in the lockstep env with zero logits
-(uniform actions); those steps are past their last episode and never counted.
+(action 0 when greedy, uniform when sampled): those steps are past their last episode, never
+counted, and not the model's actions.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def keep_on_refill(seq_len: int) -> int:
 class ContextPlayer:
     """Holds the transitions of N lockstep envs and produces action logits with a KV cache.
 
-    Its methods take and return all N runs; only the runs in ``rows`` (all at first, fewer once
-    finished runs are retired) are in the cache, the history and the model's batch."""
+    :meth:`act_logits` and :meth:`record_outcome` take (and return) all N runs; only the runs in
+    ``rows`` (all at first, fewer once finished runs are retired) are in the cache, the history
+    ``hist`` and the model's batch."""
 
     def __init__(self, model: ADTransformer, n: int, max_steps: int, device: torch.device, use_cache: bool = True):
         self.model, self.cfg, self.n = model, model.cfg, n

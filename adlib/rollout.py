@@ -135,9 +135,10 @@ def rollout(policy: Policy, env_cfg: EnvConfig, goal_ids: list[int], seeds: int,
 
     ``on_action(action, reward)`` is called after every env step (a context player records
     the outcome there); ``on_live(live)`` before every step's policy, with ``live [N]`` True for
-    the runs that have not finished their episodes (a context player retires the others). With ``record``, every step
-    of every run is kept (``trace``; runs that finished early keep stepping in lockstep: their
-    steps have ``episode >= episodes``).
+    the runs that have not finished their episodes (a context player retires the others). With
+    ``record``, every step of every run is kept (``trace``; runs that finished early keep stepping
+    in lockstep: their steps have ``episode >= episodes`` and, under a context player, are not the
+    model's actions).
     Sampling uses its own seeded generator: runs are reproducible. With ``keyed``, every draw
     of run (goal g, seed j) is instead a counter-based hash of (``seed``, g, j, step)
     (:class:`Draws`): a run's randomness then does not depend on which other goals share the
@@ -159,6 +160,8 @@ def rollout_many(policy: Policy, env_cfg: EnvConfig, runs: list[Runs], episodes:
     ``runs[0]``'s first): one :class:`PlayResult` per kind, each what its own :func:`rollout`
     gives (its draws come from its own generator; its trace, when recorded, runs to the batch's
     last step)."""
+    if not runs:
+        return []
     device = torch.device(device)
     parts = [torch.tensor(r.goal_ids, dtype=torch.long).repeat_interleave(r.seeds) for r in runs]
     ids = torch.cat(parts)

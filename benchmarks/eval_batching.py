@@ -57,9 +57,11 @@ def run(model_path: str, split_path: str, episodes: int | None, repeats: int) ->
         played = play_groups(model, p.env, ev, groups, torch.device("cpu"))
         results["one"] = {(g, m): played[g][m] for g, m in kinds}
 
-    variants = {"four plays in turn, finished runs kept (eval_dt until 7715a5b)": in_turn(False),
-                "four plays in turn, finished runs retired": in_turn(True),
-                "one batch of all four kinds, retired (eval_dt now)": batched}
+    play_groups(model, p.env, dataclasses.replace(ev, episodes=min(ev.episodes, 5)), groups, torch.device("cpu"))  # warm-up
+    n = {2: "two", 4: "four"}.get(len(kinds), str(len(kinds)))
+    variants = {f"{n} plays in turn, finished runs kept (eval_dt until 7715a5b)": in_turn(False),
+                f"{n} plays in turn, finished runs retired": in_turn(True),
+                f"one batch of all {n} kinds, retired (eval_dt now)": batched}
     names = list(variants)
     secs: dict[str, list[float]] = {k: [] for k in names}
     for r in range(repeats):
@@ -68,6 +70,7 @@ def run(model_path: str, split_path: str, episodes: int | None, repeats: int) ->
     same = all(np.array_equal(results["turnFalse"][k].returns, res[k].returns)
                and np.array_equal(results["turnFalse"][k].lengths, res[k].lengths)
                for res in results.values() for k in kinds)
+    fin = results["one"][(kinds[0][0], "sampled")].lengths.sum(1)   # [runs] lockstep steps each run played
     med = {k: median(v) for k, v in secs.items()}
     rows = [[k, f"{med[k]:.1f}", f"{min(secs[k]):.1f} - {max(secs[k]):.1f}", f"{med[names[0]] / med[k]:.2f}x"]
             for k in names]
@@ -80,9 +83,9 @@ def run(model_path: str, split_path: str, episodes: int | None, repeats: int) ->
         table(["variant", "wall s (median)", "range", "speed-up"], rows),
         "",
         f"Every run's returns and episode lengths identical in the three: **{'yes' if same else 'NO'}**. "
-        "In the sampled play the median run finishes its episodes after about a quarter of the slowest run's "
-        "lockstep steps; retired runs leave the model's batch, and one batch of all four kinds pays a step's "
-        "fixed cost (a few ms of small kernels and Python) once instead of four times.",
+        f"In the sampled play of the {kinds[0][0].replace('_', '-')} goals the median run finishes its episodes "
+        f"after {np.median(fin) / fin.max():.0%} of the slowest run's lockstep steps; retired runs leave the model's batch, and one batch of all {n} kinds pays a step's "
+        f"fixed cost (a few ms of small kernels and Python) once instead of {n} times.",
         "",
         f"Machine: {machine()}, process niceness {os.nice(0)}. Command: `python -m benchmarks.eval_batching"
         + (f" --episodes {episodes}" if episodes is not None else "")

@@ -212,8 +212,9 @@ def live_steps(res, episodes: int, steps: int) -> dict[str, np.ndarray]:
     return {k: np.where(live, v[:, :steps], -1) for k, v in res.trace.items()}
 
 
-@pytest.mark.parametrize("env", [ROOM9, dataclasses.replace(PAPER9, random_start=True)])
-def test_runs_batched_together_play_as_they_do_alone(env):
+@pytest.mark.parametrize("env,keyed", [(ROOM9, False), (dataclasses.replace(PAPER9, random_start=True), False),
+                                       (dataclasses.replace(ROOM9, random_start=True), True)])
+def test_runs_batched_together_play_as_they_do_alone(env, keyed):
     """rollout_many: each kind of runs (greedy / sampled, its own temperature and seed) gives what
     its own rollout gives, random starts included; a kind's trace runs on to the batch's last step."""
     kinds = [Runs([3, 40, 77], 1, greedy=True), Runs([3, 40], 4, greedy=False, temperature=0.5, seed=2),
@@ -222,10 +223,10 @@ def test_runs_batched_together_play_as_they_do_alone(env):
         toward = dr.optimal_actions(state.pos, dr.target(state)).float() * 2
         return toward + torch.stack([obs % 5, t % 3, (obs // 9) % 4, 0 * obs, obs % 2], -1).float() / 4
 
-    together = rollout_many(policy, env, kinds, 4, record=True)
+    together = rollout_many(policy, env, kinds, 4, record=True, keyed=keyed)
     n_steps = together[0].trace["action"].shape[1]
     for r, got in zip(kinds, together):
-        alone = rollout(policy, env, r.goal_ids, r.seeds, 4, r.greedy, r.temperature, r.seed, record=True)
+        alone = rollout(policy, env, r.goal_ids, r.seeds, 4, r.greedy, r.temperature, r.seed, record=True, keyed=keyed)
         np.testing.assert_array_equal(got.goal_ids, alone.goal_ids)
         np.testing.assert_array_equal(got.returns, alone.returns)
         np.testing.assert_array_equal(got.lengths, alone.lengths)
@@ -235,8 +236,9 @@ def test_runs_batched_together_play_as_they_do_alone(env):
         for k, v in live_steps(alone, 4, steps).items():
             np.testing.assert_array_equal(live_steps(got, 4, steps)[k], v, err_msg=k)
     if env.terminate_on_goal:   # the kinds end at different steps alone
-        assert len({rollout(policy, env, r.goal_ids, r.seeds, 4, r.greedy, r.temperature, r.seed,
-                            record=True).trace["action"].shape[1] for r in kinds}) > 1
+        assert len({rollout(policy, env, r.goal_ids, r.seeds, 4, r.greedy, r.temperature, r.seed, record=True,
+                            keyed=keyed).trace["action"].shape[1] for r in kinds}) > 1
+    assert rollout_many(policy, env, [], 4) == []
 
 
 def test_the_model_plays_batched_kinds_as_it_plays_them_alone(model_run):
@@ -261,9 +263,17 @@ def test_retiring_finished_runs_changes_no_run(model_run):
     the runs still playing are unchanged), and finished runs did leave early."""
     model, _ = load_model(model_run["model_path"])
     goals = model_run["split"]["held_out"]
+    batches: list[int] = []                     # the model's batch at every one-transition step
+    decode = model.decode
+    model.decode = lambda f, cache, first: batches.append(len(f["state"])) or decode(f, cache, first)
     for greedy in (False, True):
         kw = dict(env_cfg=ENV, goal_ids=goals, seeds=4, episodes=6, greedy=greedy, seed=3, record=True)
-        a, b = play(model, retire=True, **kw), play(model, retire=False, **kw)
+        batches.clear()
+        a = play(model, retire=True, **kw)
+        assert min(batches) < len(goals) * 4 == batches[0]           # finished runs left the batch
+        n_a = len(batches)
+        b = play(model, retire=False, **kw)
+        assert set(batches[n_a:]) == {len(goals) * 4}                 # ... and stay in it without retire
         np.testing.assert_array_equal(a.returns, b.returns)
         np.testing.assert_array_equal(a.lengths, b.lengths)
         live = b.episode_of_step < 6

@@ -290,15 +290,17 @@ def test_kv_cache_overflow_raises(layout):
             model.decode(col(f, 4), cache, first=False)
 
 
-def test_retired_runs_leave_the_batch_and_the_others_play_on_unchanged():
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("use_cache", (True, False))
+def test_retired_runs_leave_the_batch_and_the_others_play_on_unchanged(layout, use_cache):
     """ContextPlayer.retire drops finished runs (cache and history rows) once they are an eighth
     of the batch; the kept runs' logits equal those of a player that kept everyone, across
     window re-prefills, and the retired runs get zero logits."""
     seq_len, steps, B = 8, 30, 8
-    model = make_model("transition", seq_len=seq_len)
+    model = make_model(layout, seq_len=seq_len)
     f = random_seq(B, steps, seed=6)
-    ref, _ = drive(ContextPlayer(model, B, steps, torch.device("cpu")), f, steps)
-    player = ContextPlayer(model, B, steps, torch.device("cpu"))
+    ref, _ = drive(ContextPlayer(model, B, steps, torch.device("cpu"), use_cache), f, steps)
+    player = ContextPlayer(model, B, steps, torch.device("cpu"), use_cache)
     live = torch.ones(B, dtype=torch.bool)
     got, kept = [], []
     for i in range(steps):
@@ -312,7 +314,7 @@ def test_retired_runs_leave_the_batch_and_the_others_play_on_unchanged():
         got.append(player.act_logits(f["state"][:, i], f["t"][:, i], prev))
         player.record_outcome(f["action"][:, i], f["reward"][:, i].float())
     assert kept[4] == list(range(8)) and kept[5] == [0, 2, 3, 4, 5, 7] and kept[-1] == [0, 2, 4, 5, 7]
-    assert player.cache.k.shape[1] == 5 and player.hist["state"].shape[0] == 5
+    assert player.hist["state"].shape[0] == 5 and (not use_cache or player.cache.k.shape[1] == 5)
     for i, (a, b) in enumerate(zip(got, ref)):
         rows = torch.tensor(kept[i])
         torch.testing.assert_close(a[rows], b[rows], rtol=0, atol=1e-5, msg=f"step {i}")
