@@ -627,7 +627,7 @@ def test_eval_with_a_held_out_source_missing_fails_before_playing(runs, tmp_path
     goal = read_split(runs["A"] / "split.json")["held_out"][0]
     shutil.rmtree(sources / "shard_0" / f"goal_{goal:03d}")
     played = []
-    monkeypatch.setattr(R, "play", lambda *a, **k: played.append(1))   # must never be reached
+    monkeypatch.setattr(R, "play_many", lambda *a, **k: played.append(1))   # must never be reached
     with pytest.raises(DataError, match=rf"no source histories for goals \[{goal}\]"):
         evaluate_checkpoint(runs["A"] / "models" / "dt" / "model.pt", ENV, TINY.dt, TINY.eval,
                             read_split(runs["A"] / "split.json"), sources, 1, tmp_path / "eval.json",
