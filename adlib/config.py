@@ -347,23 +347,31 @@ def parse_section(cls: type, raw: Any, prefix: str, complete: bool = True) -> An
         what = "section" if dataclasses.is_dataclass(hints[missing[0]]) else "key"
         raise ParamError(f"{dot}{missing[0]}: missing {what}; params.yaml must set every key "
                          f"(a default in adlib/config.py is invisible to DVC)")
-    kwargs = {}
+    kwargs, errors = {}, []
     for name, value in raw.items():
-        f, typ, key = fields[name], hints[name], f"{dot}{name}"
-        if dataclasses.is_dataclass(typ):
-            kwargs[name] = parse_section(typ, value, key, complete)
-        elif typing.get_origin(typ) is tuple and typing.get_args(typ)[-1] is Ellipsis:
-            if not isinstance(value, (list, tuple)) or not value:
-                raise ParamError(f"{key} = {value!r}: must be a non-empty list of integers")
-            kwargs[name] = tuple(_check_scalar(f"{key}[{i}]", v, int, f) for i, v in enumerate(value))
-        elif typing.get_origin(typ) is tuple:
-            args = typing.get_args(typ)
-            if not isinstance(value, (list, tuple)) or len(value) != len(args):
-                raise ParamError(f"{key} = {value!r}: must be a list of {len(args)} numbers ({_allowed(f)})")
-            kwargs[name] = tuple(_check_scalar(f"{key}[{i}]", v, args[i], f) for i, v in enumerate(value))
-        else:
-            kwargs[name] = _check_scalar(key, value, typ, f)
+        try:
+            kwargs[name] = _parse_value(fields[name], hints[name], value, f"{dot}{name}", complete)
+        except ParamError as e:   # every bad value is reported, one per line, not only the first
+            errors.append(str(e))
+    if errors:
+        raise ParamError("\n".join(errors))
     return cls(**kwargs)
+
+
+def _parse_value(f: dataclasses.Field, typ: Any, value: Any, key: str, complete: bool) -> Any:
+    """One key's value checked against its field (a nested section, a list or a scalar)."""
+    if dataclasses.is_dataclass(typ):
+        return parse_section(typ, value, key, complete)
+    if typing.get_origin(typ) is tuple and typing.get_args(typ)[-1] is Ellipsis:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParamError(f"{key} = {value!r}: must be a non-empty list of integers")
+        return tuple(_check_scalar(f"{key}[{i}]", v, int, f) for i, v in enumerate(value))
+    if typing.get_origin(typ) is tuple:
+        args = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ParamError(f"{key} = {value!r}: must be a list of {len(args)} numbers ({_allowed(f)})")
+        return tuple(_check_scalar(f"{key}[{i}]", v, args[i], f) for i, v in enumerate(value))
+    return _check_scalar(key, value, typ, f)
 
 
 def _check_env(env: EnvConfig) -> None:
@@ -504,7 +512,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         return parse_params(raw)
     except ParamError as e:
-        raise ParamError(f"{path}: {e}") from None
+        raise ParamError("\n".join(f"{path}: {line}" for line in str(e).splitlines())) from None
 
 
 def to_dict(cfg: Any) -> dict:

@@ -33,8 +33,8 @@ def prefer_sleeping_threads() -> None:
 
 
 def run_stage(main: Callable[[], object]) -> None:
-    """Run a stage's ``main``; a bad parameter (:class:`~adlib.config.ParamError`) prints one
-    line ``error: <message>`` to stderr, with no traceback, and exits with status 2.
+    """Run a stage's ``main``; bad parameters (:class:`~adlib.config.ParamError`) print one
+    line ``error: <message>`` per bad value to stderr, with no traceback, and exit with status 2.
 
     Stages call it from ``if __name__ == "__main__":`` and load params.yaml before importing
     torch or doing any work, so a bad parameter costs well under a second and writes nothing.
@@ -52,6 +52,7 @@ def run_stage(main: Callable[[], object]) -> None:
     try:
         main()
     except (ParamError, DataError, FileNotFoundError) as e:
-        line = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
-        print(f"error: {line}", file=sys.stderr)
+        parts = [part.strip() for part in str(e).splitlines() if part.strip()]
+        for line in parts if isinstance(e, ParamError) else [" ".join(parts)]:   # one line per bad value
+            print(f"error: {line}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ParamError) else 1)

@@ -164,6 +164,18 @@ def test_bad_param_raises_param_error_naming_key(raw, key):
     assert key in str(e.value), str(e.value)
 
 
+def test_every_bad_value_is_named_not_only_the_first():
+    """Bad values in two sections and a nested one: one line each, in params.yaml's order."""
+    raw = with_("eval.seeds", 0)
+    raw["eval"]["episodes"] = -3
+    raw["dataset"]["noise"]["eps_start"] = 2.0
+    with pytest.raises(ParamError) as e:
+        parse_params(raw)
+    lines = str(e.value).splitlines()
+    assert [ln.split(" = ")[0] for ln in lines] == ["dataset.noise.eps_start", "eval.episodes", "eval.seeds"], lines
+    assert lines[1] == "eval.episodes = -3: out of range, must be >= 1 and <= 1000000", lines
+
+
 def test_int_given_for_float_is_accepted_as_float():
     p = parse_params(with_("source.gamma", 1))
     assert p.source.gamma == 1.0 and isinstance(p.source.gamma, float)

@@ -234,6 +234,19 @@ def test_stage_with_bad_param_fails_fast_with_one_line_and_no_output(tmp_path, s
     assert listing(tmp_path) == ["params.yaml"]               # nothing written, not even a folder
 
 
+def test_a_stage_names_every_bad_value_one_line_each(tmp_path):
+    params = bad_params(tmp_path, "eval.seeds", 0)
+    raw = yaml.safe_load(params.read_text())
+    raw["eval"]["episodes"] = -3
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = python(["-m", "stages.eval_dt", "--params", str(params), *stage_args("eval_dt", tmp_path)], timeout=60)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert lines == [f"error: {params}: eval.episodes = -3: out of range, must be >= 1 and <= 1000000",
+                     f"error: {params}: eval.seeds = 0: out of range, must be >= 1 and <= 10000"], lines
+    assert listing(tmp_path) == ["params.yaml"]
+
+
 def test_stage_with_bad_shard_or_missing_params_file_fails_with_one_line(tmp_path):
     params = write_params(tmp_path / "params.yaml")           # valid; source.shards = [0]
     args = stage_args("train_source_agents", tmp_path)
