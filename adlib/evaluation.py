@@ -321,13 +321,18 @@ def variant_name(env_cfg: EnvConfig) -> str:
     return "original: terminate on goal" if env_cfg.terminate_on_goal else "paper: no termination"
 
 
+def runs_per_goal(mode: str, eval_cfg: EvalConfig) -> int:
+    """eval_dt's runs per goal: one greedy (greedy play is deterministic), ``eval.seeds`` sampled."""
+    return 1 if mode == "greedy" else eval_cfg.seeds
+
+
 def play_groups(model: torch.nn.Module, env_cfg: EnvConfig, eval_cfg: EvalConfig, groups: dict[str, list[int]],
                 device: torch.device) -> dict[str, dict[str, PlayResult]]:
-    """AD from an empty context on every group of goals (held-out, training), greedy (one run
-    per goal: greedy play is deterministic) and sampled (``eval_cfg.seeds`` runs per goal), all
-    in one batch of the model (:func:`adlib.incontext.play_many`): ``{group: {mode: result}}``."""
+    """AD from an empty context on every group of goals (held-out, training), greedy and sampled
+    (:func:`runs_per_goal`), all in one batch of the model (:func:`adlib.incontext.play_many`):
+    ``{group: {mode: result}}``."""
     kinds = [(group, mode) for group, goals in groups.items() if goals for mode in ("greedy", "sampled")]
-    runs = [Runs(groups[group], 1 if mode == "greedy" else eval_cfg.seeds, greedy=mode == "greedy",
+    runs = [Runs(groups[group], runs_per_goal(mode, eval_cfg), greedy=mode == "greedy",
                  temperature=eval_cfg.temperature, seed=eval_cfg.seed) for group, mode in kinds]
     played: dict[str, dict[str, PlayResult]] = {}
     for (group, mode), res in zip(kinds, play_many(model, env_cfg, runs, eval_cfg.episodes, device, progress="eval_dt")):
@@ -343,7 +348,7 @@ def group_report(played: dict[str, PlayResult], env_cfg: EnvConfig, eval_cfg: Ev
     metrics: dict = {}
     curves: dict[str, np.ndarray] = {}
     for mode, res in played.items():
-        seeds = 1 if mode == "greedy" else eval_cfg.seeds
+        seeds = runs_per_goal(mode, eval_cfg)
         assert len(res.goal_ids) == len(goals) * seeds, (mode, len(res.goal_ids), len(goals), seeds)
         metrics[mode] = summarize(res, seeds, env_cfg)
         curves[f"ad_{mode}"] = res.returns.mean(0)

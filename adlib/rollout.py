@@ -170,15 +170,14 @@ def rollout_many(policy: Policy, env_cfg: EnvConfig, runs: list[Runs], episodes:
     goals = dr.tasks_in_use(env_cfg)[ids].to(device)
     draws = [Draws(len(p), r.seed, device, rng.run_keys(p, r.seeds).to(device) if keyed else None, env_cfg.random_start)
              for p, r in zip(parts, runs)]
-    starts = lambda k: torch.cat([d.start(k) for d in draws]) if env_cfg.random_start else None
+    joined = lambda parts: parts[0] if len(parts) == 1 else torch.cat(parts)   # one kind: no copy
+
+    def starts(k: int) -> torch.Tensor | None:                             # uniforms [N] of the random starts
+        return joined([d.start(k) for d in draws]) if env_cfg.random_start else None
 
     def choose(logits: torch.Tensor, k: int) -> torch.Tensor:             # [N, A] -> actions [N]
-        out = []
-        for r, d, a, b in zip(runs, draws, bounds, bounds[1:]):
-            x = logits[a:b]
-            if b > a:
-                out.append(x.argmax(-1) if r.greedy else d.action(torch.softmax(x / r.temperature, -1), k))
-        return out[0] if len(out) == 1 else torch.cat(out)
+        return joined([logits[a:b].argmax(-1) if r.greedy else d.action(torch.softmax(logits[a:b] / r.temperature, -1), k)
+                       for r, d, a, b in zip(runs, draws, bounds, bounds[1:]) if b > a])
 
     state, obs = dr.reset(env_cfg, goals, starts(-1))
     prev = {"prev_action": torch.full((N,), tokens.none_action(dr.N_ACTIONS), device=device),

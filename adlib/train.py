@@ -65,14 +65,11 @@ def evaluate_in_training(model: ADTransformer, env_cfg: EnvConfig, groups: list[
     """Per group of goals: first/last-10 return and success of the current model, from an empty
     context (sampled actions: AD imitates a stochastic learner; eval_dt reports greedy decoding
     as well). The groups play in one batch of the model, each with its own draws."""
-    runs = [Runs(goals, 1, greedy=False, seed=seed) for goals in groups]
-    out = []
-    for res in play_many(model, env_cfg, runs, episodes, device):
-        k = min(10, episodes)
-        out.append({"return_first10": float(res.returns[:, :k].mean()), "return_last10": float(res.returns[:, -k:].mean()),
-                    "success_first10": float(res.success[:, :k].mean()),
-                    "success_last10": float(res.success[:, -k:].mean())})
-    return out
+    k = min(10, episodes)
+    return [{"return_first10": float(res.returns[:, :k].mean()), "return_last10": float(res.returns[:, -k:].mean()),
+             "success_first10": float(res.success[:, :k].mean()), "success_last10": float(res.success[:, -k:].mean())}
+            for res in play_many(model, env_cfg, [Runs(goals, 1, greedy=False, seed=seed) for goals in groups],
+                                 episodes, device)]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from adlib.config import load_params
-from adlib.evaluation import play_groups
+from adlib.evaluation import play_groups, runs_per_goal
 from adlib.incontext import play
 from adlib.model import load_trained_model
 from adlib.tasks import read_split, spread
@@ -43,13 +43,13 @@ def run(model_path: str, split_path: str, episodes: int | None, repeats: int) ->
     model, _ = load_trained_model(model_path, p.env, p.dt, split)
     groups = {"held_out": list(split["held_out"]), "train_goals": spread(list(split["train"]), ev.train_goals)}
     kinds = [(g, mode) for g, goals in groups.items() if goals for mode in ("greedy", "sampled")]
-    n_runs = sum(len(groups[g]) * (1 if m == "greedy" else ev.seeds) for g, m in kinds)
+    n_runs = sum(len(groups[g]) * runs_per_goal(m, ev) for g, m in kinds)
     results: dict[str, dict] = {}
 
     def in_turn(retire: bool):
         def f() -> None:
             results[f"turn{retire}"] = {
-                (g, m): play(model, p.env, groups[g], 1 if m == "greedy" else ev.seeds, ev.episodes, greedy=m == "greedy",
+                (g, m): play(model, p.env, groups[g], runs_per_goal(m, ev), ev.episodes, greedy=m == "greedy",
                              temperature=ev.temperature, seed=ev.seed, retire=retire) for g, m in kinds}
         return f
 
