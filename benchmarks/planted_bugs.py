@@ -50,7 +50,7 @@ BUGS = (
         "found_before = np.cumsum(res.success, 1) - res.success > 0", "found_before = np.cumsum(res.success, 1) > 0",
         ("tests/test_eval.py", "tests/test_by_hand.py")),
     Bug("sampling temperature ignored", "adlib/rollout.py",
-        "torch.softmax(x / r.temperature, -1)", "torch.softmax(x, -1)",
+        "torch.softmax(logits[a:b] / r.temperature, -1)", "torch.softmax(logits[a:b], -1)",
         ("tests/test_by_hand.py", "tests/test_eval.py")),
     Bug("truncated step bootstraps from the future, not the cell reached", "adlib/a2c.py",
         "nextvalue = torch.where(truncated[k], final_values[k], future)", "nextvalue = future",
